@@ -1,0 +1,308 @@
+import type { Telemetry } from "../../schemas/telemetry.ts";
+import { WindowConfig, type WindowConfigInput } from "./config.ts";
+
+/** Identity of one process series (CONTRACT §1: host, component, name, pid, startedAt). */
+export interface SeriesInfo {
+  slot: number;
+  host: string;
+  component: string;
+  name: string;
+  pid: number;
+  startedAt: number | undefined;
+  /** Earliest event time seen for this series. */
+  firstTs: number;
+  /** Slot of the (host, component) stream it belongs to. */
+  stream: number;
+}
+
+/** What a host said about itself in its latest sample of a window. */
+export interface StreamSnapshot {
+  stream: number;
+  host: string;
+  component: string;
+  region: string;
+  cluster: string;
+  version: string;
+  vms: number | undefined;
+  totalBytes: number | undefined;
+  usedBytes: number | undefined;
+}
+
+/** One closed event-time window: a robust aggregate per process series that had samples in it. */
+export interface ClosedWindow {
+  start: number;
+  end: number;
+  /** Series first seen in this window, announced before their first point. */
+  newSeries: SeriesInfo[];
+  /** Per-point series slot, aggregate bytes (median of the window's samples) and sample count. */
+  slots: number[];
+  values: number[];
+  counts: number[];
+  /** Streams that reported in this window, with their latest attributes. */
+  streams: StreamSnapshot[];
+  /** Series ended at this window's close: idle for too long. Their slots may be reused later. */
+  ended: number[];
+}
+
+export interface WindowStats {
+  accepted: number;
+  duplicates: number;
+  late: number;
+  samples: number;
+}
+
+interface Stream {
+  slot: number;
+  host: string;
+  component: string;
+  /** Process identity (name, pid, startedAt) → series slot. */
+  procs: Map<string, number>;
+  /** The last few sample timestamps, to drop duplicates. */
+  recentTs: number[];
+  recentPos: number;
+}
+
+interface OpenWindow {
+  start: number;
+  values: Map<number, number[]>;
+  /** Per stream: its latest sample's attributes within this window, and that sample's ts. */
+  streams: Map<number, { ts: number; snapshot: StreamSnapshot }>;
+}
+
+const DEDUP_DEPTH = 8;
+
+/**
+ * Pure, synchronous core of the event-time windowing: feed messages in arrival order with
+ * `push`, collect closed windows from its return value, and `flush` at end of input.
+ * A window closes when the watermark (newest event time − allowed lateness) passes its end;
+ * samples for closed windows are late (counted, dropped); repeated (host, component, ts)
+ * samples are duplicates (counted, dropped). The output depends only on the set of messages
+ * as long as none is later than the allowed lateness.
+ */
+export class WindowCore {
+  readonly config: WindowConfig;
+  readonly stats: WindowStats = { accepted: 0, duplicates: 0, late: 0, samples: 0 };
+  private readonly streams = new Map<string, Stream>();
+  private readonly streamList: Stream[] = [];
+  private readonly series: (SeriesInfo | undefined)[] = [];
+  /** Start of the last closed window in which each series had a point. */
+  private readonly lastWindow: number[] = [];
+  private readonly announced: boolean[] = [];
+  private readonly freeSlots: number[] = [];
+  private readonly open = new Map<number, OpenWindow>();
+  private maxTs = Number.NEGATIVE_INFINITY;
+  /** Every window ending at or before this is closed. */
+  private closedUpTo = Number.NEGATIVE_INFINITY;
+  private liveSeries = 0;
+
+  constructor(config: WindowConfigInput = {}) {
+    this.config = WindowConfig.parse(config);
+  }
+
+  get trackedSeries(): number {
+    return this.liveSeries;
+  }
+
+  seriesInfo(slot: number): SeriesInfo | undefined {
+    return this.series[slot];
+  }
+
+  /** Accepts one message; returns the windows this message's event time closed (often none). */
+  push(msg: Telemetry, out: ClosedWindow[] = []): ClosedWindow[] {
+    const ts = msg.ts;
+    const { windowMs } = this.config;
+    const start = ts - (ts % windowMs);
+    if (start + windowMs <= this.closedUpTo) {
+      this.stats.late++;
+      return out;
+    }
+    const stream = this.streamOf(msg);
+    if (stream.recentTs.includes(ts)) {
+      this.stats.duplicates++;
+      return out;
+    }
+    stream.recentTs[stream.recentPos] = ts;
+    stream.recentPos = (stream.recentPos + 1) % DEDUP_DEPTH;
+    this.stats.accepted++;
+
+    let win = this.open.get(start);
+    if (win === undefined) {
+      win = { start, values: new Map(), streams: new Map() };
+      this.open.set(start, win);
+    }
+    const latest = win.streams.get(stream.slot);
+    if (latest === undefined) win.streams.set(stream.slot, { ts, snapshot: snapshotOf(stream, msg) });
+    else if (ts > latest.ts) {
+      latest.ts = ts;
+      latest.snapshot = snapshotOf(stream, msg);
+    }
+
+    const procs = msg.processes;
+    for (let i = 0; i < procs.length; i++) {
+      const p = procs[i]!;
+      const key = `${p.name}\u0001${p.pid}\u0001${p.startedAt ?? ""}`;
+      let slot = stream.procs.get(key);
+      if (slot === undefined) {
+        slot = this.newSeries(stream, p.name, p.pid, p.startedAt, ts);
+        stream.procs.set(key, slot);
+      } else if (ts < this.series[slot]!.firstTs) this.series[slot]!.firstTs = ts;
+      const vals = win.values.get(slot);
+      if (vals === undefined) win.values.set(slot, [p.bytes]);
+      else vals.push(p.bytes);
+      this.stats.samples++;
+    }
+
+    if (ts > this.maxTs) {
+      this.maxTs = ts;
+      this.closeUpTo(ts - this.config.allowedLatenessMs, out);
+    }
+    return out;
+  }
+
+  /** Closes every open window (end of input). */
+  flush(out: ClosedWindow[] = []): ClosedWindow[] {
+    this.closeUpTo(Number.POSITIVE_INFINITY, out);
+    return out;
+  }
+
+  private closeUpTo(watermark: number, out: ClosedWindow[]): void {
+    const { windowMs } = this.config;
+    if (this.open.size === 0) return;
+    const due: number[] = [];
+    for (const start of this.open.keys()) if (start + windowMs <= watermark) due.push(start);
+    if (due.length === 0) return;
+    due.sort((a, b) => a - b);
+    for (const start of due) {
+      const win = this.open.get(start)!;
+      this.open.delete(start);
+      this.closedUpTo = Math.max(this.closedUpTo, start + windowMs);
+      out.push(this.emit(win));
+    }
+  }
+
+  private emit(win: OpenWindow): ClosedWindow {
+    const slotsSorted = [...win.values.keys()].sort((a, b) => a - b);
+    const slots: number[] = new Array(slotsSorted.length);
+    const values: number[] = new Array(slotsSorted.length);
+    const counts: number[] = new Array(slotsSorted.length);
+    const newSeries: SeriesInfo[] = [];
+    for (let i = 0; i < slotsSorted.length; i++) {
+      const slot = slotsSorted[i]!;
+      const vals = win.values.get(slot)!;
+      slots[i] = slot;
+      values[i] = robustCenter(vals);
+      counts[i] = vals.length;
+      this.lastWindow[slot] = win.start;
+      if (!this.announced[slot]) {
+        this.announced[slot] = true;
+        newSeries.push(this.series[slot]!);
+      }
+    }
+    const streams: StreamSnapshot[] = [];
+    for (const s of [...win.streams.keys()].sort((a, b) => a - b)) streams.push(win.streams.get(s)!.snapshot);
+    // A series with no point in the closed windows of the last idleEndMs is over. Decided from
+    // closed windows only, so the arrival order of samples does not change the outcome.
+    const ended: number[] = [];
+    const horizon = win.start + this.config.windowMs - this.config.idleEndMs;
+    for (let slot = 0; slot < this.series.length; slot++) {
+      const info = this.series[slot];
+      if (info === undefined || !this.announced[slot]) continue;
+      if (this.lastWindow[slot]! + this.config.windowMs > horizon) continue;
+      if (this.hasOpenSamples(slot)) continue;
+      ended.push(slot);
+      this.endSeries(info);
+    }
+    return {
+      start: win.start,
+      end: win.start + this.config.windowMs,
+      newSeries,
+      slots,
+      values,
+      counts,
+      streams,
+      ended,
+    };
+  }
+
+  private hasOpenSamples(slot: number): boolean {
+    for (const win of this.open.values()) if (win.values.has(slot)) return true;
+    return false;
+  }
+
+  private endSeries(info: SeriesInfo): void {
+    const stream = this.streamList[info.stream]!;
+    stream.procs.delete(`${info.name}\u0001${info.pid}\u0001${info.startedAt ?? ""}`);
+    this.series[info.slot] = undefined;
+    this.announced[info.slot] = false;
+    this.freeSlots.push(info.slot);
+    this.liveSeries--;
+  }
+
+  private newSeries(
+    stream: Stream,
+    name: string,
+    pid: number,
+    startedAt: number | undefined,
+    ts: number,
+  ): number {
+    const slot = this.freeSlots.length > 0 ? this.freeSlots.pop()! : this.series.length;
+    this.series[slot] = {
+      slot,
+      host: stream.host,
+      component: stream.component,
+      name,
+      pid,
+      startedAt,
+      firstTs: ts,
+      stream: stream.slot,
+    };
+    this.lastWindow[slot] = Number.POSITIVE_INFINITY;
+    this.announced[slot] = false;
+    this.liveSeries++;
+    return slot;
+  }
+
+  private streamOf(msg: Telemetry): Stream {
+    const key = `${msg.host}\u0001${msg.component}`;
+    let stream = this.streams.get(key);
+    if (stream === undefined) {
+      const slot = this.streamList.length;
+      stream = {
+        slot,
+        host: msg.host,
+        component: msg.component,
+        procs: new Map(),
+        recentTs: [],
+        recentPos: 0,
+      };
+      this.streams.set(key, stream);
+      this.streamList.push(stream);
+    }
+    return stream;
+  }
+}
+
+function snapshotOf(stream: Stream, msg: Telemetry): StreamSnapshot {
+  const attrs = msg.attrs;
+  return {
+    stream: stream.slot,
+    host: stream.host,
+    component: stream.component,
+    region: attrs?.region ?? "",
+    cluster: attrs?.cluster ?? "",
+    version: attrs?.version ?? "",
+    vms: msg.vms,
+    totalBytes: msg.hostMemory?.totalBytes,
+    usedBytes: msg.hostMemory?.usedBytes,
+  };
+}
+
+/** Median (mean of the middle two for even counts): robust to bursts and outliers within a window. */
+export function robustCenter(values: number[]): number {
+  const n = values.length;
+  if (n === 1) return values[0]!;
+  if (n === 2) return (values[0]! + values[1]!) / 2;
+  values.sort((a, b) => a - b);
+  const mid = n >> 1;
+  return n % 2 === 1 ? values[mid]! : (values[mid - 1]! + values[mid]!) / 2;
+}

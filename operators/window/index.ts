@@ -1,0 +1,47 @@
+import { Observable, type OperatorFunction } from "rxjs";
+import type { Telemetry } from "../../schemas/telemetry.ts";
+import type { WindowConfigInput } from "./config.ts";
+import { type ClosedWindow, WindowCore } from "./core.ts";
+
+export * from "./config.ts";
+export * from "./core.ts";
+
+/**
+ * Groups telemetry batches into event-time windows of per-process aggregates, with a
+ * watermark, allowed lateness and de-duplication. Emits each window once it closes, and the
+ * remaining open windows when the input completes. State lives in the subscription.
+ *
+ * @example
+ * telemetryBatches$.pipe(eventTimeWindows({ windowMs: 3_600_000 })).subscribe((w) => console.log(w.start));
+ */
+export function eventTimeWindows(
+  config: WindowConfigInput = {},
+  onCore?: (core: WindowCore) => void,
+): OperatorFunction<readonly Telemetry[], ClosedWindow> {
+  return (source) =>
+    new Observable<ClosedWindow>((subscriber) => {
+      const core = new WindowCore(config);
+      onCore?.(core);
+      const out: ClosedWindow[] = [];
+      const sub = source.subscribe({
+        next(batch) {
+          try {
+            for (const msg of batch) core.push(msg, out);
+          } catch (err) {
+            subscriber.error(err);
+            return;
+          }
+          for (const w of out) subscriber.next(w);
+          out.length = 0;
+        },
+        error(err) {
+          subscriber.error(err);
+        },
+        complete() {
+          for (const w of core.flush()) subscriber.next(w);
+          subscriber.complete();
+        },
+      });
+      return () => sub.unsubscribe();
+    });
+}

@@ -1,0 +1,159 @@
+import { Subject } from "rxjs";
+import { TestScheduler } from "rxjs/testing";
+import { describe, expect, it } from "vitest";
+import type { Telemetry } from "../../schemas/telemetry.ts";
+import { type ClosedWindow, eventTimeWindows, robustCenter, WindowCore } from "./index.ts";
+
+const H = 3_600_000;
+const M = 60_000;
+
+function sample(
+  ts: number,
+  bytes: number,
+  opts: Partial<{ host: string; pid: number; vms: number }> = {},
+): Telemetry {
+  return {
+    v: 1,
+    ts,
+    host: opts.host ?? "h1",
+    component: "c",
+    ...(opts.vms === undefined ? {} : { vms: opts.vms }),
+    processes: [{ pid: opts.pid ?? 1, name: "p", startedAt: 0, bytes }],
+  };
+}
+
+function run(messages: Telemetry[], config = {}): { windows: ClosedWindow[]; core: WindowCore } {
+  const core = new WindowCore(config);
+  const windows: ClosedWindow[] = [];
+  for (const m of messages) core.push(m, windows);
+  core.flush(windows);
+  return { windows, core };
+}
+
+/** Windows with slot numbers (which follow arrival order) replaced by series identity. */
+function canonical({ windows, core }: { windows: ClosedWindow[]; core: WindowCore }) {
+  const names = new Map<number, string>();
+  return windows.map((w) => {
+    for (const s of w.newSeries) names.set(s.slot, `${s.host}/${s.name}/${s.pid}@${s.firstTs}`);
+    const id = (slot: number) => names.get(slot) ?? String(core.seriesInfo(slot)?.host);
+    return {
+      start: w.start,
+      points: w.slots.map((slot, i) => [id(slot), w.values[i], w.counts[i]]).sort(),
+      streams: w.streams.map((s) => ({ ...s, stream: 0 })).sort((a, b) => a.host.localeCompare(b.host)),
+      ended: w.ended.map(id).sort(),
+    };
+  });
+}
+
+describe("WindowCore", () => {
+  it("aggregates each hour's samples per process with the median", () => {
+    const msgs = [0, 5, 10, 15].map((m, i) => sample(m * M, [100, 102, 5000, 101][i]!));
+    const { windows } = run(msgs);
+    expect(windows).toHaveLength(1);
+    expect(windows[0]!.values).toEqual([101.5]);
+    expect(windows[0]!.counts).toEqual([4]);
+    expect(windows[0]!.newSeries.map((s) => s.name)).toEqual(["p"]);
+  });
+
+  it("closes a window only when the watermark passes its end", () => {
+    const core = new WindowCore({ allowedLatenessMs: 10 * M });
+    const out: ClosedWindow[] = [];
+    core.push(sample(55 * M, 1), out);
+    core.push(sample(H + 5 * M, 1), out);
+    expect(out).toHaveLength(0);
+    core.push(sample(H + 10 * M, 1), out);
+    expect(out.map((w) => w.start)).toEqual([0]);
+  });
+
+  it("accepts samples up to the allowed lateness and counts later ones as late", () => {
+    const core = new WindowCore({ allowedLatenessMs: 10 * M });
+    const out: ClosedWindow[] = [];
+    core.push(sample(H + 5 * M, 10), out);
+    core.push(sample(58 * M, 20), out); // 7 min behind the newest: still counts
+    core.push(sample(H + 11 * M, 10), out); // closes hour 0
+    core.push(sample(59 * M, 30), out); // hour 0 is closed: late
+    core.flush(out);
+    expect(out[0]!.values).toEqual([20]);
+    expect(core.stats.late).toBe(1);
+  });
+
+  it("drops duplicates of the same (host, component, ts)", () => {
+    const { windows, core } = run([sample(0, 10), sample(0, 10), sample(5 * M, 20), sample(0, 10)]);
+    expect(windows[0]!.counts).toEqual([2]);
+    expect(core.stats.duplicates).toBe(2);
+  });
+
+  it("gives the same windows whatever the order within the allowed lateness", () => {
+    const msgs: Telemetry[] = [];
+    for (let t = 0; t < 6 * H; t += 5 * M) {
+      msgs.push(
+        sample(t, 1000 + (t / M) * 3, { host: "a" }),
+        sample(t + 7, 500, { host: "b", vms: t > 3 * H ? 3 : 2 }),
+      );
+    }
+    const base = run(msgs).windows;
+    // Swap neighbours a few positions apart: all displacements stay within 10 minutes.
+    const shuffled = [...msgs];
+    for (let i = 0; i + 3 < shuffled.length; i += 5) {
+      const tmp = shuffled[i]!;
+      shuffled[i] = shuffled[i + 3]!;
+      shuffled[i + 3] = tmp;
+    }
+    expect(canonical(run(shuffled))).toEqual(canonical(run(msgs)));
+    expect(base).toHaveLength(6);
+  });
+
+  it("ends a series that stays silent past idleEndMs and reuses its slot", () => {
+    const msgs = [sample(0, 1, { pid: 1 })];
+    for (let t = 5 * M; t < 6 * H; t += 5 * M) msgs.push(sample(t, 1, { pid: 2 }));
+    const { windows, core } = run(msgs, { idleEndMs: 2 * H });
+    const endedAt = windows.find((w) => w.ended.length > 0);
+    expect(endedAt?.start).toBe(2 * H);
+    expect(core.trackedSeries).toBe(1);
+  });
+
+  it("reports the stream's latest attributes within each window", () => {
+    const { windows } = run([
+      sample(0, 1, { vms: 2 }),
+      sample(30 * M, 1, { vms: 5 }),
+      sample(H, 1, { vms: 1 }),
+    ]);
+    expect(windows.map((w) => w.streams[0]!.vms)).toEqual([5, 1]);
+  });
+});
+
+describe("robustCenter", () => {
+  it.each([
+    [[5], 5],
+    [[1, 3], 2],
+    [[9, 1, 5], 5],
+    [[4, 1, 3, 100], 3.5],
+  ])("%j → %d", (vals, expected) => {
+    expect(robustCenter([...vals])).toBe(expected);
+  });
+});
+
+describe("eventTimeWindows operator", () => {
+  it("emits windows in virtual time and flushes on complete", () => {
+    new TestScheduler((a, b) => expect(a).toEqual(b)).run(({ cold, expectObservable }) => {
+      const input = cold("a-b-|", { a: [sample(0, 1)], b: [sample(H + 20 * M, 2)] });
+      const starts = input.pipe(eventTimeWindows());
+      const mapped = new Subject<number>();
+      starts.subscribe((w) => mapped.next(w.start));
+      expectObservable(input.pipe(eventTimeWindows()), "^").toBe("--a-(b|)", {
+        a: expect.objectContaining({ start: 0 }),
+        b: expect.objectContaining({ start: H }),
+      });
+    });
+  });
+
+  it("releases state on unsubscribe", () => {
+    const input = new Subject<Telemetry[]>();
+    const seen: number[] = [];
+    const sub = input.pipe(eventTimeWindows()).subscribe((w) => seen.push(w.start));
+    input.next([sample(0, 1)]);
+    sub.unsubscribe();
+    expect(input.observed).toBe(false);
+    expect(seen).toEqual([]);
+  });
+});
