@@ -1,0 +1,12 @@
+import { CliError } from "./main.ts";
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Parses "500ms", "30s", "5m", "1h", "2d" (or a bare number of ms) for a flag; CliError names the flag. */
+export function parseDurationMs(text: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
+  if (!m) throw new CliError(`${flag}: expected a duration like 30s, 5m, 1h or 2d (got "${text}")`);
+  const ms = Number(m[1]) * UNITS[m[2] ?? "ms"]!;
+  if (!Number.isFinite(ms)) throw new CliError(`${flag}: duration out of range (got "${text}")`);
+  return Math.round(ms);
+}

@@ -1,0 +1,37 @@
+import { z } from "zod";
+
+/** Process-level (RESIN level 2) leak detection on hourly per-process aggregates. */
+export const DetectConfig = z.strictObject({
+  /** Hourly levels kept per series for the pattern, breakout and shape checks. */
+  ringHours: z.number().int().min(8).max(256).default(48),
+  /** Shortest suspicious interval, in windows. */
+  minHours: z.number().int().min(1).default(3),
+  /** Growth over the interval must exceed this many level-noise units. */
+  sigmas: z.number().positive().default(5),
+  /** ... and at least this share of the process's size (log scale, 0.02 ≈ 2%). */
+  minRelGrowth: z.number().nonnegative().default(0.02),
+  /** Goodness of the linear fit over the interval. */
+  minR2: z.number().min(0).max(1).default(0.5),
+  /** A single hour may not carry more than this share of the growth, unless there are ≥ 2 jumps. */
+  maxStepShare: z.number().min(0).max(1).default(0.6),
+  /** An hourly change above this many noise units is a jump. */
+  jumpSigmas: z.number().positive().default(4),
+  /** Consecutive windows that must agree before a suspect opens. */
+  confirmWindows: z.number().int().min(1).default(2),
+  /** Fewest peers for the common-mode (fleet-wide) correction of a group. */
+  minPeers: z.number().int().min(2).default(5),
+  /** Series younger than this (since start) neither set the common mode nor start an interval. */
+  youngHours: z.number().nonnegative().default(1),
+  /** An open suspect with no new growth for this long resolves. */
+  quietHoursToResolve: z.number().positive().default(48),
+  /** Fewest hours between two update events of one suspect. */
+  updateEveryHours: z.number().positive().default(6),
+  /** Floor of the level noise (log scale). */
+  noiseFloor: z.number().positive().default(0.0015),
+  /** Half-life of the per-series noise estimate, in windows. */
+  noiseHalfLife: z.number().positive().default(48),
+  /** The level must break out above the highest level of this many hours before the interval. */
+  breakoutHours: z.number().int().nonnegative().default(24),
+});
+export type DetectConfig = z.infer<typeof DetectConfig>;
+export type DetectConfigInput = z.input<typeof DetectConfig>;

@@ -1,0 +1,185 @@
+import { type Observable, Subject } from "rxjs";
+import { map, mergeMap, share } from "rxjs/operators";
+import {
+  type BucketAnomalyConfigInput,
+  BucketAnomalyCore,
+  type BucketScore,
+} from "../operators/bucket-anomaly/index.ts";
+import { type BucketCounts, bucketize } from "../operators/bucketize/index.ts";
+import { type DeadLetter, type DecodeStats, decodeTelemetry } from "../operators/decode/index.ts";
+import {
+  type DetectConfigInput,
+  type Finding,
+  ProcessDetectCore,
+} from "../operators/process-detect/index.ts";
+import { type LifecycleConfigInput, SuspectLifecycle } from "../operators/suspect-lifecycle/index.ts";
+import {
+  type ClosedWindow,
+  eventTimeWindows,
+  type WindowConfigInput,
+  type WindowCore,
+  type WindowStats,
+} from "../operators/window/index.ts";
+import type { BucketEvidence, SuspectEvent } from "../schemas/suspect.ts";
+
+export interface DetectOptions {
+  window?: WindowConfigInput;
+  detect?: DetectConfigInput;
+  buckets?: BucketAnomalyConfigInput;
+  lifecycle?: LifecycleConfigInput;
+  /**
+   * "none": every process series is analysed (default; a component-level anomaly is attached as
+   * evidence when there is one). "bucket": RESIN's original gating, only hosts behind an
+   * anomalous bucket can open a suspect.
+   */
+  gate?: "none" | "bucket";
+}
+
+/** Counters of everything the pipeline saw, dropped or produced. */
+export interface PipelineStats {
+  decode: DecodeStats;
+  window: WindowStats;
+  windows: number;
+  trackedSeries: number;
+  openSuspects: number;
+  suspectEvents: number;
+}
+
+/** Everything one closed window produced. */
+export interface WindowResult {
+  window: ClosedWindow;
+  counts: BucketCounts[];
+  scores: BucketScore[];
+  events: SuspectEvent[];
+}
+
+/**
+ * The stages after windowing, as one synchronous step per closed window: level 1 (bucketize,
+ * bucket anomaly), level 2 (process-level detection), and the suspect lifecycle.
+ */
+export class DetectionStage {
+  private readonly process: ProcessDetectCore;
+  private readonly anomaly: BucketAnomalyCore;
+  private readonly lifecycle: SuspectLifecycle;
+  /** Recent anomalous buckets per component/process, newest last, kept for a day. */
+  private readonly recentAnomalies = new Map<string, BucketScore[]>();
+
+  constructor(
+    private readonly infoOf: WindowCore["seriesInfo"],
+    private readonly options: DetectOptions = {},
+  ) {
+    this.process = new ProcessDetectCore(options.detect);
+    this.anomaly = new BucketAnomalyCore(options.buckets);
+    this.lifecycle = new SuspectLifecycle(options.lifecycle);
+  }
+
+  get openSuspects(): number {
+    return this.lifecycle.open;
+  }
+
+  get stateBytesPerSeries(): number {
+    return this.process.stateBytesPerSeries();
+  }
+
+  step(w: ClosedWindow): WindowResult {
+    const counts = bucketize(w, (slot) => this.infoOf(slot) ?? w.newSeries.find((s) => s.slot === slot));
+    const scores = this.anomaly.score(counts);
+    this.remember(w.end, scores);
+    let findings = this.process.process(w);
+    if (this.options.gate === "bucket")
+      findings = findings.filter((f) => !f.flagged || this.bucketFor(f) !== undefined);
+    const events = this.lifecycle.step(
+      w.end,
+      findings,
+      w.ended,
+      (slot, now) => this.process.suspectHealth(slot, now),
+      (slot, on) => this.process.setSuspected(slot, on),
+      (f) => this.bucketFor(f),
+    );
+    return { window: w, counts, scores, events };
+  }
+
+  private remember(now: number, scores: readonly BucketScore[]): void {
+    for (const s of scores) {
+      if (!s.anomalous) continue;
+      const key = `${s.component}\u0001${s.process}`;
+      const list = this.recentAnomalies.get(key);
+      if (list === undefined) this.recentAnomalies.set(key, [s]);
+      else list.push(s);
+    }
+    for (const [key, list] of this.recentAnomalies) {
+      const fresh = list.filter((s) => now - s.start <= 24 * 3_600_000);
+      if (fresh.length === 0) this.recentAnomalies.delete(key);
+      else this.recentAnomalies.set(key, fresh);
+    }
+  }
+
+  /** The largest recent anomalous bucket of the finding's component that its process reached. */
+  private bucketFor(f: Finding): BucketEvidence | undefined {
+    const list = this.recentAnomalies.get(`${f.info.component}\u0001${f.info.name}`);
+    if (list === undefined) return undefined;
+    let best: BucketScore | undefined;
+    for (const s of list)
+      if (s.lowerBytes <= f.bytes && (best === undefined || s.lowerBytes > best.lowerBytes)) best = s;
+    return best === undefined
+      ? undefined
+      : { lowerBytes: best.lowerBytes, hosts: best.hosts, score: best.score };
+  }
+}
+
+export interface DetectGraph {
+  /** Suspect events, in event-time order (by window, then id). */
+  suspects: Observable<SuspectEvent>;
+  /** Every closed window's results (bucket counts and scores for the time-series sinks). */
+  windows: Observable<WindowResult>;
+  deadLetters: Observable<DeadLetter>;
+  stats: PipelineStats;
+}
+
+/**
+ * The detection graph, independent of where telemetry comes from (NATS, a file, the in-process
+ * simulator) and of where suspects go. Input: batches of NDJSON lines.
+ *
+ * @example
+ * const g = detectGraph(lineBatches$);
+ * g.suspects.subscribe((e) => console.log(JSON.stringify(e)));
+ */
+export function detectGraph(
+  lineBatches: Observable<readonly string[]>,
+  options: DetectOptions = {},
+): DetectGraph {
+  const dead = new Subject<DeadLetter>();
+  const stats: PipelineStats = {
+    decode: { decoded: 0, invalid: 0 },
+    window: { accepted: 0, duplicates: 0, late: 0, samples: 0 },
+    windows: 0,
+    trackedSeries: 0,
+    openSuspects: 0,
+    suspectEvents: 0,
+  };
+  let stage: DetectionStage | undefined;
+  let windowCore: WindowCore | undefined;
+  const windows = lineBatches.pipe(
+    decodeTelemetry(dead, stats.decode),
+    eventTimeWindows(options.window, (core) => {
+      windowCore = core;
+      stats.window = core.stats;
+      stage = new DetectionStage((slot) => core.seriesInfo(slot), options);
+    }),
+    map((w) => {
+      const result = stage!.step(w);
+      stats.windows++;
+      stats.trackedSeries = windowCore!.trackedSeries;
+      stats.openSuspects = stage!.openSuspects;
+      stats.suspectEvents += result.events.length;
+      return result;
+    }),
+    share(),
+  );
+  return {
+    suspects: windows.pipe(mergeMap((r) => r.events)),
+    windows,
+    deadLetters: dead.asObservable(),
+    stats,
+  };
+}
