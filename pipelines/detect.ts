@@ -93,7 +93,7 @@ export class DetectionStage {
       findings,
       w.ended,
       (slot, now) => this.process.suspectHealth(slot, now),
-      (slot, on) => this.process.setSuspected(slot, on),
+      (slot, on, start) => this.process.setSuspected(slot, on, start),
       (f) => this.bucketFor(f),
     );
     return { window: w, counts, scores, events };

@@ -24,16 +24,17 @@ export function classifyGrowth(levels: ArrayLike<number>, noise: number): Patter
   const rises = incs.filter((d) => d > 0).sort((a, b) => b - a);
   const positive = rises.reduce((a, b) => a + b, 0);
 
-  // Spike: one or two hours carry most of the rise, and each is far above the noise.
-  const top = (rises[0] ?? 0) + (rises[1] ?? 0);
-  if (
-    total > 0 &&
-    rises.length > 0 &&
-    top >= 0.6 * positive &&
-    (rises[0] ?? 0) > 4 * noise &&
-    incs.length >= 3
-  ) {
-    return { pattern: "spike", slopePerHour: total / (n - 1), flatShare: 1 - 2 / incs.length };
+  // Spike: one to three hours carry most of the rise, each far above the noise and the other hours.
+  if (total > 0 && incs.length >= 4) {
+    let top = 0;
+    for (let k = 0; k < Math.min(3, rises.length); k++) {
+      top += rises[k]!;
+      const rest = rises.slice(k + 1);
+      const typicalRest = rest.length > 0 ? rest[rest.length >> 1]! : 0;
+      if (rises[k]! < 5 * noise || rises[k]! < 4 * typicalRest) break;
+      if (top >= 0.6 * positive)
+        return { pattern: "spike", slopePerHour: total / (n - 1), flatShare: 1 - (k + 1) / incs.length };
+    }
   }
 
   // Flat hours: change within the noise, or small against the typical rise.
@@ -49,7 +50,7 @@ export function classifyGrowth(levels: ArrayLike<number>, noise: number): Patter
     let j = i;
     while (j < flat.length && flat[j] === isFlat) j++;
     if (!isFlat) growingRuns++;
-    else if (i > 0 && j < flat.length && j - i >= 2) flatRunsBetween++;
+    else if (i > 0 && j < flat.length && j - i >= 3) flatRunsBetween++;
     i = j;
   }
   const growingHours: number[] = [];
@@ -63,7 +64,15 @@ export function classifyGrowth(levels: ArrayLike<number>, noise: number): Patter
     }
   }
   const flatShare = flatCount / incs.length;
-  if (growingRuns >= 2 && flatRunsBetween >= 1 && flatShare >= 0.3) {
+  let flatRise = 0;
+  let growRise = 0;
+  for (let h = 0; h < incs.length; h++) {
+    if (flat[h]) flatRise += incs[h]!;
+    else growRise += incs[h]!;
+  }
+  const flatPace = flatRise / Math.max(1, flatCount);
+  const growPace = growRise / Math.max(1, incs.length - flatCount);
+  if (growingRuns >= 2 && flatRunsBetween >= 1 && flatShare >= 0.3 && growPace > 5 * Math.max(flatPace, 0)) {
     const slope =
       growingHours.length >= 2
         ? new SimpleLinearRegression(growingHours, growingLevels).slope

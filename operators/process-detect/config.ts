@@ -20,12 +20,20 @@ export const DetectConfig = z.strictObject({
   confirmWindows: z.number().int().min(1).default(2),
   /** Fewest peers for the common-mode (fleet-wide) correction of a group. */
   minPeers: z.number().int().min(2).default(5),
-  /** Series younger than this (since start) neither set the common mode nor start an interval. */
-  youngHours: z.number().nonnegative().default(1),
-  /** An open suspect with no new growth for this long resolves. */
-  quietHoursToResolve: z.number().positive().default(48),
-  /** Fewest hours between two update events of one suspect. */
-  updateEveryHours: z.number().positive().default(6),
+  /**
+   * Age (hours since the process started) below which a series is young: it is kept out of the
+   * peers' common mode, corrected by the learned warm-up of its component, and must keep its
+   * pace through the interval (a warm-up decelerates, a leak does not).
+   */
+  warmupHours: z.number().int().min(1).max(240).default(24),
+  /** Recent restarts remembered per component and hour of age for the warm-up profile. */
+  ageSamples: z.number().int().min(8).default(64),
+  /** Shortest interval for a young series. */
+  youngMinHours: z.number().int().min(2).default(6),
+  /** A young series' second half of the interval must grow at least this share of the first half. */
+  youngPace: z.number().min(0).max(1).default(0.6),
+  /** Older interval starts must be lower by this many level-noise units per hour to be chosen. */
+  driftAllowance: z.number().nonnegative().default(0.25),
   /** Floor of the level noise (log scale). */
   noiseFloor: z.number().positive().default(0.0015),
   /** Half-life of the per-series noise estimate, in windows. */

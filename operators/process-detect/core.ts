@@ -1,7 +1,9 @@
-import type { GrowthPattern, SuspectEvent } from "../../schemas/suspect.ts";
-import { KERNEL_COMPONENT } from "../../schemas/telemetry.ts";
+import { SimpleLinearRegression } from "ml-regression";
+import { median } from "../../lib/stats.ts";
+import type { GrowthPattern } from "../../schemas/suspect.ts";
 import { classifyGrowth } from "../pattern/core.ts";
 import type { ClosedWindow, SeriesInfo, StreamSnapshot } from "../window/core.ts";
+import { AgeProfiles } from "./age-profile.ts";
 import { DetectConfig, type DetectConfigInput } from "./config.ts";
 
 const HOUR = 3_600_000;
@@ -12,6 +14,7 @@ export interface Finding {
   info: SeriesInfo;
   /** Window end: the event time of the decision. */
   at: number;
+  /** Start of the suspicious interval. */
   start: number;
   severity: number;
   pattern: GrowthPattern;
@@ -21,76 +24,38 @@ export interface Finding {
   flagged: boolean;
 }
 
-type Columns = {
-  lastY: Float64Array;
-  lastMs: Float64Array;
-  z: Float64Array;
-  z0: Float64Array;
-  lastC: Float64Array;
-  noise: Float64Array;
-  runMax: Float64Array;
-  maxInc: Float64Array;
-  st: Float64Array;
-  sw: Float64Array;
-  stt: Float64Array;
-  stw: Float64Array;
-  sww: Float64Array;
-  t0Ms: Float64Array;
-  np: Int32Array;
-  nInc: Int32Array;
-  nJumps: Int32Array;
-  confirms: Int32Array;
-  fine: Int32Array;
-  coarse: Int32Array;
-  lastVms: Int32Array;
-  ringPos: Int32Array;
-  ringLen: Int32Array;
-  suspected: Uint8Array;
-};
+interface Verdict {
+  start: number;
+  severity: number;
+  pattern: GrowthPattern;
+  slopePerHour: number;
+}
 
-const FLOAT_COLS = [
-  "lastY",
-  "lastMs",
-  "z",
-  "z0",
-  "lastC",
-  "noise",
-  "runMax",
-  "maxInc",
-  "st",
-  "sw",
-  "stt",
-  "stw",
-  "sww",
-  "t0Ms",
-] as const;
-const INT_COLS = [
-  "np",
-  "nInc",
-  "nJumps",
-  "confirms",
-  "fine",
-  "coarse",
-  "lastVms",
-  "ringPos",
-  "ringLen",
-] as const;
+const FLOAT_COLS = ["lastY", "lastMs", "z", "lastC", "noise", "slope", "resetMs"] as const;
+const INT_COLS = ["confirms", "fine", "coarse", "lastVms", "ringPos", "ringLen"] as const;
+type Columns = Record<(typeof FLOAT_COLS)[number], Float64Array> &
+  Record<(typeof INT_COLS)[number], Int32Array> & { suspected: Uint8Array };
 
-/** Per-series state of an open suspect: kept only for the few series that are suspected. */
+/** Kept only for the few series that are suspected. */
 interface OpenSuspect {
+  start: number;
+  baseZ: number;
   maxZ: number;
   lastGrowthMs: number;
 }
 
 /**
  * RESIN's process-level detection, made robust for fleets with hard negatives, as a pure core
- * over closed hourly windows. Each series keeps a log-scale level corrected for its peers'
- * common movement (fleet-wide config changes, diurnal load shared by a region), a moving
- * suspicious interval that restarts at a new low or at a jump explained by a VM-count change,
- * running regression sums over the interval, a robust noise scale, and a short ring of levels.
- * A series is flagged when its interval's growth is significant against its own noise, large
- * enough, linear enough, not carried by a single step, breaks out above its recent history,
- * and is not a decelerating warm-up. State is columnar (typed arrays indexed by series slot).
+ * over closed hourly windows.
+ *
+ * Each series keeps a log-scale level corrected for its peers' common movement (fleet-wide
+ * config changes, diurnal load shared by a region) and for the warm-up that peers of the same
+ * age showed after their restarts, plus a robust noise scale and a ring of recent levels. The
+ * suspicious interval starts at the lowest level in the ring after the last reset (a restart,
+ * or a jump explained by a VM-count change), so it moves with the data as in RESIN. A series is
+ * flagged when the interval's growth is significant against its own noise, large enough, close
+ * to linear, not carried by a single step, breaks out above the levels before it, and is not a
+ * decelerating warm-up; twice in a row. State is columnar (typed arrays indexed by series slot).
  */
 export class ProcessDetectCore {
   readonly config: DetectConfig;
@@ -104,34 +69,43 @@ export class ProcessDetectCore {
   private readonly fineC: number[] = [];
   private readonly fineOf: number[] = [];
   private readonly coarseNoise: number[] = [];
+  private readonly ages: AgeProfiles;
   private readonly noiseDecay: number;
+  private readonly scratchT: number[] = [];
+  private readonly scratchZ: number[] = [];
 
   constructor(config: DetectConfigInput = {}) {
     this.config = DetectConfig.parse(config);
     this.noiseDecay = 1 - 0.5 ** (1 / this.config.noiseHalfLife);
+    this.ages = new AgeProfiles(this.config.warmupHours, this.config.ageSamples);
     this.grow(1024);
   }
 
-  /** Marks series as suspected (excluded from the common mode) or not; the lifecycle calls it. */
-  setSuspected(slot: number, suspected: boolean): void {
-    this.cols.suspected[slot] = suspected ? 1 : 0;
+  /** Marks a series as suspected (kept out of peer baselines) or not; the lifecycle calls it. */
+  setSuspected(slot: number, suspected: boolean, start = 0): void {
+    const c = this.cols;
+    c.suspected[slot] = suspected ? 1 : 0;
     if (suspected) {
-      if (!this.open.has(slot))
-        this.open.set(slot, { maxZ: this.cols.z[slot]!, lastGrowthMs: this.cols.lastMs[slot]! });
-    } else this.open.delete(slot);
+      const back = Math.min(Math.round((c.lastMs[slot]! - start) / HOUR), c.ringLen[slot]! - 1);
+      const baseZ = this.ringAt(slot, Math.max(0, back));
+      this.open.set(slot, { start, baseZ, maxZ: c.z[slot]!, lastGrowthMs: c.lastMs[slot]! + HOUR });
+    } else {
+      this.open.delete(slot);
+      // A resolved series starts over: its old growth is not evidence for a new suspect.
+      c.resetMs[slot] = c.lastMs[slot]!;
+    }
   }
 
   /** Hours since an open suspect last grew, and how far its level fell back (share of its growth). */
   suspectHealth(slot: number, now: number): { quietHours: number; fallback: number } | undefined {
     const s = this.open.get(slot);
     if (s === undefined) return undefined;
-    const c = this.cols;
-    const grown = s.maxZ - c.z0[slot]!;
-    const fallback = grown > 0 ? (s.maxZ - c.z[slot]!) / grown : 0;
+    const grown = s.maxZ - s.baseZ;
+    const fallback = grown > 0 ? (s.maxZ - this.cols.z[slot]!) / grown : 0;
     return { quietHours: (now - s.lastGrowthMs) / HOUR, fallback };
   }
 
-  /** Processes one closed window; returns a finding for each series that is flagged now. */
+  /** Processes one closed window; returns a finding for each series flagged now or already open. */
   process(w: ClosedWindow): Finding[] {
     const c = this.cols;
     const cfg = this.config;
@@ -149,46 +123,48 @@ export class ProcessDetectCore {
       const y = Math.log(Math.max(w.values[i]!, 1));
       ys[i] = y;
       if (c.lastMs[slot]! !== w.start - HOUR || c.suspected[slot] === 1) continue;
-      if (w.start - this.ageRef(slot) < cfg.youngHours * HOUR) continue;
+      if (w.start - this.ageRef(slot) < cfg.warmupHours * HOUR) continue;
       const d = y - c.lastY[slot]!;
       pushTo(fineD, c.fine[slot]!, d);
       pushTo(coarseD, c.coarse[slot]!, d);
     }
     const coarseMedian = new Map<number, number>();
     for (const [g, ds] of coarseD) if (ds.length >= cfg.minPeers) coarseMedian.set(g, median(ds));
-    const fineStep = new Map<number, number>();
     for (let g = 0; g < this.fineC.length; g++) {
       const ds = fineD.get(g);
-      let m: number | undefined;
-      if (ds !== undefined && ds.length >= cfg.minPeers) m = median(ds);
-      else m = coarseMedian.get(this.fineOf[g]!);
-      if (m !== undefined) {
-        this.fineC[g]! += m;
-        fineStep.set(g, m);
-      }
+      const m =
+        ds !== undefined && ds.length >= cfg.minPeers ? median(ds) : coarseMedian.get(this.fineOf[g]!);
+      if (m !== undefined) this.fineC[g]! += m;
     }
 
-    // Pass 2: per-series level, interval and decision.
+    // Pass 2: per-series level and decision.
     const findings: Finding[] = [];
     const noiseSeen = new Map<number, number[]>();
     for (let i = 0; i < n; i++) {
       const slot = w.slots[i]!;
       const info = this.infos[slot]!;
-      const stream = streams.get(info.stream);
-      const vms = stream?.vms ?? -1;
+      const vms = streams.get(info.stream)?.vms ?? -1;
       const y = ys[i]!;
       const g = c.fine[slot]!;
+      const ageHours = (w.start - this.ageRef(slot)) / HOUR;
       if (c.lastMs[slot]! < 0) {
         c.lastY[slot] = y;
         c.lastMs[slot] = w.start;
         c.lastC[slot] = this.fineC[g]!;
         c.lastVms[slot] = vms;
-        this.resetInterval(slot, w.start, 0);
-        this.pushRing(slot, 0);
+        c.resetMs[slot] = w.start;
+        this.pushRing(slot, 0, 1);
         continue;
       }
       const gapHours = Math.max(1, Math.round((w.start - c.lastMs[slot]!) / HOUR));
-      const e = y - c.lastY[slot]! - (this.fineC[g]! - c.lastC[slot]!);
+      let e = y - c.lastY[slot]! - (this.fineC[g]! - c.lastC[slot]!);
+      // Warm-up: what peers of the same age did after their restarts.
+      if (ageHours < cfg.warmupHours && gapHours === 1 && c.suspected[slot] !== 1) {
+        const age = Math.floor(ageHours);
+        const expected = this.ages.expected(c.coarse[slot]!, age);
+        this.ages.add(c.coarse[slot]!, age, e);
+        if (expected !== undefined) e -= expected;
+      }
       const z = c.z[slot]! + e;
       const prevVms = c.lastVms[slot]!;
       c.lastY[slot] = y;
@@ -198,55 +174,38 @@ export class ProcessDetectCore {
       c.z[slot] = z;
 
       const noiseE = Math.max(c.noise[slot]!, cfg.noiseFloor);
-      // Noise: deviation from the interval's trend, clipped so a leak or a jump cannot inflate it fast.
-      const slope = c.np[slot]! >= 4 ? this.slope(slot) : 0;
-      const dev = Math.min(Math.abs(e - slope * gapHours) / Math.sqrt(gapHours), 3 * noiseE);
-      c.noise[slot] = noiseE + this.noiseDecay * (dev - noiseE);
+      // A running mean while the series is new, an exponential average after.
+      const decay = Math.max(this.noiseDecay, 1 / (c.ringLen[slot]! + 1));
+      // Noise: deviation from the recent trend, clipped so a leak or a jump cannot inflate it fast.
+      const dev = Math.min(Math.abs(e - c.slope[slot]! * gapHours) / Math.sqrt(gapHours), 3 * noiseE);
+      c.noise[slot] = noiseE + decay * (dev - noiseE);
       pushTo(noiseSeen, c.coarse[slot]!, c.noise[slot]!);
       this.pushRing(slot, z, gapHours);
 
-      const jump = e > cfg.jumpSigmas * noiseE * 1.25;
-      const vmsUp = vms >= 0 && prevVms >= 0 && vms > prevVms;
-      const vmsDown = vms >= 0 && prevVms >= 0 && vms < prevVms;
-      const explained = (jump && vmsUp) || (e < -cfg.jumpSigmas * noiseE * 1.25 && vmsDown);
-      if (explained || z <= c.z0[slot]! || w.start - this.ageRef(slot) < cfg.youngHours * HOUR) {
-        if (c.suspected[slot] !== 1) this.resetInterval(slot, w.start, z);
-      } else {
-        const t = (w.start - c.t0Ms[slot]!) / HOUR;
-        const wv = z - c.z0[slot]!;
-        c.st[slot]! += t;
-        c.sw[slot]! += wv;
-        c.stt[slot]! += t * t;
-        c.stw[slot]! += t * wv;
-        c.sww[slot]! += wv * wv;
-        c.np[slot]! += 1;
-        if (e > 0) c.nInc[slot]! += 1;
-        if (jump) c.nJumps[slot]! += 1;
-        if (e > c.maxInc[slot]!) c.maxInc[slot] = e;
-        if (z > c.runMax[slot]!) c.runMax[slot] = z;
-      }
+      const jumpAt = cfg.jumpSigmas * noiseE * 1.25;
+      const explainedUp = e > jumpAt && vms >= 0 && prevVms >= 0 && vms > prevVms;
+      const explainedDown = e < -jumpAt && vms >= 0 && prevVms >= 0 && vms < prevVms;
+      if ((explainedUp || explainedDown) && c.suspected[slot] !== 1) c.resetMs[slot] = w.start;
 
       const openState = this.open.get(slot);
       const levelNoise = noiseE / Math.SQRT2;
-      if (openState !== undefined) {
-        if (z > openState.maxZ + levelNoise) {
-          openState.maxZ = z;
-          openState.lastGrowthMs = w.start + HOUR;
-        }
-        if (z > openState.maxZ) openState.maxZ = z;
+      if (openState !== undefined && z > openState.maxZ) {
+        if (z > openState.maxZ + levelNoise) openState.lastGrowthMs = w.start + HOUR;
+        openState.maxZ = z;
       }
-      const verdict = this.judge(slot, w.start, z, levelNoise);
+      const verdict = this.judge(slot, w.start, z, levelNoise, ageHours);
+      c.slope[slot] = verdict?.slopePerHour ?? c.slope[slot]! * 0.5;
       if (verdict === undefined) c.confirms[slot] = 0;
       else c.confirms[slot]! += 1;
       const flagged = verdict !== undefined && c.confirms[slot]! >= cfg.confirmWindows;
       if (!flagged && openState === undefined) continue;
-      const evidence = verdict ?? this.describe(slot, z, levelNoise);
+      const evidence = verdict ?? this.describe(slot, openState!.start, z, levelNoise);
       const bytes = w.values[i]!;
       findings.push({
         slot,
         info,
         at: w.end,
-        start: c.t0Ms[slot]!,
+        start: openState?.start ?? evidence.start,
         severity: evidence.severity,
         pattern: evidence.pattern,
         growthBytesPerHour: Math.round(evidence.slopePerHour * bytes),
@@ -259,104 +218,102 @@ export class ProcessDetectCore {
     return findings;
   }
 
-  /** Whether the series' current interval looks like a leak; undefined if not. */
-  private judge(slot: number, now: number, z: number, levelNoise: number) {
+  /** Whether the series' recent levels look like a leak; undefined if not. */
+  private judge(
+    slot: number,
+    now: number,
+    z: number,
+    levelNoise: number,
+    ageHours: number,
+  ): Verdict | undefined {
     const c = this.cols;
     const cfg = this.config;
-    const hours = (now - c.t0Ms[slot]!) / HOUR;
-    if (hours < cfg.minHours || c.np[slot]! < cfg.minHours) return undefined;
-    const growth = z - c.z0[slot]!;
-    const slope = this.slope(slot);
-    const fitGrowth = slope * hours;
-    const significant = Math.min(growth, fitGrowth);
-    if (significant < cfg.sigmas * levelNoise || fitGrowth < cfg.minRelGrowth) return undefined;
-    if (this.r2(slot) < cfg.minR2) return undefined;
-    if (z < c.runMax[slot]! - 2 * levelNoise) return undefined;
-    if (c.maxInc[slot]! > cfg.maxStepShare * growth && c.nJumps[slot]! < 2) return undefined;
-    if (!this.breaksOut(slot, now, z, levelNoise)) return undefined;
-    if (this.decelerates(slot, now, slope)) return undefined;
-    return this.describe(slot, z, levelNoise);
+    // The interval may reach back to the last reset, within the ring.
+    const maxBack = Math.min(c.ringLen[slot]! - 1, Math.floor((now - c.resetMs[slot]!) / HOUR));
+    if (maxBack < cfg.minHours) return undefined;
+    // Start at the lowest level, where older levels must be lower by a small drift allowance per
+    // hour to win: a noise dip long before a leak does not stretch the interval back to it.
+    const drift = Math.max(levelNoise * cfg.driftAllowance, 1e-4);
+    let minBack = 0;
+    let minZ = z;
+    let best = z;
+    for (let back = 1; back <= maxBack; back++) {
+      const v = this.ringAt(slot, back);
+      if (v + drift * back < best) {
+        best = v + drift * back;
+        minZ = v;
+        minBack = back;
+      }
+    }
+    const hours = minBack;
+    const growth = z - minZ;
+    if (hours < cfg.minHours || growth < cfg.sigmas * levelNoise || growth < cfg.minRelGrowth)
+      return undefined;
+
+    // Linear fit over the interval, the largest single rise, and jumps.
+    const ts = this.scratchT;
+    const zs = this.scratchZ;
+    ts.length = 0;
+    zs.length = 0;
+    let maxInc = 0;
+    let jumps = 0;
+    let prev = minZ;
+    const jumpAt = cfg.jumpSigmas * levelNoise * Math.SQRT2 * 1.25;
+    for (let back = hours; back >= 0; back--) {
+      const v = this.ringAt(slot, back);
+      ts.push(hours - back);
+      zs.push(v);
+      const inc = v - prev;
+      if (inc > maxInc) maxInc = inc;
+      if (inc > jumpAt) jumps++;
+      prev = v;
+    }
+    const fit = new SimpleLinearRegression(ts, zs);
+    const fitGrowth = fit.slope * hours;
+    if (fitGrowth < cfg.sigmas * levelNoise || fitGrowth < cfg.minRelGrowth) return undefined;
+    if (r2(ts, zs, fit.slope, fit.intercept) < cfg.minR2) return undefined;
+    if (maxInc > cfg.maxStepShare * growth && jumps < 2) return undefined;
+
+    // Break out above the levels just before the interval (diurnal peaks, sawtooth tops, bursts).
+    let maxBefore = Number.NEGATIVE_INFINITY;
+    const lastBefore = Math.min(maxBack, hours + cfg.breakoutHours);
+    for (let back = hours + 1; back <= lastBefore; back++)
+      maxBefore = Math.max(maxBefore, this.ringAt(slot, back));
+    if (z <= maxBefore + 2 * levelNoise) return undefined;
+
+    // A warm-up flattens out: for young series, the second half must keep most of the first half's pace.
+    if (ageHours - hours < cfg.warmupHours) {
+      if (hours < cfg.youngMinHours) return undefined;
+      const half = Math.floor(hours / 2);
+      const first = this.ringAt(slot, hours - half) - minZ;
+      const second = z - this.ringAt(slot, hours - half);
+      if (second < cfg.youngPace * first) return undefined;
+    }
+    return this.describe(slot, now - hours * HOUR, z, levelNoise, fit.slope);
   }
 
-  private describe(slot: number, z: number, levelNoise: number) {
+  private describe(slot: number, start: number, z: number, levelNoise: number, slope?: number): Verdict {
     const c = this.cols;
-    const levels = this.intervalLevels(slot);
+    const hours = Math.min(Math.round((c.lastMs[slot]! - start) / HOUR), c.ringLen[slot]! - 1);
+    const levels: number[] = [];
+    for (let back = hours; back >= 0; back--) levels.push(this.ringAt(slot, back));
     const shape = classifyGrowth(levels, Math.max(c.noise[slot]!, this.config.noiseFloor));
-    const hours = levels.length - 1;
-    const growth = z - c.z0[slot]!;
-    // RESIN's severity: growth against noise, share of increasing hours, duration, and size.
-    const incShare = c.np[slot]! > 0 ? c.nInc[slot]! / c.np[slot]! : 0;
+    const growth = z - (levels[0] ?? z);
+    let increasing = 0;
+    for (let k = 1; k < levels.length; k++) if (levels[k]! > levels[k - 1]!) increasing++;
+    // RESIN's severity terms: growth against noise, share of increasing hours, duration, size of the growth.
     const severity =
-      Math.min(growth / levelNoise, 100) / 5 + incShare + hours / 720 + sigmoid(growth * 10 - 1);
+      Math.min(growth / levelNoise, 100) / 5 +
+      increasing / Math.max(1, levels.length - 1) +
+      hours / 720 +
+      sigmoid(growth * 10 - 1);
+    const perHour = shape.pattern === "steady" && slope !== undefined ? slope : shape.slopePerHour;
     return {
+      start,
       severity: Math.round(severity * 100) / 100,
       pattern: shape.pattern,
-      slopePerHour: Math.max(0, shape.slopePerHour),
+      slopePerHour: Math.max(0, shape.pattern === "steady" ? perHour : growth / Math.max(1, hours)),
     };
-  }
-
-  /** The level must exceed the highest level seen in the hours just before the interval. */
-  private breaksOut(slot: number, now: number, z: number, levelNoise: number): boolean {
-    const c = this.cols;
-    const cfg = this.config;
-    const len = c.ringLen[slot]!;
-    const intervalHours = Math.round((now - c.t0Ms[slot]!) / HOUR);
-    let maxBefore = Number.NEGATIVE_INFINITY;
-    for (let back = intervalHours + 1; back <= Math.min(len - 1, intervalHours + cfg.breakoutHours); back++) {
-      const v = this.ringAt(slot, back);
-      if (v > maxBefore) maxBefore = v;
-    }
-    return maxBefore === Number.NEGATIVE_INFINITY || z > maxBefore + 2 * levelNoise;
-  }
-
-  /** A warm-up flattens out: the last third of the interval grows far slower than the whole. */
-  private decelerates(slot: number, now: number, slope: number): boolean {
-    const hours = Math.round((now - this.cols.t0Ms[slot]!) / HOUR);
-    if (hours < 6 || hours >= this.cols.ringLen[slot]!) return false;
-    const third = Math.max(2, Math.round(hours / 3));
-    const recent = (this.ringAt(slot, 0) - this.ringAt(slot, third)) / third;
-    const young = now - this.ageRef(slot) < (hours + 24) * HOUR;
-    return young && recent < 0.3 * slope;
-  }
-
-  private intervalLevels(slot: number): number[] {
-    const c = this.cols;
-    const hours = Math.min(Math.round((c.lastMs[slot]! - c.t0Ms[slot]!) / HOUR), c.ringLen[slot]! - 1);
-    const out: number[] = [];
-    for (let back = hours; back >= 0; back--) out.push(this.ringAt(slot, back));
-    return out;
-  }
-
-  private slope(slot: number): number {
-    const c = this.cols;
-    const n = c.np[slot]!;
-    const den = n * c.stt[slot]! - c.st[slot]! * c.st[slot]!;
-    return den > 0 ? (n * c.stw[slot]! - c.st[slot]! * c.sw[slot]!) / den : 0;
-  }
-
-  private r2(slot: number): number {
-    const c = this.cols;
-    const n = c.np[slot]!;
-    const sxy = n * c.stw[slot]! - c.st[slot]! * c.sw[slot]!;
-    const sxx = n * c.stt[slot]! - c.st[slot]! * c.st[slot]!;
-    const syy = n * c.sww[slot]! - c.sw[slot]! * c.sw[slot]!;
-    return sxx > 0 && syy > 0 ? (sxy * sxy) / (sxx * syy) : 0;
-  }
-
-  private resetInterval(slot: number, at: number, z: number): void {
-    const c = this.cols;
-    c.t0Ms[slot] = at;
-    c.z0[slot] = z;
-    c.runMax[slot] = z;
-    c.maxInc[slot] = 0;
-    c.st[slot] = 0;
-    c.sw[slot] = 0;
-    c.stt[slot] = 0;
-    c.stw[slot] = 0;
-    c.sww[slot] = 0;
-    c.np[slot] = 1;
-    c.nInc[slot] = 0;
-    c.nJumps[slot] = 0;
   }
 
   private ageRef(slot: number): number {
@@ -364,8 +321,8 @@ export class ProcessDetectCore {
     return info.startedAt ?? info.firstTs;
   }
 
-  /** Appends a level; missing hours in between repeat the previous level, so ring index = hours back. */
-  private pushRing(slot: number, z: number, gapHours = 1): void {
+  /** Appends a level; missing hours in between repeat it, so a ring index is hours back. */
+  private pushRing(slot: number, z: number, gapHours: number): void {
     const c = this.cols;
     const r = this.config.ringHours;
     const base = slot * r;
@@ -419,13 +376,11 @@ export class ProcessDetectCore {
 
   private grow(capacity: number): void {
     const old = this.cols as Columns | undefined;
-    const next = {} as Record<string, Float64Array | Int32Array | Uint8Array>;
+    const next: Record<string, Float64Array | Int32Array | Uint8Array> = {};
     for (const k of FLOAT_COLS) next[k] = new Float64Array(capacity);
     for (const k of INT_COLS) next[k] = new Int32Array(capacity);
     next.suspected = new Uint8Array(capacity);
-    if (old !== undefined)
-      for (const k of Object.keys(next))
-        (next[k] as Float64Array).set(old[k as keyof Columns] as Float64Array);
+    if (old !== undefined) for (const k of Object.keys(next)) next[k]!.set(old[k as keyof Columns]);
     const ring = new Float32Array(capacity * this.config.ringHours);
     ring.set(this.ring);
     this.ring = ring;
@@ -433,14 +388,25 @@ export class ProcessDetectCore {
     this.capacity = capacity;
   }
 
-  /** Live series and bytes of state per series (columns + ring), for the memory benchmark. */
+  /** Bytes of detector state per series slot (columns + ring). */
   stateBytesPerSeries(): number {
     return FLOAT_COLS.length * 8 + INT_COLS.length * 4 + 1 + this.config.ringHours * 4;
   }
+}
 
-  kindOf(info: SeriesInfo): "process" | "kernel" {
-    return info.component === KERNEL_COMPONENT ? "kernel" : "process";
+function r2(xs: number[], ys: number[], slope: number, intercept: number): number {
+  let mean = 0;
+  for (const y of ys) mean += y;
+  mean /= ys.length;
+  let ssTot = 0;
+  let ssRes = 0;
+  for (let i = 0; i < ys.length; i++) {
+    const d = ys[i]! - mean;
+    const r = ys[i]! - (intercept + slope * xs[i]!);
+    ssTot += d * d;
+    ssRes += r * r;
   }
+  return ssTot > 0 ? 1 - ssRes / ssTot : 0;
 }
 
 function pushTo(map: Map<number, number[]>, key: number, value: number): void {
@@ -449,15 +415,6 @@ function pushTo(map: Map<number, number[]>, key: number, value: number): void {
   else list.push(value);
 }
 
-function median(values: number[]): number {
-  values.sort((a, b) => a - b);
-  const n = values.length;
-  const mid = n >> 1;
-  return n % 2 === 1 ? values[mid]! : (values[mid - 1]! + values[mid]!) / 2;
-}
-
 function sigmoid(x: number): number {
   return 1 / (1 + Math.exp(-x));
 }
-
-export type { SuspectEvent };

@@ -49,7 +49,7 @@ export class SuspectLifecycle {
     findings: readonly Finding[],
     ended: readonly number[],
     health: HealthOf,
-    setSuspected: (slot: number, on: boolean) => void,
+    setSuspected: (slot: number, on: boolean, start?: number) => void,
     bucketFor: (f: Finding) => BucketEvidence | undefined = () => undefined,
   ): SuspectEvent[] {
     const cfg = this.config;
@@ -73,7 +73,7 @@ export class SuspectLifecycle {
         };
         this.tracked.set(f.slot, nt);
         this.openCount++;
-        setSuspected(f.slot, true);
+        setSuspected(f.slot, true, f.start);
         events.push(toEvent(nt, "open", f.at));
         continue;
       }
@@ -117,7 +117,7 @@ export class SuspectLifecycle {
     slot: number,
     t: Tracked,
     at: number,
-    setSuspected: (slot: number, on: boolean) => void,
+    setSuspected: (slot: number, on: boolean, start?: number) => void,
   ): SuspectEvent {
     this.tracked.delete(slot);
     this.resolvedAt.set(t.id, at);

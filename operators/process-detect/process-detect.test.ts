@@ -1,0 +1,104 @@
+import { describe, expect, it } from "vitest";
+import { replayLines } from "../../pipelines/replay.ts";
+import type { Telemetry } from "../../schemas/telemetry.ts";
+import { ProcessDetectCore } from "./core.ts";
+
+const H = 3_600_000;
+const STEP = 5 * 60_000;
+const T0 = 1767571200000;
+
+function rng(seed: number) {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 4294967296;
+  };
+}
+
+interface HostPlan {
+  leakFrom?: number;
+  leakPerHour?: number;
+  stepAt?: number;
+  restartAt?: number;
+  stairs?: boolean;
+}
+
+/** A small fleet: diurnal load shared by all hosts, per-host noise, and per-host plans. */
+function fleet(hosts: number, days: number, plans: Record<number, HostPlan>, seed = 1): string[][] {
+  const rand = rng(seed);
+  const gauss = () => (rand() + rand() + rand() + rand() - 2) * 0.866;
+  const bases = Array.from({ length: hosts }, () => 1e9 * (0.7 + 0.6 * rand()));
+  const batches: string[][] = [];
+  for (let t = T0; t < T0 + days * 24 * H; t += STEP) {
+    const batch: string[] = [];
+    const hour = (t - T0) / H;
+    for (let h = 0; h < hosts; h++) {
+      const plan = plans[h] ?? {};
+      const restarted = plan.restartAt !== undefined && hour >= plan.restartAt;
+      const startedAt = restarted ? T0 + plan.restartAt! * H : T0 - 10 * 24 * H;
+      let bytes = bases[h]! * (1 + 0.15 * Math.sin((2 * Math.PI * hour) / 24)) * (1 + 0.01 * gauss());
+      if (restarted) bytes *= 1 + 0.5 * (1 - Math.exp(-(hour - plan.restartAt!) / 2)) - 0.5;
+      if (plan.stepAt !== undefined && hour >= plan.stepAt) bytes *= 1.2;
+      if (plan.leakFrom !== undefined && hour >= plan.leakFrom) {
+        let leakHours = hour - plan.leakFrom;
+        if (plan.stairs) leakHours = Math.floor(leakHours / 10) * 4 + Math.min(leakHours % 10, 4);
+        bytes += plan.leakPerHour! * leakHours;
+      }
+      const msg: Telemetry = {
+        v: 1,
+        ts: t,
+        host: `h${h}`,
+        component: "svc",
+        attrs: { region: "r1" },
+        vms: 3,
+        processes: [
+          { pid: restarted ? 2000 + h : 1000 + h, name: "svc", startedAt, bytes: Math.round(bytes) },
+        ],
+      };
+      batch.push(JSON.stringify(msg));
+    }
+    batches.push(batch);
+  }
+  return batches;
+}
+
+describe("process-level detection", () => {
+  it("finds a steady leak under shared diurnal load, and nothing on the healthy hosts", async () => {
+    const plans: Record<number, HostPlan> = {
+      3: { leakFrom: 30, leakPerHour: 8e6 },
+      7: { stepAt: 36 },
+      9: { restartAt: 24 },
+    };
+    const { events } = await replayLines(fleet(20, 4, plans));
+    const opened = events.filter((e) => e.state === "open");
+    expect(opened.map((e) => e.host)).toEqual(["h3"]);
+    const e = opened[0]!;
+    expect(e.pattern).toBe("steady");
+    expect(e.kind).toBe("process");
+    expect(e.detectedAt - (T0 + 30 * H)).toBeLessThanOrEqual(12 * H);
+    expect(e.growthBytesPerHour).toBeGreaterThan(4e6);
+    expect(e.growthBytesPerHour).toBeLessThan(16e6);
+  });
+
+  it("classifies a stair leak", async () => {
+    const { events } = await replayLines(
+      fleet(20, 4, { 5: { leakFrom: 20, leakPerHour: 2e7, stairs: true } }, 3),
+    );
+    const opened = events.filter((e) => e.state === "open");
+    expect(opened.map((e) => e.host)).toEqual(["h5"]);
+  });
+
+  it("gives the same events for the same input", async () => {
+    const input = fleet(10, 3, { 2: { leakFrom: 20, leakPerHour: 1e7 } }, 5);
+    const a = await replayLines(input);
+    const b = await replayLines(input);
+    expect(a.events).toEqual(b.events);
+    expect(a.events.length).toBeGreaterThan(0);
+  });
+
+  it("keeps its per-series state small", () => {
+    expect(new ProcessDetectCore().stateBytesPerSeries()).toBeLessThanOrEqual(400);
+  });
+});
