@@ -31,10 +31,17 @@ interface Verdict {
   slopePerHour: number;
 }
 
-const FLOAT_COLS = ["lastY", "lastMs", "z", "lastC", "noise", "slope", "resetMs"] as const;
+/** Times need float64; levels and scales are fine in float32 (1e-7 relative). */
+const TIME_COLS = ["lastMs", "resetMs"] as const;
+const FLOAT_COLS = ["lastY", "z", "lastC", "noise", "slope"] as const;
 const INT_COLS = ["confirms", "fine", "coarse", "lastVms", "ringPos", "ringLen"] as const;
-type Columns = Record<(typeof FLOAT_COLS)[number], Float64Array> &
+type Columns = Record<(typeof TIME_COLS)[number], Float64Array> &
+  Record<(typeof FLOAT_COLS)[number], Float32Array> &
   Record<(typeof INT_COLS)[number], Int32Array> & { suspected: Uint8Array };
+
+/** Ring levels are stored as int16 steps of 1e-4 (log scale): ±3.27, i.e. up to 26× growth. */
+const RING_SCALE = 1e4;
+const RING_LIMIT = 32767;
 
 /** Kept only for the few series that are suspected. */
 interface OpenSuspect {
@@ -61,7 +68,7 @@ export class ProcessDetectCore {
   readonly config: DetectConfig;
   private capacity = 0;
   private cols!: Columns;
-  private ring = new Float32Array(0);
+  private ring = new Int16Array(0);
   private readonly infos: (SeriesInfo | undefined)[] = [];
   private readonly open = new Map<number, OpenSuspect>();
   private readonly fineIds = new Map<string, number>();
@@ -328,7 +335,10 @@ export class ProcessDetectCore {
     const base = slot * r;
     for (let k = 0; k < Math.min(gapHours, r); k++) {
       c.ringPos[slot] = (c.ringPos[slot]! + 1) % r;
-      this.ring[base + c.ringPos[slot]!] = z;
+      this.ring[base + c.ringPos[slot]!] = Math.max(
+        -RING_LIMIT,
+        Math.min(RING_LIMIT, Math.round(z * RING_SCALE)),
+      );
       if (c.ringLen[slot]! < r) c.ringLen[slot]! += 1;
     }
   }
@@ -336,12 +346,12 @@ export class ProcessDetectCore {
   /** The level `back` hours before the newest (0 = newest). */
   private ringAt(slot: number, back: number): number {
     const r = this.config.ringHours;
-    return this.ring[slot * r + ((this.cols.ringPos[slot]! - back + r * 4) % r)]!;
+    return this.ring[slot * r + ((this.cols.ringPos[slot]! - back + r * 4) % r)]! / RING_SCALE;
   }
 
   private addSeries(info: SeriesInfo, stream: StreamSnapshot | undefined): void {
     const slot = info.slot;
-    if (slot >= this.capacity) this.grow(Math.max(slot + 1, this.capacity * 2));
+    if (slot >= this.capacity) this.grow(Math.max(slot + 1, Math.ceil(this.capacity * 1.5)));
     this.infos[slot] = info;
     const coarseKey = `${info.component}\u0001${info.name}`;
     let coarse = this.coarseIds.get(coarseKey);
@@ -358,6 +368,7 @@ export class ProcessDetectCore {
       this.fineOf.push(coarse);
     }
     const c = this.cols;
+    for (const k of TIME_COLS) c[k][slot] = 0;
     for (const k of FLOAT_COLS) c[k][slot] = 0;
     for (const k of INT_COLS) c[k][slot] = 0;
     c.suspected[slot] = 0;
@@ -376,12 +387,13 @@ export class ProcessDetectCore {
 
   private grow(capacity: number): void {
     const old = this.cols as Columns | undefined;
-    const next: Record<string, Float64Array | Int32Array | Uint8Array> = {};
-    for (const k of FLOAT_COLS) next[k] = new Float64Array(capacity);
+    const next: Record<string, Float64Array | Float32Array | Int32Array | Uint8Array> = {};
+    for (const k of TIME_COLS) next[k] = new Float64Array(capacity);
+    for (const k of FLOAT_COLS) next[k] = new Float32Array(capacity);
     for (const k of INT_COLS) next[k] = new Int32Array(capacity);
     next.suspected = new Uint8Array(capacity);
     if (old !== undefined) for (const k of Object.keys(next)) next[k]!.set(old[k as keyof Columns]);
-    const ring = new Float32Array(capacity * this.config.ringHours);
+    const ring = new Int16Array(capacity * this.config.ringHours);
     ring.set(this.ring);
     this.ring = ring;
     this.cols = next as unknown as Columns;
@@ -390,7 +402,7 @@ export class ProcessDetectCore {
 
   /** Bytes of detector state per series slot (columns + ring). */
   stateBytesPerSeries(): number {
-    return FLOAT_COLS.length * 8 + INT_COLS.length * 4 + 1 + this.config.ringHours * 4;
+    return TIME_COLS.length * 8 + FLOAT_COLS.length * 4 + INT_COLS.length * 4 + 1 + this.config.ringHours * 2;
   }
 }
 

@@ -55,8 +55,10 @@ interface Stream {
   slot: number;
   host: string;
   component: string;
-  /** Process identity (name, pid, startedAt) → series slot. */
-  procs: Map<string, number>;
+  /** Series slots of this stream's live processes; looked up by a short scan (few per stream). */
+  slots: number[];
+  /** Identity key → slot, built only for streams with many processes (kernel pools). */
+  index: Map<string, number> | undefined;
   /** The last few sample timestamps, to drop duplicates. */
   recentTs: number[];
   recentPos: number;
@@ -70,6 +72,12 @@ interface OpenWindow {
 }
 
 const DEDUP_DEPTH = 8;
+/** Streams with more live processes than this get a hash index. */
+const INDEX_AFTER = 24;
+
+function identityKey(name: string, pid: number, startedAt: number | undefined): string {
+  return `${name}\u0001${pid}\u0001${startedAt ?? ""}`;
+}
 
 /**
  * Pure, synchronous core of the event-time windowing: feed messages in arrival order with
@@ -140,12 +148,9 @@ export class WindowCore {
     const procs = msg.processes;
     for (let i = 0; i < procs.length; i++) {
       const p = procs[i]!;
-      const key = `${p.name}\u0001${p.pid}\u0001${p.startedAt ?? ""}`;
-      let slot = stream.procs.get(key);
-      if (slot === undefined) {
-        slot = this.newSeries(stream, p.name, p.pid, p.startedAt, ts);
-        stream.procs.set(key, slot);
-      } else if (ts < this.series[slot]!.firstTs) this.series[slot]!.firstTs = ts;
+      let slot = this.findSeries(stream, p.name, p.pid, p.startedAt);
+      if (slot < 0) slot = this.newSeries(stream, p.name, p.pid, p.startedAt, ts);
+      else if (ts < this.series[slot]!.firstTs) this.series[slot]!.firstTs = ts;
       const vals = win.values.get(slot);
       if (vals === undefined) win.values.set(slot, [p.bytes]);
       else vals.push(p.bytes);
@@ -229,9 +234,21 @@ export class WindowCore {
     return false;
   }
 
+  private findSeries(stream: Stream, name: string, pid: number, startedAt: number | undefined): number {
+    if (stream.index !== undefined) return stream.index.get(identityKey(name, pid, startedAt)) ?? -1;
+    const slots = stream.slots;
+    for (let i = 0; i < slots.length; i++) {
+      const info = this.series[slots[i]!]!;
+      if (info.pid === pid && info.name === name && info.startedAt === startedAt) return slots[i]!;
+    }
+    return -1;
+  }
+
   private endSeries(info: SeriesInfo): void {
     const stream = this.streamList[info.stream]!;
-    stream.procs.delete(`${info.name}\u0001${info.pid}\u0001${info.startedAt ?? ""}`);
+    const at = stream.slots.indexOf(info.slot);
+    if (at >= 0) stream.slots.splice(at, 1);
+    stream.index?.delete(identityKey(info.name, info.pid, info.startedAt));
     this.series[info.slot] = undefined;
     this.announced[info.slot] = false;
     this.freeSlots.push(info.slot);
@@ -271,7 +288,8 @@ export class WindowCore {
         slot,
         host: msg.host,
         component: msg.component,
-        procs: new Map(),
+        slots: [],
+        index: undefined,
         recentTs: [],
         recentPos: 0,
       };
