@@ -1,0 +1,230 @@
+import { median } from "../stats.ts";
+import { type Detection, HOUR_MS, kindOfComponent } from "../types.ts";
+
+/** One process identity (host, component, name, pid, startedAt): a restart starts a new series. */
+export interface Series {
+  readonly idKey: string;
+  /** (host, component, name): what detections are reported on. */
+  readonly targetKey: string;
+  readonly host: string;
+  readonly component: string;
+  readonly name: string;
+  readonly pid: number;
+  readonly startedAt: number | undefined;
+  /** Each baseline's state for this series, at the baseline's slot. */
+  readonly state: unknown[];
+  lastTs: number;
+}
+
+/** One process sample as the streaming pass hands it to the baselines. */
+export interface Sample {
+  series: Series;
+  ts: number;
+  bytes: number;
+  /** totalBytes − usedBytes of the message's hostMemory, when present. */
+  hostFree: number | undefined;
+}
+
+/** A baseline detector: consumes samples in (roughly) time order, reports first firings per target. */
+export interface Baseline {
+  readonly name: string;
+  readonly rule: string;
+  /** Index of this baseline's state in Series.state; assigned by the SeriesRegistry. */
+  slot: number;
+  onSample(s: Sample): void;
+  /** The series ended (idle, or end of input): flush its open hour / pending evaluation. */
+  endSeries(series: Series): void;
+  detections(): Detection[];
+  /** Samples ignored because they arrived after their hour/slot was closed. */
+  readonly lateSamples: number;
+}
+
+export function identityKey(
+  host: string,
+  component: string,
+  name: string,
+  pid: number,
+  startedAt: number | undefined,
+): string {
+  return `${host}/${component}/${pid}/${startedAt ?? ""}/${name}`;
+}
+
+/**
+ * The live process series of the pass, shared by all baselines so that a sample costs one
+ * lookup. A series idle for `idleMs` of event time is ended (its state freed): restarts and
+ * departed hosts do not accumulate state.
+ */
+export class SeriesRegistry {
+  private readonly live = new Map<string, Series>();
+  private nextSweep = Number.NEGATIVE_INFINITY;
+
+  constructor(
+    private readonly baselines: readonly Baseline[],
+    private readonly idleMs = 7 * HOUR_MS,
+  ) {
+    baselines.forEach((b, i) => {
+      b.slot = i;
+    });
+  }
+
+  get size(): number {
+    return this.live.size;
+  }
+
+  get(
+    host: string,
+    component: string,
+    name: string,
+    pid: number,
+    startedAt: number | undefined,
+    targetKey: string,
+  ) {
+    const idKey = identityKey(host, component, name, pid, startedAt);
+    let s = this.live.get(idKey);
+    if (!s) {
+      s = {
+        idKey,
+        targetKey,
+        host,
+        component,
+        name,
+        pid,
+        startedAt,
+        state: [],
+        lastTs: Number.NEGATIVE_INFINITY,
+      };
+      this.live.set(idKey, s);
+    }
+    return s;
+  }
+
+  feed(series: Series, ts: number, bytes: number, hostFree: number | undefined): void {
+    if (ts >= this.nextSweep) this.sweep(ts);
+    if (ts > series.lastTs) series.lastTs = ts;
+    const sample: Sample = { series, ts, bytes, hostFree };
+    for (const b of this.baselines) b.onSample(sample);
+  }
+
+  private sweep(now: number): void {
+    if (Number.isFinite(this.nextSweep)) {
+      for (const [k, s] of this.live) {
+        if (s.lastTs < now - this.idleMs) {
+          for (const b of this.baselines) b.endSeries(s);
+          this.live.delete(k);
+        }
+      }
+    }
+    this.nextSweep = now + HOUR_MS;
+  }
+
+  /** Ends every live series (end of input). */
+  finish(): void {
+    for (const s of this.live.values()) for (const b of this.baselines) b.endSeries(s);
+    this.live.clear();
+  }
+}
+
+/** Keeps the first firing per target. */
+export class FirstFirings {
+  private readonly byTarget = new Map<string, Detection>();
+
+  fire(s: Series, at: number, note: string): void {
+    const prev = this.byTarget.get(s.targetKey);
+    if (prev && prev.detectedAt <= at) return;
+    this.byTarget.set(s.targetKey, {
+      host: s.host,
+      component: s.component,
+      process: s.name,
+      kind: kindOfComponent(s.component),
+      detectedAt: at,
+      pid: s.pid,
+      note,
+    });
+  }
+
+  has(targetKey: string): boolean {
+    return this.byTarget.has(targetKey);
+  }
+
+  list(): Detection[] {
+    return [...this.byTarget.values()];
+  }
+}
+
+/**
+ * Hourly mean of one series. Samples of a later hour close the current one (reported through
+ * `emit`); samples of an hour already closed are counted as late and ignored.
+ */
+export class HourlyMean {
+  hour = Number.NEGATIVE_INFINITY;
+  private sum = 0;
+  private count = 0;
+  late = 0;
+
+  /** Adds a sample; returns the closed hour's [hour, mean] when this sample starts a new hour. */
+  add(ts: number, bytes: number): [number, number] | null {
+    const h = Math.floor(ts / HOUR_MS);
+    if (h === this.hour) {
+      this.sum += bytes;
+      this.count++;
+      return null;
+    }
+    if (h < this.hour) {
+      this.late++;
+      return null;
+    }
+    const closed: [number, number] | null = this.count > 0 ? [this.hour, this.sum / this.count] : null;
+    this.hour = h;
+    this.sum = bytes;
+    this.count = 1;
+    return closed;
+  }
+
+  /** Closes the open hour (end of input). */
+  flush(): [number, number] | null {
+    if (this.count === 0) return null;
+    const closed: [number, number] = [this.hour, this.sum / this.count];
+    this.count = 0;
+    this.sum = 0;
+    return closed;
+  }
+}
+
+/**
+ * Median of a target's hourly means over the first `learnMs` after its first sample (all its
+ * identities together). Undefined until that period is over; learning state is then freed.
+ */
+export class FirstDayMedian {
+  private readonly learning = new Map<string, { until: number; hours: Map<number, [number, number]> }>();
+  private readonly learned = new Map<string, number>();
+
+  constructor(private readonly learnMs = 24 * HOUR_MS) {}
+
+  add(targetKey: string, ts: number, bytes: number): void {
+    if (this.learned.has(targetKey)) return;
+    let st = this.learning.get(targetKey);
+    if (!st) {
+      st = { until: ts + this.learnMs, hours: new Map() };
+      this.learning.set(targetKey, st);
+    }
+    if (ts >= st.until) {
+      const means = [...st.hours.values()].map(([sum, n]) => sum / n);
+      const m = median(means);
+      this.learning.delete(targetKey);
+      if (m !== null) this.learned.set(targetKey, m);
+      return;
+    }
+    const h = Math.floor(ts / HOUR_MS);
+    const acc = st.hours.get(h);
+    if (acc) {
+      acc[0] += bytes;
+      acc[1]++;
+    } else {
+      st.hours.set(h, [bytes, 1]);
+    }
+  }
+
+  get(targetKey: string): number | undefined {
+    return this.learned.get(targetKey);
+  }
+}

@@ -1,0 +1,108 @@
+// Small helpers for the eval tests: deterministic noise and NDJSON fixtures in temp dirs.
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { SuspectEvent } from "../schemas/suspect.ts";
+import type { TruthRecord } from "../schemas/truth.ts";
+import { HOUR_MS } from "./types.ts";
+
+export const MiB = 1024 * 1024;
+export const T0 = Date.UTC(2026, 0, 5);
+
+/** Deterministic uniform numbers in [0, 1). */
+export function lcg(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+export function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), "resin-eval-"));
+}
+
+export function writeNdjson(dir: string, name: string, rows: readonly (object | string)[]): string {
+  const path = join(dir, name);
+  writeFileSync(path, `${rows.map((r) => (typeof r === "string" ? r : JSON.stringify(r))).join("\n")}\n`);
+  return path;
+}
+
+export interface ProcSpec {
+  host: string;
+  component: string;
+  name: string;
+  /** Bytes at time t (ms). */
+  bytes: (t: number) => number;
+  /** pid at time t (a change is a restart). */
+  pid?: (t: number) => number;
+  startedAt?: (t: number) => number;
+}
+
+/** Telemetry lines, one per (host, component) per step, from t0 for `hours`. */
+export function telemetryRows(
+  procs: readonly ProcSpec[],
+  opts: { t0?: number; hours: number; stepMs?: number; hostTotal?: number },
+): object[] {
+  const t0 = opts.t0 ?? T0;
+  const step = opts.stepMs ?? 5 * 60_000;
+  const rows: object[] = [];
+  for (let t = t0; t < t0 + opts.hours * HOUR_MS; t += step) {
+    for (const p of procs) {
+      const bytes = Math.max(0, Math.round(p.bytes(t)));
+      const row: Record<string, unknown> = {
+        v: 1,
+        ts: t,
+        host: p.host,
+        component: p.component,
+        processes: [
+          {
+            pid: p.pid ? p.pid(t) : 100,
+            name: p.name,
+            startedAt: p.startedAt ? p.startedAt(t) : t0 - HOUR_MS,
+            bytes,
+          },
+        ],
+      };
+      if (opts.hostTotal !== undefined) {
+        row.hostMemory = {
+          totalBytes: opts.hostTotal,
+          usedBytes: Math.min(opts.hostTotal, bytes + 4096 * MiB),
+        };
+      }
+      rows.push(row);
+    }
+  }
+  return rows;
+}
+
+export function truth(over: Partial<TruthRecord> & Pick<TruthRecord, "host">): TruthRecord {
+  return {
+    component: "svc",
+    process: "svc",
+    kind: "process",
+    pattern: "steady",
+    startTs: T0,
+    ratePerHour: MiB,
+    ...over,
+  };
+}
+
+export function suspect(over: Partial<SuspectEvent> & Pick<SuspectEvent, "host">): SuspectEvent {
+  return {
+    v: 1,
+    id: `svc/${over.host}/${over.process ?? "svc"}`,
+    state: "open",
+    kind: "process",
+    component: "svc",
+    process: "svc",
+    pid: 100,
+    start: T0,
+    end: T0 + HOUR_MS,
+    detectedAt: T0 + HOUR_MS,
+    severity: 5,
+    pattern: "steady",
+    growthBytesPerHour: MiB,
+    ...over,
+  };
+}
