@@ -273,6 +273,15 @@ export class WindowCore {
       firstTs: ts,
       stream: stream.slot,
     };
+    stream.slots.push(slot);
+    if (stream.index !== undefined) stream.index.set(identityKey(name, pid, startedAt), slot);
+    else if (stream.slots.length > INDEX_AFTER) {
+      stream.index = new Map();
+      for (const s of stream.slots) {
+        const si = this.series[s]!;
+        stream.index.set(identityKey(si.name, si.pid, si.startedAt), s);
+      }
+    }
     this.lastWindow[slot] = Number.POSITIVE_INFINITY;
     this.announced[slot] = false;
     this.liveSeries++;
