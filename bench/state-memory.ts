@@ -30,7 +30,7 @@ export const stateMemoryBench: BenchSuite = {
     const procsPerHost = 5;
     const before = heapAfterGc();
     const core = new WindowCore();
-    const stage = new DetectionStage((slot) => core.seriesInfo(slot));
+    const stage = new DetectionStage();
     const t0 = 1767571200000;
     for (let t = t0; t < t0 + 4 * H; t += 5 * 60_000) {
       const out: ClosedWindow[] = [];

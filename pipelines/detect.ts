@@ -1,5 +1,6 @@
-import { type Observable, Subject } from "rxjs";
-import { map, mergeMap, share } from "rxjs/operators";
+import { type Observable, type OperatorFunction, Subject } from "rxjs";
+import { finalize, mergeMap, share } from "rxjs/operators";
+import { statefulMap } from "../lib/rx.ts";
 import {
   type BucketAnomalyConfigInput,
   BucketAnomalyCore,
@@ -64,10 +65,7 @@ export class DetectionStage {
   /** Recent anomalous buckets per component/process, newest last, kept for a day. */
   private readonly recentAnomalies = new Map<string, BucketScore[]>();
 
-  constructor(
-    private readonly infoOf: WindowCore["seriesInfo"],
-    private readonly options: DetectOptions = {},
-  ) {
+  constructor(private readonly options: DetectOptions = {}) {
     this.process = new ProcessDetectCore(options.detect);
     this.anomaly = new BucketAnomalyCore(options.buckets);
     this.lifecycle = new SuspectLifecycle(options.lifecycle);
@@ -82,10 +80,10 @@ export class DetectionStage {
   }
 
   step(w: ClosedWindow): WindowResult {
-    const counts = bucketize(w, (slot) => this.infoOf(slot) ?? w.newSeries.find((s) => s.slot === slot));
+    let findings = this.process.process(w);
+    const counts = bucketize(w, (slot) => this.process.infoOf(slot));
     const scores = this.anomaly.score(counts);
     this.remember(w.end, scores);
-    let findings = this.process.process(w);
     if (this.options.gate === "bucket")
       findings = findings.filter((f) => !f.flagged || this.bucketFor(f) !== undefined);
     const events = this.lifecycle.step(
@@ -96,6 +94,7 @@ export class DetectionStage {
       (slot, on, start) => this.process.setSuspected(slot, on, start),
       (f) => this.bucketFor(f),
     );
+    this.process.release(w);
     return { window: w, counts, scores, events };
   }
 
@@ -125,6 +124,26 @@ export class DetectionStage {
       ? undefined
       : { lowerBytes: best.lowerBytes, hosts: best.hosts, score: best.score };
   }
+}
+
+/**
+ * Level 1 + level 2 + lifecycle over closed windows; state per subscription.
+ *
+ * @example
+ * windows$.pipe(detectLeaks()).subscribe((r) => r.events.forEach((e) => console.log(e.id, e.state)));
+ */
+export function detectLeaks(
+  options: DetectOptions = {},
+  onResult?: (stage: DetectionStage, result: WindowResult) => void,
+): OperatorFunction<ClosedWindow, WindowResult> {
+  return statefulMap(
+    () => new DetectionStage(options),
+    (stage, w) => {
+      const result = stage.step(w);
+      onResult?.(stage, result);
+      return result;
+    },
+  );
 }
 
 export interface DetectGraph {
@@ -157,23 +176,20 @@ export function detectGraph(
     openSuspects: 0,
     suspectEvents: 0,
   };
-  let stage: DetectionStage | undefined;
   let windowCore: WindowCore | undefined;
   const windows = lineBatches.pipe(
     decodeTelemetry(dead, stats.decode),
     eventTimeWindows(options.window, (core) => {
       windowCore = core;
       stats.window = core.stats;
-      stage = new DetectionStage((slot) => core.seriesInfo(slot), options);
     }),
-    map((w) => {
-      const result = stage!.step(w);
+    detectLeaks(options, (stage, result) => {
       stats.windows++;
-      stats.trackedSeries = windowCore!.trackedSeries;
-      stats.openSuspects = stage!.openSuspects;
+      stats.trackedSeries = windowCore?.trackedSeries ?? 0;
+      stats.openSuspects = stage.openSuspects;
       stats.suspectEvents += result.events.length;
-      return result;
     }),
+    finalize(() => dead.complete()),
     share(),
   );
   return {

@@ -88,6 +88,11 @@ export class ProcessDetectCore {
     this.grow(1024);
   }
 
+  /** Identity of a live series (registered from the windows' newSeries). */
+  infoOf(slot: number): SeriesInfo | undefined {
+    return this.infos[slot];
+  }
+
   /** Marks a series as suspected (kept out of peer baselines) or not; the lifecycle calls it. */
   setSuspected(slot: number, suspected: boolean, start = 0): void {
     const c = this.cols;
@@ -221,8 +226,12 @@ export class ProcessDetectCore {
       });
     }
     for (const [g, values] of noiseSeen) this.coarseNoise[g] = median(values);
-    for (const slot of w.ended) this.removeSeries(slot);
     return findings;
+  }
+
+  /** Forgets the series that ended at a window; call after everything else used the window. */
+  release(w: ClosedWindow): void {
+    for (const slot of w.ended) this.removeSeries(slot);
   }
 
   /** Whether the series' recent levels look like a leak; undefined if not. */
