@@ -51,14 +51,25 @@ const leakFrom = (start: number, base: number, perHour: number) => (t: number) =
   base + (t > start ? ((t - start) / H) * perHour : 0);
 
 describe("helpers", () => {
-  it("HourlyMean closes an hour when the next starts and counts late samples", () => {
+  it("HourlyMean keeps an hour open for late samples during the grace period", () => {
     const m = new HourlyMean();
-    expect(m.add(T0, 10)).toBeNull();
-    expect(m.add(T0 + 30 * 60_000, 20)).toBeNull();
-    expect(m.add(T0 + H, 100)).toEqual([T0 / H, 15]);
-    expect(m.add(T0 + 10 * 60_000, 1)).toBeNull();
+    const out: [number, number][] = [];
+    m.add(T0, 10, out);
+    m.add(T0 + 30 * 60_000, 20, out);
+    m.add(T0 + H, 100, out); // next hour starts; hour 0 still open
+    m.add(T0 + 50 * 60_000, 30, out); // late but within grace: counted
+    expect(out).toEqual([]);
+    m.add(T0 + H + 15 * 60_000, 100, out); // grace over: hour 0 closes
+    expect(out).toEqual([[T0 / H, 20]]);
+    m.add(T0 + 40 * 60_000, 1, out); // too late
     expect(m.late).toBe(1);
-    expect(m.flush()).toEqual([T0 / H + 1, 100]);
+    m.add(T0 + 3 * H + 20 * 60_000, 7, out); // skips hour 2: hour 1 closes at once
+    expect(out).toEqual([
+      [T0 / H, 20],
+      [T0 / H + 1, 100],
+    ]);
+    m.flush(out);
+    expect(out[2]).toEqual([T0 / H + 3, 7]);
   });
 
   it("FirstDayMedian learns the median hourly mean of the first day", () => {

@@ -106,3 +106,64 @@ export function suspect(over: Partial<SuspectEvent> & Pick<SuspectEvent, "host">
     ...over,
   };
 }
+
+/** 6 hosts, 60 h: leaks on h1 (detected), h2 (missed) and h3 (restart mid-leak); resin also flags h0 (FP). */
+export function scenarioFixture(extraLines: string[] = []) {
+  const dir = tempDir();
+  const start = T0 + 30 * HOUR_MS;
+  const restart = T0 + 45 * HOUR_MS;
+  const procs = [0, 1, 2, 3, 4, 5].map((i) => {
+    const r = lcg(10 + i);
+    const leaky = i >= 1 && i <= 3;
+    return {
+      host: `h${i}`,
+      component: "svc",
+      name: "svc",
+      bytes: (t: number) => {
+        const base = 100 * MiB + (r() - 0.5) * 2 * MiB;
+        if (!leaky || t <= start) return base;
+        const from = i === 3 && t >= restart ? restart : start;
+        return base + ((t - from) / HOUR_MS) * 8 * MiB;
+      },
+      pid: (t: number) => (i === 3 && t >= restart ? 200 : 100),
+      startedAt: (t: number) => (i === 3 && t >= restart ? restart : T0 - HOUR_MS),
+    };
+  });
+  const rows: (object | string)[] = telemetryRows(procs, { hours: 60, hostTotal: 16 * 1024 * MiB });
+  rows.splice(10, 0, ...extraLines);
+  const telemetry = writeNdjson(dir, "telemetry.ndjson", rows);
+  const records = [1, 2, 3].map((i) =>
+    truth({ host: `h${i}`, startTs: start, ratePerHour: 8 * MiB, pattern: i === 2 ? "stair" : "steady" }),
+  );
+  records.push(
+    truth({
+      host: "k1",
+      component: "kernel",
+      process: "Pool",
+      kind: "kernel",
+      startTs: start,
+      ratePerHour: MiB,
+    }),
+  );
+  const truthPath = writeNdjson(dir, "truth.ndjson", records);
+  const events = [
+    suspect({ host: "h1", start, end: start + 4 * HOUR_MS, detectedAt: start + 4 * HOUR_MS }),
+    suspect({
+      host: "h1",
+      state: "update",
+      start,
+      end: start + 8 * HOUR_MS,
+      detectedAt: start + 8 * HOUR_MS,
+    }),
+    suspect({ host: "h3", start, end: start + 3 * HOUR_MS, detectedAt: start + 3 * HOUR_MS }),
+    suspect({
+      host: "h0",
+      start: T0 + 10 * HOUR_MS,
+      end: T0 + 20 * HOUR_MS,
+      detectedAt: T0 + 20 * HOUR_MS,
+      pattern: "spike",
+    }),
+  ];
+  const suspectsPath = writeNdjson(dir, "suspects.ndjson", events);
+  return { dir, telemetry, truthPath, suspectsPath, records, events, start, restart };
+}

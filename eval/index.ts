@@ -1,4 +1,3 @@
-import { detectFromFile } from "../pipelines/replay.ts";
 import type { SuspectEvent } from "../schemas/suspect.ts";
 import type { TruthRecord } from "../schemas/truth.ts";
 import type { Baseline } from "./baselines/common.ts";
@@ -71,6 +70,8 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalResult> {
     if (opts.telemetryPath === "-") {
       throw new Error("running the detector in-process needs a telemetry file, not stdin (or pass suspects)");
     }
+    // Loaded only when needed: evaluating a suspects file does not depend on the detector's modules.
+    const { detectFromFile } = await import("../pipelines/replay.ts");
     events = await detectFromFile(opts.telemetryPath);
     resinSource = "in-process-detector";
   }

@@ -183,6 +183,7 @@ describe("scoreDetector", () => {
     ];
     const r = scoreDetector("resin", "", detectionsFromSuspects(events), t);
     expect(r.overall.delayCount).toBe(3);
+    expect(r.overall.detectedBeforeStart).toBe(1);
     // delays: 2, −4, 8 → sorted −4, 2, 8
     expect(r.overall.delayP50h).toBeCloseTo(2, 12);
     expect(r.overall.delayP90h).toBeCloseTo(2 + 0.8 * 6, 12);

@@ -22,7 +22,8 @@ export const MATCHING_RULE =
 export const DELAY_RULE =
   "Detection delay = detectedAt of the first `open` event of the matching target (the earliest `update` when " +
   "it has no `open`; a baseline's first firing) − the record's startTs, in hours, over detected eligible records. " +
-  "Nothing is clamped: a negative delay means the target was flagged before the recorded leak start.";
+  "Nothing is clamped: a negative delay means the target was flagged before the recorded leak start (column " +
+  "'early': such records, often an unrelated earlier alarm on a target that later leaked).";
 
 /**
  * Reduces suspect events to one detection per target: detectedAt of the earliest `open`
@@ -115,6 +116,7 @@ function metricsOf(s: Scored): Metrics {
     delayP50h: percentile(delays, 0.5),
     delayP90h: percentile(delays, 0.9),
     delayCount: delays.length,
+    detectedBeforeStart: delays.filter((d) => d < 0).length,
   };
 }
 

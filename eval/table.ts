@@ -20,6 +20,7 @@ export const METRIC_COLUMNS: Column[] = [
   { header: "elig/truth", cell: (m) => `${m.eligibleRecords}/${m.truthRecords}` },
   { header: "delay p50 h", cell: (m) => fmtHours(m.delayP50h) },
   { header: "delay p90 h", cell: (m) => fmtHours(m.delayP90h) },
+  { header: "early", cell: (m) => String(m.detectedBeforeStart) },
 ];
 
 /** Aligns rows of cells: the first `leftCols` columns left-aligned, the rest right-aligned. */

@@ -96,6 +96,8 @@ export interface Metrics {
   delayP50h: number | null;
   delayP90h: number | null;
   delayCount: number;
+  /** Detected eligible records whose detection came before the recorded startTs (negative delay). */
+  detectedBeforeStart: number;
 }
 
 export interface TruePositive extends Detection {

@@ -151,42 +151,60 @@ export class FirstFirings {
   }
 }
 
+/** How long after its end an hour stays open for late samples (above the contract's default lateness of 2 × 5 min). */
+export const HOUR_GRACE_MS = 15 * 60_000;
+
 /**
- * Hourly mean of one series. Samples of a later hour close the current one (reported through
- * `emit`); samples of an hour already closed are counted as late and ignored.
+ * Hourly mean of one series, tolerant of late samples: an hour is closed once a sample at least
+ * `HOUR_GRACE_MS` past its end arrives (or at flush); samples of a closed hour are counted as
+ * late and ignored. Closed hours are appended to `out` as [hour, mean] pairs, oldest first.
  */
 export class HourlyMean {
-  hour = Number.NEGATIVE_INFINITY;
-  private sum = 0;
-  private count = 0;
+  private curHour = Number.NEGATIVE_INFINITY;
+  private curSum = 0;
+  private curCount = 0;
+  private prevHour = Number.NEGATIVE_INFINITY;
+  private prevSum = 0;
+  private prevCount = 0;
   late = 0;
 
-  /** Adds a sample; returns the closed hour's [hour, mean] when this sample starts a new hour. */
-  add(ts: number, bytes: number): [number, number] | null {
+  add(ts: number, bytes: number, out: [number, number][]): void {
     const h = Math.floor(ts / HOUR_MS);
-    if (h === this.hour) {
-      this.sum += bytes;
-      this.count++;
-      return null;
+    if (this.prevCount > 0 && ts >= (this.prevHour + 1) * HOUR_MS + HOUR_GRACE_MS) {
+      out.push([this.prevHour, this.prevSum / this.prevCount]);
+      this.prevCount = 0;
     }
-    if (h < this.hour) {
+    if (h === this.curHour) {
+      this.curSum += bytes;
+      this.curCount++;
+    } else if (h > this.curHour) {
+      if (this.curCount > 0) {
+        if (ts >= (this.curHour + 1) * HOUR_MS + HOUR_GRACE_MS) {
+          out.push([this.curHour, this.curSum / this.curCount]);
+        } else {
+          // The previous hour was closed above (its grace ended before this hour's start).
+          this.prevHour = this.curHour;
+          this.prevSum = this.curSum;
+          this.prevCount = this.curCount;
+        }
+      }
+      this.curHour = h;
+      this.curSum = bytes;
+      this.curCount = 1;
+    } else if (h === this.prevHour && this.prevCount > 0) {
+      this.prevSum += bytes;
+      this.prevCount++;
+    } else {
       this.late++;
-      return null;
     }
-    const closed: [number, number] | null = this.count > 0 ? [this.hour, this.sum / this.count] : null;
-    this.hour = h;
-    this.sum = bytes;
-    this.count = 1;
-    return closed;
   }
 
-  /** Closes the open hour (end of input). */
-  flush(): [number, number] | null {
-    if (this.count === 0) return null;
-    const closed: [number, number] = [this.hour, this.sum / this.count];
-    this.count = 0;
-    this.sum = 0;
-    return closed;
+  /** Closes the open hours (end of the series). */
+  flush(out: [number, number][]): void {
+    if (this.prevCount > 0) out.push([this.prevHour, this.prevSum / this.prevCount]);
+    if (this.curCount > 0) out.push([this.curHour, this.curSum / this.curCount]);
+    this.prevCount = 0;
+    this.curCount = 0;
   }
 }
 

@@ -40,7 +40,7 @@ export function precogRule(o: PrecogOptions): string {
     "capacity = the host's free memory (hostMemory.totalBytes − usedBytes of the latest sample) + the process's " +
     "bytes, i.e. the size at which the host runs out of memory if the process keeps growing; without hostMemory " +
     `it falls back to ${o.fallbackFactor} × the target's median hourly mean over its first ${o.learnMs / HOUR_MS} h. ` +
-    "Detected at the end of the hour whose mean completed the window."
+    "Detected at the end of the hour whose mean completed the window (an hour's mean takes samples up to 15 min late)."
   );
 }
 
@@ -63,6 +63,8 @@ export class PrecogBaseline implements Baseline {
   private readonly opts: PrecogOptions;
   private readonly limits: FirstDayMedian;
   private readonly firings = new FirstFirings();
+  /** Hours closed by the current sample, drained right away. */
+  private readonly closed: [number, number][] = [];
   private late = 0;
   private readonly maxWindow: number;
 
@@ -92,21 +94,27 @@ export class PrecogBaseline implements Baseline {
       };
       series.state[this.slot] = st;
     }
-    const closed = st.hourly.add(s.ts, s.bytes);
+    st.hourly.add(s.ts, s.bytes, this.closed);
     if (s.ts >= st.latestTs) {
       st.latestTs = s.ts;
       if (s.hostFree !== undefined) st.capacity = s.hostFree + s.bytes;
     }
-    if (closed) this.onHour(series, st, closed[0], closed[1]);
+    this.drain(series, st);
   }
 
   endSeries(series: Series): void {
     const st = series.state[this.slot] as State | undefined;
     if (!st) return;
-    const closed = st.hourly.flush();
+    st.hourly.flush(this.closed);
     this.late += st.hourly.late;
     st.hourly.late = 0;
-    if (closed) this.onHour(series, st, closed[0], closed[1]);
+    this.drain(series, st);
+  }
+
+  private drain(series: Series, st: State): void {
+    if (this.closed.length === 0) return;
+    for (const [hour, mean] of this.closed) this.onHour(series, st, hour, mean);
+    this.closed.length = 0;
   }
 
   private capacityOf(series: Series, st: State): number | undefined {

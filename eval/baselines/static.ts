@@ -60,7 +60,8 @@ export function staticRule(o: StaticOptions): string {
     `boundary (1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 750 MiB, 1, 1.5, 2, 3, 4, 5, 7.5, 10 … 50 GiB …) just above ` +
     `the p${Math.round(o.quantile * 100)} of all hosts' hourly mean bytes during the group's first ` +
     `${o.learnMs / HOUR_MS} h; afterwards, in any hour where >= ${o.minHosts} distinct host(s) have an hourly mean >= X, ` +
-    "those hosts' processes are suspects, detected at the end of that hour. N=1 is the strongest setting for " +
+    "those hosts' processes are suspects, detected at the end of that hour (an hour's mean takes samples up to " +
+    "15 min late). N=1 is the strongest setting for " +
     "isolated leaks (a fleet-wide N such as 80 hosts would miss every single-host leak)."
   );
 }
@@ -106,6 +107,8 @@ export class StaticThresholdBaseline implements Baseline {
   private readonly opts: StaticOptions;
   private readonly groups = new Map<string, Group>();
   private readonly firings = new FirstFirings();
+  /** Hours closed by the current sample, drained right away. */
+  private readonly closed: [number, number][] = [];
   private late = 0;
 
   constructor(opts: Partial<StaticOptions> = {}) {
@@ -141,17 +144,23 @@ export class StaticThresholdBaseline implements Baseline {
 
   onSample(s: Sample): void {
     const st = this.stateOf(s);
-    const closed = st.hourly.add(s.ts, s.bytes);
-    if (closed) this.onHour(st.group, s.series, closed[0], closed[1]);
+    st.hourly.add(s.ts, s.bytes, this.closed);
+    this.drain(st.group, s.series);
   }
 
   endSeries(series: Series): void {
     const st = series.state[this.slot] as State | undefined;
     if (!st) return;
-    const closed = st.hourly.flush();
+    st.hourly.flush(this.closed);
     this.late += st.hourly.late;
     st.hourly.late = 0;
-    if (closed) this.onHour(st.group, series, closed[0], closed[1]);
+    this.drain(st.group, series);
+  }
+
+  private drain(group: Group, series: Series): void {
+    if (this.closed.length === 0) return;
+    for (const [hour, mean] of this.closed) this.onHour(group, series, hour, mean);
+    this.closed.length = 0;
   }
 
   private onHour(g: Group, series: Series, hour: number, mean: number): void {
