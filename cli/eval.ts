@@ -97,7 +97,14 @@ export function registerEval(program: Command): void {
         minGrowth,
         baselines: flags.baselines ? { static: { minHosts: staticHosts } } : false,
         plotCap,
+        ...(process.stderr.isTTY
+          ? {
+              onProgress: (lines: number) =>
+                process.stderr.write(`\rresin eval: ${lines.toLocaleString("en")} lines`),
+            }
+          : {}),
       });
+      if (process.stderr.isTTY) process.stderr.write("\r\x1b[K");
       process.stdout.write(renderTable(result));
       if (flags.json) await writeFile(flags.json, `${JSON.stringify(toJsonReport(result), null, 2)}\n`);
       if (flags.html) await writeFile(flags.html, renderHtml(result));

@@ -87,6 +87,11 @@ export function renderTable(result: EvalResult): string {
     section("By kind", result, (d) => d.byKind, "kind"),
     section("By cause (recall side)", result, (d) => d.byCause, "cause"),
   ].filter((p) => p !== "");
+  parts.push(
+    "precision over distinct suspected (host, component, process) targets; recall(elig) over truth records that\n" +
+      `grew >= ${(result.minGrowth * 100).toFixed(0)}% of normal (F1 uses it); delays in hours from the truth's startTs, ` +
+      "'early' = detected before it.\nFull rules, baselines' definitions and TP/FP/miss lists: --json / --html.\n",
+  );
   let out = parts.join("\n");
   if (result.warnings.length > 0) out += `\n${result.warnings.map((w) => `warning: ${w}`).join("\n")}\n`;
   return out;
