@@ -9,7 +9,17 @@ const MB = 1024 * 1024;
 const bounds = [100 * MB, 200 * MB, 400 * MB];
 
 function info(slot: number, host: string, name = "p"): SeriesInfo {
-  return { slot, host, component: "c", name, pid: slot, startedAt: 0, firstTs: 0, stream: slot };
+  return {
+    slot,
+    host,
+    component: "c",
+    name,
+    pid: slot,
+    startedAt: 0,
+    firstTs: 0,
+    stream: slot,
+    predecessor: undefined,
+  };
 }
 
 function windowOf(start: number, values: number[], hosts?: string[]): ClosedWindow {

@@ -38,6 +38,8 @@ export const DetectConfig = z.strictObject({
   noiseFloor: z.number().positive().default(0.0015),
   /** Half-life of the per-series noise estimate, in windows. */
   noiseHalfLife: z.number().positive().default(48),
+  /** Growth a series without a day of history must beat while no peer has a day of history either. */
+  unknownWander: z.number().nonnegative().default(0.25),
   /** The level must break out above the highest level of this many hours before the interval. */
   breakoutHours: z.number().int().nonnegative().default(24),
 });

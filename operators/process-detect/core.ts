@@ -3,8 +3,8 @@ import { median } from "../../lib/stats.ts";
 import type { GrowthPattern } from "../../schemas/suspect.ts";
 import { classifyGrowth } from "../pattern/core.ts";
 import type { ClosedWindow, SeriesInfo, StreamSnapshot } from "../window/core.ts";
-import { AgeProfiles } from "./age-profile.ts";
 import { DetectConfig, type DetectConfigInput } from "./config.ts";
+import { RecentMedians } from "./recent-medians.ts";
 
 const HOUR = 3_600_000;
 
@@ -33,8 +33,8 @@ interface Verdict {
 
 /** Times need float64; levels and scales are fine in float32 (1e-7 relative). */
 const TIME_COLS = ["lastMs", "resetMs"] as const;
-const FLOAT_COLS = ["lastY", "z", "lastC", "noise", "slope"] as const;
-const INT_COLS = ["confirms", "fine", "coarse", "lastVms", "ringPos", "ringLen"] as const;
+const FLOAT_COLS = ["lastY", "z", "lastC", "noise", "slope", "wander", "lastVms"] as const;
+const INT_COLS = ["confirms", "fine", "coarse", "ringPos", "ringLen"] as const;
 type Columns = Record<(typeof TIME_COLS)[number], Float64Array> &
   Record<(typeof FLOAT_COLS)[number], Float32Array> &
   Record<(typeof INT_COLS)[number], Int32Array> & { suspected: Uint8Array };
@@ -76,7 +76,10 @@ export class ProcessDetectCore {
   private readonly fineC: number[] = [];
   private readonly fineOf: number[] = [];
   private readonly coarseNoise: number[] = [];
-  private readonly ages: AgeProfiles;
+  /** Warm-up: hourly level change by hour of age after a restart, per component. */
+  private readonly ages: RecentMedians;
+  /** Typical 24 h range of healthy series' levels, per component: the wander a leak must beat. */
+  private readonly coarseWander: number[] = [];
   private readonly noiseDecay: number;
   private readonly scratchT: number[] = [];
   private readonly scratchZ: number[] = [];
@@ -84,7 +87,7 @@ export class ProcessDetectCore {
   constructor(config: DetectConfigInput = {}) {
     this.config = DetectConfig.parse(config);
     this.noiseDecay = 1 - 0.5 ** (1 / this.config.noiseHalfLife);
-    this.ages = new AgeProfiles(this.config.warmupHours, this.config.ageSamples);
+    this.ages = new RecentMedians(this.config.warmupHours, this.config.ageSamples);
     this.grow(1024);
   }
 
@@ -135,8 +138,15 @@ export class ProcessDetectCore {
       const y = Math.log(Math.max(w.values[i]!, 1));
       ys[i] = y;
       if (c.lastMs[slot]! !== w.start - HOUR || c.suspected[slot] === 1) continue;
-      if (w.start - this.ageRef(slot) < cfg.warmupHours * HOUR) continue;
-      const d = y - c.lastY[slot]!;
+      let d = y - c.lastY[slot]!;
+      // Restarted peers count too once their expected warm-up is taken out: after a rolling
+      // deploy most of a component is young, and the common mode must not go blind then.
+      const ageHours = (w.start - this.ageRef(slot)) / HOUR;
+      if (ageHours < cfg.warmupHours) {
+        const expected = this.ages.expected(c.coarse[slot]!, Math.floor(ageHours));
+        if (expected === undefined) continue;
+        d -= expected;
+      }
       pushTo(fineD, c.fine[slot]!, d);
       pushTo(coarseD, c.coarse[slot]!, d);
     }
@@ -152,6 +162,7 @@ export class ProcessDetectCore {
     // Pass 2: per-series level and decision.
     const findings: Finding[] = [];
     const noiseSeen = new Map<number, number[]>();
+    const wanderSeen = new Map<number, number[]>();
     for (let i = 0; i < n; i++) {
       const slot = w.slots[i]!;
       const info = this.infos[slot]!;
@@ -165,20 +176,26 @@ export class ProcessDetectCore {
         c.lastC[slot] = this.fineC[g]!;
         c.lastVms[slot] = vms;
         c.resetMs[slot] = w.start;
-        this.pushRing(slot, 0, 1);
+        this.inherit(slot, info.predecessor, w.start);
+        this.pushRing(slot, c.z[slot]!, 1);
         continue;
       }
       const gapHours = Math.max(1, Math.round((w.start - c.lastMs[slot]!) / HOUR));
       let e = y - c.lastY[slot]! - (this.fineC[g]! - c.lastC[slot]!);
+      const prevVms = c.lastVms[slot]!;
+      const mature = gapHours === 1 && c.suspected[slot] !== 1;
+      // Tenant-following memory: a level step in the window where the host's VM count moved the
+      // same way is explained (VMs and memory are both window medians, so they land together);
+      // the interval restarts after it, so a staircase of VM arrivals does not add up to a leak.
+      const dv = vms >= 0 && prevVms >= 0 ? vms - prevVms : 0;
       // Warm-up: what peers of the same age did after their restarts.
-      if (ageHours < cfg.warmupHours && gapHours === 1 && c.suspected[slot] !== 1) {
+      if (ageHours < cfg.warmupHours && mature) {
         const age = Math.floor(ageHours);
         const expected = this.ages.expected(c.coarse[slot]!, age);
         this.ages.add(c.coarse[slot]!, age, e);
         if (expected !== undefined) e -= expected;
       }
       const z = c.z[slot]! + e;
-      const prevVms = c.lastVms[slot]!;
       c.lastY[slot] = y;
       c.lastMs[slot] = w.start;
       c.lastC[slot] = this.fineC[g]!;
@@ -192,12 +209,14 @@ export class ProcessDetectCore {
       const dev = Math.min(Math.abs(e - c.slope[slot]! * gapHours) / Math.sqrt(gapHours), 3 * noiseE);
       c.noise[slot] = noiseE + decay * (dev - noiseE);
       pushTo(noiseSeen, c.coarse[slot]!, c.noise[slot]!);
+      if (dv !== 0 && Math.sign(e) === Math.sign(dv) && Math.abs(e) > 2 * noiseE && c.suspected[slot] !== 1) {
+        c.resetMs[slot] = w.start;
+      }
       this.pushRing(slot, z, gapHours);
-
-      const jumpAt = cfg.jumpSigmas * noiseE * 1.25;
-      const explainedUp = e > jumpAt && vms >= 0 && prevVms >= 0 && vms > prevVms;
-      const explainedDown = e < -jumpAt && vms >= 0 && prevVms >= 0 && vms < prevVms;
-      if ((explainedUp || explainedDown) && c.suspected[slot] !== 1) c.resetMs[slot] = w.start;
+      if (c.ringLen[slot]! > 24 && c.suspected[slot] !== 1) {
+        c.wander[slot] = this.rangeOf(slot, 0, 24);
+        pushTo(wanderSeen, c.coarse[slot]!, c.wander[slot]!);
+      }
 
       const openState = this.open.get(slot);
       const levelNoise = noiseE / Math.SQRT2;
@@ -226,6 +245,8 @@ export class ProcessDetectCore {
       });
     }
     for (const [g, values] of noiseSeen) this.coarseNoise[g] = median(values);
+    for (const [g, values] of wanderSeen)
+      if (values.length >= cfg.minPeers) this.coarseWander[g] = quantile(values, 0.8);
     return findings;
   }
 
@@ -290,12 +311,19 @@ export class ProcessDetectCore {
     if (r2(ts, zs, fit.slope, fit.intercept) < cfg.minR2) return undefined;
     if (maxInc > cfg.maxStepShare * growth && jumps < 2) return undefined;
 
-    // Break out above the levels just before the interval (diurnal peaks, sawtooth tops, bursts).
-    let maxBefore = Number.NEGATIVE_INFINITY;
-    const lastBefore = Math.min(maxBack, hours + cfg.breakoutHours);
-    for (let back = hours + 1; back <= lastBefore; back++)
-      maxBefore = Math.max(maxBefore, this.ringAt(slot, back));
-    if (z <= maxBefore + 2 * levelNoise) return undefined;
+    // Break out above the levels of the day before the interval (diurnal peaks, sawtooth tops,
+    // bursts). Without a day of history, beat the wander that healthy peers show in a day.
+    const history = c.ringLen[slot]! - 1 - hours;
+    if (history >= cfg.breakoutHours) {
+      let maxBefore = Number.NEGATIVE_INFINITY;
+      for (let back = hours + 1; back <= hours + cfg.breakoutHours; back++) {
+        maxBefore = Math.max(maxBefore, this.ringAt(slot, back));
+      }
+      if (z <= maxBefore + 2 * levelNoise) return undefined;
+    } else {
+      const wander = this.coarseWander[c.coarse[slot]!];
+      if (growth < (wander ?? cfg.unknownWander) + 2 * levelNoise) return undefined;
+    }
 
     // A warm-up flattens out: for young series, the second half must keep most of the first half's pace.
     if (ageHours - hours < cfg.warmupHours) {
@@ -330,6 +358,39 @@ export class ProcessDetectCore {
       pattern: shape.pattern,
       slopePerHour: Math.max(0, shape.pattern === "steady" ? perHour : growth / Math.max(1, hours)),
     };
+  }
+
+  /**
+   * A restarted process continues its predecessor's level history (same host, component and
+   * name): the host's diurnal shape and noise do not change with a restart. The level carries on
+   * from where the predecessor was, and the interval cannot reach back past the restart.
+   */
+  private inherit(slot: number, predecessor: number | undefined, now: number): void {
+    if (predecessor === undefined || this.infos[predecessor] === undefined) return;
+    const c = this.cols;
+    const r = this.config.ringHours;
+    const lastMs = c.lastMs[predecessor]!;
+    if (lastMs < 0 || now - lastMs > r * HOUR) return;
+    const gap = Math.max(0, Math.round((now - lastMs) / HOUR) - 1);
+    this.ring.copyWithin(slot * r, predecessor * r, predecessor * r + r);
+    c.ringPos[slot] = c.ringPos[predecessor]!;
+    c.ringLen[slot] = c.ringLen[predecessor]!;
+    if (gap > 0) this.pushRing(slot, c.z[predecessor]!, gap);
+    c.z[slot] = c.z[predecessor]!;
+    c.noise[slot] = c.noise[predecessor]!;
+    c.wander[slot] = c.wander[predecessor]!;
+  }
+
+  /** max − min of the ring over `hours` hours, starting `from` hours back. */
+  private rangeOf(slot: number, from: number, hours: number): number {
+    let lo = Number.POSITIVE_INFINITY;
+    let hi = Number.NEGATIVE_INFINITY;
+    for (let back = from; back <= from + hours; back++) {
+      const v = this.ringAt(slot, back);
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    return hi - lo;
   }
 
   private ageRef(slot: number): number {
@@ -434,6 +495,12 @@ function pushTo(map: Map<number, number[]>, key: number, value: number): void {
   const list = map.get(key);
   if (list === undefined) map.set(key, [value]);
   else list.push(value);
+}
+
+/** The q-quantile of `values` (nearest rank); sorts in place. */
+function quantile(values: number[], q: number): number {
+  values.sort((a, b) => a - b);
+  return values[Math.min(values.length - 1, Math.floor(q * values.length))]!;
 }
 
 function sigmoid(x: number): number {

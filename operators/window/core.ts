@@ -13,6 +13,11 @@ export interface SeriesInfo {
   firstTs: number;
   /** Slot of the (host, component) stream it belongs to. */
   stream: number;
+  /**
+   * Slot of the live series this one replaces: same stream and name, started earlier (a restart).
+   * Lets the detector keep the host's history across restarts.
+   */
+  predecessor: number | undefined;
 }
 
 /** What a host said about itself in its latest sample of a window. */
@@ -23,6 +28,7 @@ export interface StreamSnapshot {
   region: string;
   cluster: string;
   version: string;
+  /** Median VM count over the window's samples. */
   vms: number | undefined;
   totalBytes: number | undefined;
   usedBytes: number | undefined;
@@ -68,7 +74,7 @@ interface OpenWindow {
   start: number;
   values: Map<number, number[]>;
   /** Per stream: its latest sample's attributes within this window, and that sample's ts. */
-  streams: Map<number, { ts: number; snapshot: StreamSnapshot }>;
+  streams: Map<number, { ts: number; snapshot: StreamSnapshot; vms: number[] }>;
 }
 
 const DEDUP_DEPTH = 8;
@@ -139,10 +145,18 @@ export class WindowCore {
       this.open.set(start, win);
     }
     const latest = win.streams.get(stream.slot);
-    if (latest === undefined) win.streams.set(stream.slot, { ts, snapshot: snapshotOf(stream, msg) });
-    else if (ts > latest.ts) {
-      latest.ts = ts;
-      latest.snapshot = snapshotOf(stream, msg);
+    if (latest === undefined) {
+      win.streams.set(stream.slot, {
+        ts,
+        snapshot: snapshotOf(stream, msg),
+        vms: msg.vms === undefined ? [] : [msg.vms],
+      });
+    } else {
+      if (msg.vms !== undefined) latest.vms.push(msg.vms);
+      if (ts > latest.ts) {
+        latest.ts = ts;
+        latest.snapshot = snapshotOf(stream, msg);
+      }
     }
 
     const procs = msg.processes;
@@ -204,7 +218,13 @@ export class WindowCore {
       }
     }
     const streams: StreamSnapshot[] = [];
-    for (const s of [...win.streams.keys()].sort((a, b) => a - b)) streams.push(win.streams.get(s)!.snapshot);
+    for (const s of [...win.streams.keys()].sort((a, b) => a - b)) {
+      const entry = win.streams.get(s)!;
+      // The VM count like the memory: the window's median, so a change mid-window lands in the
+      // same window for both.
+      if (entry.vms.length > 0) entry.snapshot.vms = robustCenter(entry.vms);
+      streams.push(entry.snapshot);
+    }
     // A series with no point in the closed windows of the last idleEndMs is over. Decided from
     // closed windows only, so the arrival order of samples does not change the outcome.
     const ended: number[] = [];
@@ -263,6 +283,17 @@ export class WindowCore {
     ts: number,
   ): number {
     const slot = this.freeSlots.length > 0 ? this.freeSlots.pop()! : this.series.length;
+    let predecessor: number | undefined;
+    let predecessorStart = Number.NEGATIVE_INFINITY;
+    const myStart = startedAt ?? ts;
+    for (const other of stream.slots) {
+      const o = this.series[other]!;
+      const oStart = o.startedAt ?? o.firstTs;
+      if (o.name === name && oStart < myStart && oStart > predecessorStart) {
+        predecessor = other;
+        predecessorStart = oStart;
+      }
+    }
     this.series[slot] = {
       slot,
       host: stream.host,
@@ -272,6 +303,7 @@ export class WindowCore {
       startedAt,
       firstTs: ts,
       stream: stream.slot,
+      predecessor,
     };
     stream.slots.push(slot);
     if (stream.index !== undefined) stream.index.set(identityKey(name, pid, startedAt), slot);

@@ -112,12 +112,9 @@ describe("WindowCore", () => {
     expect(core.trackedSeries).toBe(1);
   });
 
-  it("reports the stream's latest attributes within each window", () => {
-    const { windows } = run([
-      sample(0, 1, { vms: 2 }),
-      sample(30 * M, 1, { vms: 5 }),
-      sample(H, 1, { vms: 1 }),
-    ]);
+  it("reports the stream's median VM count within each window", () => {
+    const msgs = [sample(0, 1, { vms: 2 }), sample(20 * M, 1, { vms: 5 }), sample(30 * M, 1, { vms: 5 })];
+    const { windows } = run([...msgs, sample(H, 1, { vms: 1 })]);
     expect(windows.map((w) => w.streams[0]!.vms)).toEqual([5, 1]);
   });
 });
