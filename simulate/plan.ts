@@ -560,7 +560,11 @@ export function buildPlan(config: SimConfig): Plan {
   const cc = config.events.configChange;
   if (cc !== null) {
     const r = new Rand(seed, "config-change");
-    const name = cc.component ?? (commonNames.length > 0 ? r.pick(commonNames) : undefined);
+    // Random choice: prefer a component other than the canary's, so the two signals stay separable.
+    const pool = commonNames.filter((n) => n !== canaryComp?.name);
+    const name =
+      cc.component ??
+      (pool.length > 0 ? r.pick(pool) : commonNames.length > 0 ? r.pick(commonNames) : undefined);
     if (name !== undefined) {
       const t0 = at(r.range(cc.at));
       const step = r.range(cc.step);
