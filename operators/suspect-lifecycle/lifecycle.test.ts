@@ -13,6 +13,7 @@ const info: SeriesInfo = {
   startedAt: 0,
   firstTs: 0,
   stream: 0,
+  predecessor: undefined,
 };
 
 function finding(
