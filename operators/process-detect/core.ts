@@ -8,6 +8,15 @@ import { RecentMedians } from "./recent-medians.ts";
 
 const HOUR = 3_600_000;
 
+/** What one window's pass collects across series. */
+interface WindowAcc {
+  w: ClosedWindow;
+  streams: Map<number, StreamSnapshot>;
+  findings: Finding[];
+  noiseSeen: Map<number, number[]>;
+  wanderSeen: Map<number, number[]>;
+}
+
 /** What the detector concluded about one series in one window (before the lifecycle turns it into events). */
 export interface Finding {
   slot: number;
@@ -132,21 +141,19 @@ export class ProcessDetectCore {
     const n = w.slots.length;
     const ys = new Float64Array(n);
     const fineD = new Map<number, number[]>();
+    const warmupCache = new Map<number, number>();
     const coarseD = new Map<number, number[]>();
     for (let i = 0; i < n; i++) {
       const slot = w.slots[i]!;
       const y = Math.log(Math.max(w.values[i]!, 1));
       ys[i] = y;
       if (c.lastMs[slot]! !== w.start - HOUR || c.suspected[slot] === 1) continue;
-      let d = y - c.lastY[slot]!;
-      // Restarted peers count too once their expected warm-up is taken out: after a rolling
-      // deploy most of a component is young, and the common mode must not go blind then.
+      // Restarted peers join the common mode once their component's warm-up is over (learned from
+      // earlier restarts): after a rolling deploy most of a component is young, and the common
+      // mode must not go blind, nor follow the warm-up.
       const ageHours = (w.start - this.ageRef(slot)) / HOUR;
-      if (ageHours < cfg.warmupHours) {
-        const expected = this.ages.expected(c.coarse[slot]!, Math.floor(ageHours));
-        if (expected === undefined) continue;
-        d -= expected;
-      }
+      if (ageHours < this.warmupOver(c.coarse[slot]!, warmupCache)) continue;
+      const d = y - c.lastY[slot]!;
       pushTo(fineD, c.fine[slot]!, d);
       pushTo(coarseD, c.coarse[slot]!, d);
     }
@@ -159,100 +166,145 @@ export class ProcessDetectCore {
       if (m !== undefined) this.fineC[g]! += m;
     }
 
-    // Pass 2: per-series level and decision.
-    const findings: Finding[] = [];
-    const noiseSeen = new Map<number, number[]>();
-    const wanderSeen = new Map<number, number[]>();
+    // Pass 2: per-series level and decision. A restarted series continues its predecessor's
+    // history, so it goes after every other series (the predecessor may report in this window
+    // too): the result does not depend on the order series were first seen.
+    const acc: WindowAcc = { w, streams, findings: [], noiseSeen: new Map(), wanderSeen: new Map() };
+    const deferred: number[] = [];
     for (let i = 0; i < n; i++) {
       const slot = w.slots[i]!;
-      const info = this.infos[slot]!;
-      const vms = streams.get(info.stream)?.vms ?? -1;
-      const y = ys[i]!;
-      const g = c.fine[slot]!;
-      const ageHours = (w.start - this.ageRef(slot)) / HOUR;
-      if (c.lastMs[slot]! < 0) {
-        c.lastY[slot] = y;
-        c.lastMs[slot] = w.start;
-        c.lastC[slot] = this.fineC[g]!;
-        c.lastVms[slot] = vms;
-        c.resetMs[slot] = w.start;
-        this.inherit(slot, info.predecessor, w.start);
-        this.pushRing(slot, c.z[slot]!, 1);
-        continue;
-      }
-      const gapHours = Math.max(1, Math.round((w.start - c.lastMs[slot]!) / HOUR));
-      let e = y - c.lastY[slot]! - (this.fineC[g]! - c.lastC[slot]!);
-      const prevVms = c.lastVms[slot]!;
-      const mature = gapHours === 1 && c.suspected[slot] !== 1;
-      // Tenant-following memory: a level step in the window where the host's VM count moved the
-      // same way is explained (VMs and memory are both window medians, so they land together);
-      // the interval restarts after it, so a staircase of VM arrivals does not add up to a leak.
-      const dv = vms >= 0 && prevVms >= 0 ? vms - prevVms : 0;
-      // Warm-up: what peers of the same age did after their restarts.
-      if (ageHours < cfg.warmupHours && mature) {
-        const age = Math.floor(ageHours);
-        const expected = this.ages.expected(c.coarse[slot]!, age);
-        this.ages.add(c.coarse[slot]!, age, e);
-        if (expected !== undefined) e -= expected;
-      }
-      const z = c.z[slot]! + e;
+      if (c.lastMs[slot]! < 0 && this.infos[slot]!.predecessor !== undefined) deferred.push(i);
+      else this.step(acc, i, ys[i]!);
+    }
+    for (const i of deferred) this.step(acc, i, ys[i]!);
+    const findings = acc.findings;
+    for (const [g, values] of acc.noiseSeen) this.coarseNoise[g] = median(values);
+    for (const [g, values] of acc.wanderSeen)
+      if (values.length >= cfg.minPeers) this.coarseWander[g] = quantile(values, 0.8);
+    return findings;
+  }
+
+  /** Updates one series with its value in the window and judges it. */
+  private step(acc: WindowAcc, i: number, y: number): void {
+    const c = this.cols;
+    const cfg = this.config;
+    const w = acc.w;
+    const slot = w.slots[i]!;
+    const info = this.infos[slot]!;
+    const vms = acc.streams.get(info.stream)?.vms ?? -1;
+    const g = c.fine[slot]!;
+    const ageHours = (w.start - this.ageRef(slot)) / HOUR;
+    if (c.lastMs[slot]! < 0 && !this.inherit(slot, info.predecessor, w.start)) {
       c.lastY[slot] = y;
       c.lastMs[slot] = w.start;
       c.lastC[slot] = this.fineC[g]!;
       c.lastVms[slot] = vms;
-      c.z[slot] = z;
+      c.resetMs[slot] = w.start;
+      this.pushRing(slot, 0, 1);
+      return;
+    }
+    const gapHours = Math.max(1, Math.round((w.start - c.lastMs[slot]!) / HOUR));
+    const e = y - c.lastY[slot]! - (this.fineC[g]! - c.lastC[slot]!);
+    const prevVms = c.lastVms[slot]!;
+    // Tenant-following memory: a level step in the window where the host's VM count moved the
+    // same way is explained (VMs and memory are both window medians, so they land together);
+    // the interval restarts after it, so a staircase of VM arrivals does not add up to a leak.
+    const dv = vms >= 0 && prevVms >= 0 ? vms - prevVms : 0;
+    // Learn what restarted processes of this component do at each hour of age (their warm-up).
+    if (
+      ageHours < cfg.warmupHours &&
+      gapHours === 1 &&
+      c.suspected[slot] !== 1 &&
+      c.resetMs[slot]! < w.start
+    ) {
+      this.ages.add(c.coarse[slot]!, Math.floor(ageHours), e);
+    }
+    const z = c.z[slot]! + e;
+    c.lastY[slot] = y;
+    c.lastMs[slot] = w.start;
+    c.lastC[slot] = this.fineC[g]!;
+    c.lastVms[slot] = vms;
+    c.z[slot] = z;
 
-      const noiseE = Math.max(c.noise[slot]!, cfg.noiseFloor);
-      // A running mean while the series is new, an exponential average after.
-      const decay = Math.max(this.noiseDecay, 1 / (c.ringLen[slot]! + 1));
-      // Noise: deviation from the recent trend, clipped so a leak or a jump cannot inflate it fast.
+    const noiseE = Math.max(c.noise[slot]!, cfg.noiseFloor);
+    // A running mean while the series is new, an exponential average after.
+    const decay = Math.max(this.noiseDecay, 1 / (c.ringLen[slot]! + 1));
+    // Noise: deviation from the recent trend, clipped so a leak or a jump cannot inflate it fast.
+    // The restart's own step is not noise.
+    if (c.resetMs[slot]! < w.start || dv !== 0) {
       const dev = Math.min(Math.abs(e - c.slope[slot]! * gapHours) / Math.sqrt(gapHours), 3 * noiseE);
       c.noise[slot] = noiseE + decay * (dev - noiseE);
-      pushTo(noiseSeen, c.coarse[slot]!, c.noise[slot]!);
-      if (dv !== 0 && Math.sign(e) === Math.sign(dv) && Math.abs(e) > 2 * noiseE && c.suspected[slot] !== 1) {
-        c.resetMs[slot] = w.start;
-      }
-      this.pushRing(slot, z, gapHours);
-      if (c.ringLen[slot]! > 24 && c.suspected[slot] !== 1) {
-        c.wander[slot] = this.rangeOf(slot, 0, 24);
-        pushTo(wanderSeen, c.coarse[slot]!, c.wander[slot]!);
-      }
-
-      const openState = this.open.get(slot);
-      const levelNoise = noiseE / Math.SQRT2;
-      if (openState !== undefined && z > openState.maxZ) {
-        if (z > openState.maxZ + levelNoise) openState.lastGrowthMs = w.start + HOUR;
-        openState.maxZ = z;
-      }
-      const verdict = this.judge(slot, w.start, z, levelNoise, ageHours);
-      c.slope[slot] = verdict?.slopePerHour ?? c.slope[slot]! * 0.5;
-      if (verdict === undefined) c.confirms[slot] = 0;
-      else c.confirms[slot]! += 1;
-      const flagged = verdict !== undefined && c.confirms[slot]! >= cfg.confirmWindows;
-      if (!flagged && openState === undefined) continue;
-      const evidence = verdict ?? this.describe(slot, openState!.start, z, levelNoise);
-      const bytes = w.values[i]!;
-      findings.push({
-        slot,
-        info,
-        at: w.end,
-        start: openState?.start ?? evidence.start,
-        severity: evidence.severity,
-        pattern: evidence.pattern,
-        growthBytesPerHour: Math.round(evidence.slopePerHour * bytes),
-        bytes,
-        flagged,
-      });
     }
-    for (const [g, values] of noiseSeen) this.coarseNoise[g] = median(values);
-    for (const [g, values] of wanderSeen)
-      if (values.length >= cfg.minPeers) this.coarseWander[g] = quantile(values, 0.8);
-    return findings;
+    pushTo(acc.noiseSeen, c.coarse[slot]!, c.noise[slot]!);
+    if (dv !== 0 && Math.sign(e) === Math.sign(dv) && Math.abs(e) > 2 * noiseE && c.suspected[slot] !== 1) {
+      c.resetMs[slot] = w.start;
+    }
+    this.pushRing(slot, z, gapHours);
+    if (c.ringLen[slot]! > 24 && c.suspected[slot] !== 1) {
+      c.wander[slot] = this.rangeOf(slot, 0, 24);
+      pushTo(acc.wanderSeen, c.coarse[slot]!, c.wander[slot]!);
+    }
+
+    const openState = this.open.get(slot);
+    const levelNoise = noiseE / Math.SQRT2;
+    if (openState !== undefined && z > openState.maxZ) {
+      if (z > openState.maxZ + levelNoise) openState.lastGrowthMs = w.start + HOUR;
+      openState.maxZ = z;
+    }
+    const verdict = this.judge(slot, w.start, z, levelNoise, ageHours);
+    c.slope[slot] = verdict?.slopePerHour ?? c.slope[slot]! * 0.5;
+    if (verdict === undefined) c.confirms[slot] = 0;
+    else c.confirms[slot]! += 1;
+    const flagged = verdict !== undefined && c.confirms[slot]! >= cfg.confirmWindows;
+    if (!flagged && openState === undefined) return;
+    const evidence = verdict ?? this.describe(slot, openState!.start, z, levelNoise);
+    const bytes = w.values[i]!;
+    acc.findings.push({
+      slot,
+      info,
+      at: w.end,
+      start: openState?.start ?? evidence.start,
+      severity: evidence.severity,
+      pattern: evidence.pattern,
+      growthBytesPerHour: Math.round(evidence.slopePerHour * bytes),
+      bytes,
+      flagged,
+    });
   }
 
   /** Forgets the series that ended at a window; call after everything else used the window. */
   release(w: ClosedWindow): void {
     for (const slot of w.ended) this.removeSeries(slot);
+  }
+
+  /**
+   * Hours after a restart until this component's processes behave like mature ones: the first
+   * age from which the learned hourly change stays within the component's noise. The full
+   * warm-up horizon while too few restarts were seen.
+   */
+  private warmupOver(group: number, cache: Map<number, number>): number {
+    const cached = cache.get(group);
+    if (cached !== undefined) return cached;
+    const cfg = this.config;
+    const tolerance = Math.max(cfg.noiseFloor, this.coarseNoise[group] ?? 0);
+    let over = 0;
+    for (let age = cfg.warmupHours - 1; age >= 0; age--) {
+      const expected = this.ages.expected(group, age);
+      if (expected === undefined || Math.abs(expected) > tolerance) {
+        over = age + 1;
+        break;
+      }
+    }
+    cache.set(group, over);
+    return over;
+  }
+
+  /** Drops the newest ring entry (it is about to be written again for the same window). */
+  private ringPos0(slot: number): void {
+    const c = this.cols;
+    const r = this.config.ringHours;
+    c.ringPos[slot] = (c.ringPos[slot]! - 1 + r) % r;
+    c.ringLen[slot] = Math.max(0, c.ringLen[slot]! - 1);
   }
 
   /** Whether the series' recent levels look like a leak; undefined if not. */
@@ -365,20 +417,23 @@ export class ProcessDetectCore {
    * name): the host's diurnal shape and noise do not change with a restart. The level carries on
    * from where the predecessor was, and the interval cannot reach back past the restart.
    */
-  private inherit(slot: number, predecessor: number | undefined, now: number): void {
-    if (predecessor === undefined || this.infos[predecessor] === undefined) return;
+  private inherit(slot: number, predecessor: number | undefined, now: number): boolean {
+    if (predecessor === undefined || this.infos[predecessor] === undefined) return false;
     const c = this.cols;
     const r = this.config.ringHours;
     const lastMs = c.lastMs[predecessor]!;
-    if (lastMs < 0 || now - lastMs > r * HOUR) return;
-    const gap = Math.max(0, Math.round((now - lastMs) / HOUR) - 1);
+    if (lastMs < 0 || now - lastMs > r * HOUR) return false;
     this.ring.copyWithin(slot * r, predecessor * r, predecessor * r + r);
-    c.ringPos[slot] = c.ringPos[predecessor]!;
-    c.ringLen[slot] = c.ringLen[predecessor]!;
-    if (gap > 0) this.pushRing(slot, c.z[predecessor]!, gap);
-    c.z[slot] = c.z[predecessor]!;
-    c.noise[slot] = c.noise[predecessor]!;
-    c.wander[slot] = c.wander[predecessor]!;
+    for (const k of ["ringPos", "ringLen"] as const) c[k][slot] = c[k][predecessor]!;
+    for (const k of ["z", "noise", "wander", "lastY", "lastC", "lastVms"] as const)
+      c[k][slot] = c[k][predecessor]!;
+    c.lastMs[slot] = lastMs === now ? now - HOUR : lastMs;
+    if (lastMs === now) {
+      // The predecessor already reported in this window: continue from its value as if an hour before.
+      this.ringPos0(slot);
+    }
+    c.resetMs[slot] = now;
+    return true;
   }
 
   /** max − min of the ring over `hours` hours, starting `from` hours back. */
