@@ -20,14 +20,8 @@ export const DetectConfig = z.strictObject({
   confirmWindows: z.number().int().min(1).default(2),
   /** Fewest peers for the common-mode (fleet-wide) correction of a group. */
   minPeers: z.number().int().min(2).default(5),
-  /**
-   * Age (hours since the process started) below which a series is young: it is kept out of the
-   * peers' common mode, corrected by the learned warm-up of its component, and must keep its
-   * pace through the interval (a warm-up decelerates, a leak does not).
-   */
+  /** Age (hours since the process started) below which a series is young: it must keep its pace (a warm-up decelerates, a leak does not). */
   warmupHours: z.number().int().min(1).max(240).default(24),
-  /** Recent restarts remembered per component and hour of age for the warm-up profile. */
-  ageSamples: z.number().int().min(8).default(64),
   /** Shortest interval for a young series. */
   youngMinHours: z.number().int().min(2).default(6),
   /** A young series' second half of the interval must grow at least this share of the first half. */
@@ -40,6 +34,10 @@ export const DetectConfig = z.strictObject({
   noiseHalfLife: z.number().positive().default(48),
   /** Growth a series without a day of history must beat while no peer has a day of history either. */
   unknownWander: z.number().nonnegative().default(0.25),
+  /** The level must exceed the same hour of the day before by this many of its day-over-day wobbles. */
+  seasonalSigmas: z.number().nonnegative().default(3),
+  /** Also require a break-out above the day before the interval. */
+  breakout: z.boolean().default(true),
   /** The level must break out above the highest level of this many hours before the interval. */
   breakoutHours: z.number().int().nonnegative().default(24),
 });

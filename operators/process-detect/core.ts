@@ -4,7 +4,6 @@ import type { GrowthPattern } from "../../schemas/suspect.ts";
 import { classifyGrowth } from "../pattern/core.ts";
 import type { ClosedWindow, SeriesInfo, StreamSnapshot } from "../window/core.ts";
 import { DetectConfig, type DetectConfigInput } from "./config.ts";
-import { RecentMedians } from "./recent-medians.ts";
 
 const HOUR = 3_600_000;
 
@@ -15,6 +14,7 @@ interface WindowAcc {
   findings: Finding[];
   noiseSeen: Map<number, number[]>;
   wanderSeen: Map<number, number[]>;
+  sig24Seen: Map<number, number[]>;
 }
 
 /** What the detector concluded about one series in one window (before the lifecycle turns it into events). */
@@ -42,7 +42,7 @@ interface Verdict {
 
 /** Times need float64; levels and scales are fine in float32 (1e-7 relative). */
 const TIME_COLS = ["lastMs", "resetMs"] as const;
-const FLOAT_COLS = ["lastY", "z", "lastC", "noise", "slope", "wander", "lastVms"] as const;
+const FLOAT_COLS = ["lastY", "z", "lastC", "noise", "slope", "wander", "lastVms", "sig24"] as const;
 const INT_COLS = ["confirms", "fine", "coarse", "ringPos", "ringLen"] as const;
 type Columns = Record<(typeof TIME_COLS)[number], Float64Array> &
   Record<(typeof FLOAT_COLS)[number], Float32Array> &
@@ -85,10 +85,9 @@ export class ProcessDetectCore {
   private readonly fineC: number[] = [];
   private readonly fineOf: number[] = [];
   private readonly coarseNoise: number[] = [];
-  /** Warm-up: hourly level change by hour of age after a restart, per component. */
-  private readonly ages: RecentMedians;
   /** Typical 24 h range of healthy series' levels, per component: the wander a leak must beat. */
   private readonly coarseWander: number[] = [];
+  private readonly coarseSig24: number[] = [];
   private readonly noiseDecay: number;
   private readonly scratchT: number[] = [];
   private readonly scratchZ: number[] = [];
@@ -96,7 +95,6 @@ export class ProcessDetectCore {
   constructor(config: DetectConfigInput = {}) {
     this.config = DetectConfig.parse(config);
     this.noiseDecay = 1 - 0.5 ** (1 / this.config.noiseHalfLife);
-    this.ages = new RecentMedians(this.config.warmupHours, this.config.ageSamples);
     this.grow(1024);
   }
 
@@ -137,39 +135,34 @@ export class ProcessDetectCore {
     for (const s of w.streams) streams.set(s.stream, s);
     for (const info of w.newSeries) this.addSeries(info, streams.get(info.stream));
 
-    // Pass 1: hourly change of each mature, unsuspected series, grouped by peers.
+    // Pass 1: the common mode, i.e. the median hourly change of each peer group (component,
+    // process, region; the component across regions when a region has too few). Restarted
+    // processes count as they are: when most of a group restarted together (a rolling deploy),
+    // the common mode carries their shared warm-up instead of going blind.
     const n = w.slots.length;
     const ys = new Float64Array(n);
-    const fineD = new Map<number, number[]>();
-    const warmupCache = new Map<number, number>();
-    const coarseD = new Map<number, number[]>();
+    const peers = new PeerMedians(this.fineOf);
     for (let i = 0; i < n; i++) {
       const slot = w.slots[i]!;
       const y = Math.log(Math.max(w.values[i]!, 1));
       ys[i] = y;
+      // No hourly change to take from a new series, after a gap, or from a suspect.
       if (c.lastMs[slot]! !== w.start - HOUR || c.suspected[slot] === 1) continue;
-      // Restarted peers join the common mode once their component's warm-up is over (learned from
-      // earlier restarts): after a rolling deploy most of a component is young, and the common
-      // mode must not go blind, nor follow the warm-up.
-      const ageHours = (w.start - this.ageRef(slot)) / HOUR;
-      if (ageHours < this.warmupOver(c.coarse[slot]!, warmupCache)) continue;
-      const d = y - c.lastY[slot]!;
-      pushTo(fineD, c.fine[slot]!, d);
-      pushTo(coarseD, c.coarse[slot]!, d);
+      peers.add(c.fine[slot]!, y - c.lastY[slot]!);
     }
-    const coarseMedian = new Map<number, number>();
-    for (const [g, ds] of coarseD) if (ds.length >= cfg.minPeers) coarseMedian.set(g, median(ds));
-    for (let g = 0; g < this.fineC.length; g++) {
-      const ds = fineD.get(g);
-      const m =
-        ds !== undefined && ds.length >= cfg.minPeers ? median(ds) : coarseMedian.get(this.fineOf[g]!);
-      if (m !== undefined) this.fineC[g]! += m;
-    }
+    for (const [g, m] of peers.medians(cfg.minPeers)) this.fineC[g]! += m;
 
     // Pass 2: per-series level and decision. A restarted series continues its predecessor's
     // history, so it goes after every other series (the predecessor may report in this window
     // too): the result does not depend on the order series were first seen.
-    const acc: WindowAcc = { w, streams, findings: [], noiseSeen: new Map(), wanderSeen: new Map() };
+    const acc: WindowAcc = {
+      w,
+      streams,
+      findings: [],
+      noiseSeen: new Map(),
+      wanderSeen: new Map(),
+      sig24Seen: new Map(),
+    };
     const deferred: number[] = [];
     for (let i = 0; i < n; i++) {
       const slot = w.slots[i]!;
@@ -179,6 +172,7 @@ export class ProcessDetectCore {
     for (const i of deferred) this.step(acc, i, ys[i]!);
     const findings = acc.findings;
     for (const [g, values] of acc.noiseSeen) this.coarseNoise[g] = median(values);
+    for (const [g, values] of acc.sig24Seen) this.coarseSig24[g] = median(values);
     for (const [g, values] of acc.wanderSeen)
       if (values.length >= cfg.minPeers) this.coarseWander[g] = quantile(values, 0.8);
     return findings;
@@ -210,15 +204,6 @@ export class ProcessDetectCore {
     // same way is explained (VMs and memory are both window medians, so they land together);
     // the interval restarts after it, so a staircase of VM arrivals does not add up to a leak.
     const dv = vms >= 0 && prevVms >= 0 ? vms - prevVms : 0;
-    // Learn what restarted processes of this component do at each hour of age (their warm-up).
-    if (
-      ageHours < cfg.warmupHours &&
-      gapHours === 1 &&
-      c.suspected[slot] !== 1 &&
-      c.resetMs[slot]! < w.start
-    ) {
-      this.ages.add(c.coarse[slot]!, Math.floor(ageHours), e);
-    }
     const z = c.z[slot]! + e;
     c.lastY[slot] = y;
     c.lastMs[slot] = w.start;
@@ -243,6 +228,12 @@ export class ProcessDetectCore {
     if (c.ringLen[slot]! > 24 && c.suspected[slot] !== 1) {
       c.wander[slot] = this.rangeOf(slot, 0, 24);
       pushTo(acc.wanderSeen, c.coarse[slot]!, c.wander[slot]!);
+      // Day-over-day change: what the same hour yesterday says. A healthy series repeats its
+      // day (diurnal load, its own phase and amplitude), so this stays near its typical size.
+      const sig = Math.max(c.sig24[slot]!, cfg.noiseFloor);
+      const dayDev = Math.min(Math.abs(z - this.ringAt(slot, 24)), 3 * sig);
+      c.sig24[slot] = sig + decay * (dayDev - sig);
+      pushTo(acc.sig24Seen, c.coarse[slot]!, c.sig24[slot]!);
     }
 
     const openState = this.open.get(slot);
@@ -275,28 +266,6 @@ export class ProcessDetectCore {
   /** Forgets the series that ended at a window; call after everything else used the window. */
   release(w: ClosedWindow): void {
     for (const slot of w.ended) this.removeSeries(slot);
-  }
-
-  /**
-   * Hours after a restart until this component's processes behave like mature ones: the first
-   * age from which the learned hourly change stays within the component's noise. The full
-   * warm-up horizon while too few restarts were seen.
-   */
-  private warmupOver(group: number, cache: Map<number, number>): number {
-    const cached = cache.get(group);
-    if (cached !== undefined) return cached;
-    const cfg = this.config;
-    const tolerance = Math.max(cfg.noiseFloor, this.coarseNoise[group] ?? 0);
-    let over = 0;
-    for (let age = cfg.warmupHours - 1; age >= 0; age--) {
-      const expected = this.ages.expected(group, age);
-      if (expected === undefined || Math.abs(expected) > tolerance) {
-        over = age + 1;
-        break;
-      }
-    }
-    cache.set(group, over);
-    return over;
   }
 
   /** Drops the newest ring entry (it is about to be written again for the same window). */
@@ -366,12 +335,19 @@ export class ProcessDetectCore {
     // Break out above the levels of the day before the interval (diurnal peaks, sawtooth tops,
     // bursts). Without a day of history, beat the wander that healthy peers show in a day.
     const history = c.ringLen[slot]! - 1 - hours;
+    if (c.ringLen[slot]! - 1 >= 24) {
+      // Higher than the same hour yesterday by more than the series' own day-over-day wobble.
+      const dayOverDay = z - this.ringAt(slot, 24);
+      if (dayOverDay < cfg.seasonalSigmas * Math.max(c.sig24[slot]!, cfg.noiseFloor)) return undefined;
+    }
     if (history >= cfg.breakoutHours) {
-      let maxBefore = Number.NEGATIVE_INFINITY;
-      for (let back = hours + 1; back <= hours + cfg.breakoutHours; back++) {
-        maxBefore = Math.max(maxBefore, this.ringAt(slot, back));
+      if (cfg.breakout) {
+        let maxBefore = Number.NEGATIVE_INFINITY;
+        for (let back = hours + 1; back <= hours + cfg.breakoutHours; back++) {
+          maxBefore = Math.max(maxBefore, this.ringAt(slot, back));
+        }
+        if (z <= maxBefore + 2 * levelNoise) return undefined;
       }
-      if (z <= maxBefore + 2 * levelNoise) return undefined;
     } else {
       const wander = this.coarseWander[c.coarse[slot]!];
       if (growth < (wander ?? cfg.unknownWander) + 2 * levelNoise) return undefined;
@@ -425,7 +401,7 @@ export class ProcessDetectCore {
     if (lastMs < 0 || now - lastMs > r * HOUR) return false;
     this.ring.copyWithin(slot * r, predecessor * r, predecessor * r + r);
     for (const k of ["ringPos", "ringLen"] as const) c[k][slot] = c[k][predecessor]!;
-    for (const k of ["z", "noise", "wander", "lastY", "lastC", "lastVms"] as const)
+    for (const k of ["z", "noise", "wander", "sig24", "lastY", "lastC", "lastVms"] as const)
       c[k][slot] = c[k][predecessor]!;
     c.lastMs[slot] = lastMs === now ? now - HOUR : lastMs;
     if (lastMs === now) {
@@ -502,6 +478,7 @@ export class ProcessDetectCore {
     c.coarse[slot] = coarse;
     c.lastVms[slot] = -1;
     c.noise[slot] = this.coarseNoise[coarse] ?? 0.01;
+    c.sig24[slot] = this.coarseSig24[coarse] ?? 0.02;
   }
 
   private removeSeries(slot: number): void {
@@ -544,6 +521,35 @@ function r2(xs: number[], ys: number[], slope: number, intercept: number): numbe
     ssRes += r * r;
   }
   return ssTot > 0 ? 1 - ssRes / ssTot : 0;
+}
+
+/** Values per fine peer group, with the coarse group (component, process) as a fallback. */
+class PeerMedians {
+  private readonly fine = new Map<number, number[]>();
+  private readonly coarse = new Map<number, number[]>();
+
+  constructor(private readonly coarseOf: readonly number[]) {}
+
+  add(fineGroup: number, value: number): void {
+    pushTo(this.fine, fineGroup, value);
+    pushTo(this.coarse, this.coarseOf[fineGroup]!, value);
+  }
+
+  /** Median per fine group that has at least `min` values, else its coarse group's if that has. */
+  medians(min: number): Map<number, number> {
+    const coarseMedian = new Map<number, number>();
+    for (const [g, values] of this.coarse) if (values.length >= min) coarseMedian.set(g, median(values));
+    const out = new Map<number, number>();
+    const groups = new Set([...this.fine.keys()]);
+    for (let g = 0; g < this.coarseOf.length; g++) if (coarseMedian.has(this.coarseOf[g]!)) groups.add(g);
+    for (const g of groups) {
+      const values = this.fine.get(g);
+      const m =
+        values !== undefined && values.length >= min ? median(values) : coarseMedian.get(this.coarseOf[g]!);
+      if (m !== undefined) out.set(g, m);
+    }
+    return out;
+  }
 }
 
 function pushTo(map: Map<number, number[]>, key: number, value: number): void {
