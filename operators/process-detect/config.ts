@@ -28,8 +28,12 @@ export const DetectConfig = z.strictObject({
   youngPace: z.number().min(0).max(1).default(0.6),
   /** Older interval starts must be lower by this many level-noise units per hour to be chosen. */
   driftAllowance: z.number().nonnegative().default(0.25),
+  /** The fixed drift allowance of the second candidate interval (log scale per hour; 5e-4 ≈ 1.2%/day). */
+  minDriftPerHour: z.number().nonnegative().default(5e-4),
   /** Floor of the level noise (log scale). */
   noiseFloor: z.number().positive().default(0.0015),
+  /** Half-life of each series' baseline against its peers, in windows. */
+  baselineHalfLife: z.number().positive().default(72),
   /** Half-life of the per-series noise estimate, in windows. */
   noiseHalfLife: z.number().positive().default(48),
   /** Growth a series without a day of history must beat while no peer has a day of history either. */

@@ -42,7 +42,7 @@ interface Verdict {
 
 /** Times need float64; levels and scales are fine in float32 (1e-7 relative). */
 const TIME_COLS = ["lastMs", "resetMs"] as const;
-const FLOAT_COLS = ["lastY", "z", "lastC", "noise", "slope", "wander", "lastVms", "sig24"] as const;
+const FLOAT_COLS = ["lastY", "z", "base", "anchor", "noise", "slope", "wander", "lastVms", "sig24"] as const;
 const INT_COLS = ["confirms", "fine", "coarse", "ringPos", "ringLen"] as const;
 type Columns = Record<(typeof TIME_COLS)[number], Float64Array> &
   Record<(typeof FLOAT_COLS)[number], Float32Array> &
@@ -82,19 +82,25 @@ export class ProcessDetectCore {
   private readonly open = new Map<number, OpenSuspect>();
   private readonly fineIds = new Map<string, number>();
   private readonly coarseIds = new Map<string, number>();
-  private readonly fineC: number[] = [];
+  /** Current common mode of each fine peer group: the median deviation of its members from their baselines. */
+  private readonly fineM: number[] = [];
   private readonly fineOf: number[] = [];
   private readonly coarseNoise: number[] = [];
   /** Typical 24 h range of healthy series' levels, per component: the wander a leak must beat. */
   private readonly coarseWander: number[] = [];
   private readonly coarseSig24: number[] = [];
   private readonly noiseDecay: number;
+  private readonly baseDecay: number;
   private readonly scratchT: number[] = [];
   private readonly scratchZ: number[] = [];
+
+  /** Called with the reason whenever a candidate interval is rejected (debugging aid). */
+  trace: ((info: SeriesInfo, windowStart: number, reason: string) => void) | undefined;
 
   constructor(config: DetectConfigInput = {}) {
     this.config = DetectConfig.parse(config);
     this.noiseDecay = 1 - 0.5 ** (1 / this.config.noiseHalfLife);
+    this.baseDecay = 1 - 0.5 ** (1 / this.config.baselineHalfLife);
     this.grow(1024);
   }
 
@@ -135,10 +141,12 @@ export class ProcessDetectCore {
     for (const s of w.streams) streams.set(s.stream, s);
     for (const info of w.newSeries) this.addSeries(info, streams.get(info.stream));
 
-    // Pass 1: the common mode, i.e. the median hourly change of each peer group (component,
-    // process, region; the component across regions when a region has too few). Restarted
-    // processes count as they are: when most of a group restarted together (a rolling deploy),
-    // the common mode carries their shared warm-up instead of going blind.
+    // Pass 1: the common mode of each peer group (component, process, region; the component
+    // across regions when a region has too few): the median of its members' deviations from their
+    // own baselines, in log scale. Levels, not hourly changes: the median of changes drifts on
+    // skewed shapes (a GC sawtooth rises slowly and drops at once). Restarted processes count as
+    // they are: when most of a group restarted together (a rolling deploy), the common mode
+    // carries their shared warm-up instead of going blind.
     const n = w.slots.length;
     const ys = new Float64Array(n);
     const peers = new PeerMedians(this.fineOf);
@@ -146,11 +154,10 @@ export class ProcessDetectCore {
       const slot = w.slots[i]!;
       const y = Math.log(Math.max(w.values[i]!, 1));
       ys[i] = y;
-      // No hourly change to take from a new series, after a gap, or from a suspect.
-      if (c.lastMs[slot]! !== w.start - HOUR || c.suspected[slot] === 1) continue;
-      peers.add(c.fine[slot]!, y - c.lastY[slot]!);
+      if (c.lastMs[slot]! < 0 || c.suspected[slot] === 1) continue;
+      peers.add(c.fine[slot]!, y - c.base[slot]!);
     }
-    for (const [g, m] of peers.medians(cfg.minPeers)) this.fineC[g]! += m;
+    for (const [g, m] of peers.medians(cfg.minPeers)) this.fineM[g] = m;
 
     // Pass 2: per-series level and decision. A restarted series continues its predecessor's
     // history, so it goes after every other series (the predecessor may report in this window
@@ -188,28 +195,30 @@ export class ProcessDetectCore {
     const vms = acc.streams.get(info.stream)?.vms ?? -1;
     const g = c.fine[slot]!;
     const ageHours = (w.start - this.ageRef(slot)) / HOUR;
+    const z = y - this.fineM[g]!;
     if (c.lastMs[slot]! < 0 && !this.inherit(slot, info.predecessor, w.start)) {
       c.lastY[slot] = y;
       c.lastMs[slot] = w.start;
-      c.lastC[slot] = this.fineC[g]!;
       c.lastVms[slot] = vms;
       c.resetMs[slot] = w.start;
-      this.pushRing(slot, 0, 1);
+      c.z[slot] = z;
+      c.base[slot] = z;
+      c.anchor[slot] = z;
+      this.pushRing(slot, z, 1);
       return;
     }
     const gapHours = Math.max(1, Math.round((w.start - c.lastMs[slot]!) / HOUR));
-    const e = y - c.lastY[slot]! - (this.fineC[g]! - c.lastC[slot]!);
+    const e = z - c.z[slot]!;
     const prevVms = c.lastVms[slot]!;
     // Tenant-following memory: a level step in the window where the host's VM count moved the
     // same way is explained (VMs and memory are both window medians, so they land together);
     // the interval restarts after it, so a staircase of VM arrivals does not add up to a leak.
     const dv = vms >= 0 && prevVms >= 0 ? vms - prevVms : 0;
-    const z = c.z[slot]! + e;
     c.lastY[slot] = y;
     c.lastMs[slot] = w.start;
-    c.lastC[slot] = this.fineC[g]!;
     c.lastVms[slot] = vms;
     c.z[slot] = z;
+    c.base[slot]! += this.baseDecay * (z - c.base[slot]!);
 
     const noiseE = Math.max(c.noise[slot]!, cfg.noiseFloor);
     // A running mean while the series is new, an exponential average after.
@@ -289,24 +298,51 @@ export class ProcessDetectCore {
     // The interval may reach back to the last reset, within the ring.
     const maxBack = Math.min(c.ringLen[slot]! - 1, Math.floor((now - c.resetMs[slot]!) / HOUR));
     if (maxBack < cfg.minHours) return undefined;
-    // Start at the lowest level, where older levels must be lower by a small drift allowance per
-    // hour to win: a noise dip long before a leak does not stretch the interval back to it.
-    const drift = Math.max(levelNoise * cfg.driftAllowance, 1e-4);
+    // Two candidate starts: the lowest level where older levels must be lower by a drift
+    // allowance in proportion to the noise (a noise dip long before a leak does not stretch the
+    // interval back to it), and with a small fixed allowance (a slow leak in a noisy series,
+    // e.g. under a GC sawtooth, needs a long interval to stand out).
+    const first = this.startAt(slot, z, maxBack, Math.max(levelNoise * cfg.driftAllowance, 1e-4));
+    const verdict = this.judgeInterval(slot, now, z, levelNoise, ageHours, maxBack, first);
+    if (verdict !== undefined) return verdict;
+    const second = this.startAt(slot, z, maxBack, cfg.minDriftPerHour);
+    return second === first ? undefined : this.judgeInterval(slot, now, z, levelNoise, ageHours, maxBack, second);
+  }
+
+  /** Why a series was not flagged, for `trace` (debugging and `explain`). */
+  private reject(slot: number, now: number, reason: string): undefined {
+    this.trace?.(this.infos[slot]!, now, reason);
+    return undefined;
+  }
+
+  /** Hours back to the start of the interval: the minimum of level + drift × hours back. */
+  private startAt(slot: number, z: number, maxBack: number, drift: number): number {
     let minBack = 0;
-    let minZ = z;
     let best = z;
     for (let back = 1; back <= maxBack; back++) {
-      const v = this.ringAt(slot, back);
-      if (v + drift * back < best) {
-        best = v + drift * back;
-        minZ = v;
+      const v = this.ringAt(slot, back) + drift * back;
+      if (v < best) {
+        best = v;
         minBack = back;
       }
     }
-    const hours = minBack;
+    return minBack;
+  }
+
+  private judgeInterval(
+    slot: number,
+    now: number,
+    z: number,
+    levelNoise: number,
+    ageHours: number,
+    maxBack: number,
+    hours: number,
+  ): Verdict | undefined {
+    const c = this.cols;
+    const cfg = this.config;
+    const minZ = this.ringAt(slot, hours);
     const growth = z - minZ;
-    if (hours < cfg.minHours || growth < cfg.sigmas * levelNoise || growth < cfg.minRelGrowth)
-      return undefined;
+    if (hours < cfg.minHours || growth < cfg.sigmas * levelNoise || growth < cfg.minRelGrowth) return this.reject(slot, now, "short or small growth");
 
     // Linear fit over the interval, the largest single rise, and jumps.
     const ts = this.scratchT;
@@ -328,9 +364,9 @@ export class ProcessDetectCore {
     }
     const fit = new SimpleLinearRegression(ts, zs);
     const fitGrowth = fit.slope * hours;
-    if (fitGrowth < cfg.sigmas * levelNoise || fitGrowth < cfg.minRelGrowth) return undefined;
-    if (r2(ts, zs, fit.slope, fit.intercept) < cfg.minR2) return undefined;
-    if (maxInc > cfg.maxStepShare * growth && jumps < 2) return undefined;
+    if (fitGrowth < cfg.sigmas * levelNoise || fitGrowth < cfg.minRelGrowth) return this.reject(slot, now, "fit growth too small");
+    if (r2(ts, zs, fit.slope, fit.intercept) < cfg.minR2) return this.reject(slot, now, "not linear (R²)");
+    if (maxInc > cfg.maxStepShare * growth && jumps < 2) return this.reject(slot, now, "one step");
 
     // Break out above the levels of the day before the interval (diurnal peaks, sawtooth tops,
     // bursts). Without a day of history, beat the wander that healthy peers show in a day.
@@ -338,7 +374,7 @@ export class ProcessDetectCore {
     if (c.ringLen[slot]! - 1 >= 24) {
       // Higher than the same hour yesterday by more than the series' own day-over-day wobble.
       const dayOverDay = z - this.ringAt(slot, 24);
-      if (dayOverDay < cfg.seasonalSigmas * Math.max(c.sig24[slot]!, cfg.noiseFloor)) return undefined;
+      if (dayOverDay < cfg.seasonalSigmas * Math.max(c.sig24[slot]!, cfg.noiseFloor)) return this.reject(slot, now, "not above yesterday");
     }
     if (history >= cfg.breakoutHours) {
       if (cfg.breakout) {
@@ -346,20 +382,20 @@ export class ProcessDetectCore {
         for (let back = hours + 1; back <= hours + cfg.breakoutHours; back++) {
           maxBefore = Math.max(maxBefore, this.ringAt(slot, back));
         }
-        if (z <= maxBefore + 2 * levelNoise) return undefined;
+        if (z <= maxBefore + 2 * levelNoise) return this.reject(slot, now, "not above the day before");
       }
     } else {
       const wander = this.coarseWander[c.coarse[slot]!];
-      if (growth < (wander ?? cfg.unknownWander) + 2 * levelNoise) return undefined;
+      if (growth < (wander ?? cfg.unknownWander) + 2 * levelNoise) return this.reject(slot, now, "below peers' daily wander");
     }
 
     // A warm-up flattens out: for young series, the second half must keep most of the first half's pace.
     if (ageHours - hours < cfg.warmupHours) {
-      if (hours < cfg.youngMinHours) return undefined;
+      if (hours < cfg.youngMinHours) return this.reject(slot, now, "young and short");
       const half = Math.floor(hours / 2);
       const first = this.ringAt(slot, hours - half) - minZ;
       const second = z - this.ringAt(slot, hours - half);
-      if (second < cfg.youngPace * first) return undefined;
+      if (second < cfg.youngPace * first) return this.reject(slot, now, "young and slowing (warm-up)");
     }
     return this.describe(slot, now - hours * HOUR, z, levelNoise, fit.slope);
   }
@@ -401,7 +437,7 @@ export class ProcessDetectCore {
     if (lastMs < 0 || now - lastMs > r * HOUR) return false;
     this.ring.copyWithin(slot * r, predecessor * r, predecessor * r + r);
     for (const k of ["ringPos", "ringLen"] as const) c[k][slot] = c[k][predecessor]!;
-    for (const k of ["z", "noise", "wander", "sig24", "lastY", "lastC", "lastVms"] as const)
+    for (const k of ["z", "base", "anchor", "noise", "wander", "sig24", "lastY", "lastVms"] as const)
       c[k][slot] = c[k][predecessor]!;
     c.lastMs[slot] = lastMs === now ? now - HOUR : lastMs;
     if (lastMs === now) {
@@ -436,10 +472,8 @@ export class ProcessDetectCore {
     const base = slot * r;
     for (let k = 0; k < Math.min(gapHours, r); k++) {
       c.ringPos[slot] = (c.ringPos[slot]! + 1) % r;
-      this.ring[base + c.ringPos[slot]!] = Math.max(
-        -RING_LIMIT,
-        Math.min(RING_LIMIT, Math.round(z * RING_SCALE)),
-      );
+      const stored = Math.round((z - c.anchor[slot]!) * RING_SCALE);
+      this.ring[base + c.ringPos[slot]!] = Math.max(-RING_LIMIT, Math.min(RING_LIMIT, stored));
       if (c.ringLen[slot]! < r) c.ringLen[slot]! += 1;
     }
   }
@@ -447,7 +481,8 @@ export class ProcessDetectCore {
   /** The level `back` hours before the newest (0 = newest). */
   private ringAt(slot: number, back: number): number {
     const r = this.config.ringHours;
-    return this.ring[slot * r + ((this.cols.ringPos[slot]! - back + r * 4) % r)]! / RING_SCALE;
+    const c = this.cols;
+    return c.anchor[slot]! + this.ring[slot * r + ((c.ringPos[slot]! - back + r * 4) % r)]! / RING_SCALE;
   }
 
   private addSeries(info: SeriesInfo, stream: StreamSnapshot | undefined): void {
@@ -465,7 +500,7 @@ export class ProcessDetectCore {
     if (fine === undefined) {
       fine = this.fineIds.size;
       this.fineIds.set(fineKey, fine);
-      this.fineC.push(0);
+      this.fineM.push(0);
       this.fineOf.push(coarse);
     }
     const c = this.cols;
