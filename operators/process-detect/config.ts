@@ -32,6 +32,8 @@ export const DetectConfig = z.strictObject({
   minDriftPerHour: z.number().nonnegative().default(5e-4),
   /** Floor of the level noise (log scale). */
   noiseFloor: z.number().positive().default(0.0015),
+  /** Peers' median movement counts as common only beyond this many standard errors from zero. */
+  commonModeSigmas: z.number().nonnegative().default(3),
   /** Half-life of each series' baseline against its peers, in windows. */
   baselineHalfLife: z.number().positive().default(72),
   /** Half-life of the per-series noise estimate, in windows. */

@@ -157,7 +157,7 @@ export class ProcessDetectCore {
       if (c.lastMs[slot]! < 0 || c.suspected[slot] === 1) continue;
       peers.add(c.fine[slot]!, y - c.base[slot]!);
     }
-    for (const [g, m] of peers.medians(cfg.minPeers)) this.fineM[g] = m;
+    for (const [g, m] of peers.medians(cfg.minPeers, cfg.commonModeSigmas)) this.fineM[g] = m;
 
     // Pass 2: per-series level and decision. A restarted series continues its predecessor's
     // history, so it goes after every other series (the predecessor may report in this window
@@ -306,7 +306,9 @@ export class ProcessDetectCore {
     const verdict = this.judgeInterval(slot, now, z, levelNoise, ageHours, maxBack, first);
     if (verdict !== undefined) return verdict;
     const second = this.startAt(slot, z, maxBack, cfg.minDriftPerHour);
-    return second === first ? undefined : this.judgeInterval(slot, now, z, levelNoise, ageHours, maxBack, second);
+    return second === first
+      ? undefined
+      : this.judgeInterval(slot, now, z, levelNoise, ageHours, maxBack, second);
   }
 
   /** Why a series was not flagged, for `trace` (debugging and `explain`). */
@@ -342,7 +344,8 @@ export class ProcessDetectCore {
     const cfg = this.config;
     const minZ = this.ringAt(slot, hours);
     const growth = z - minZ;
-    if (hours < cfg.minHours || growth < cfg.sigmas * levelNoise || growth < cfg.minRelGrowth) return this.reject(slot, now, "short or small growth");
+    if (hours < cfg.minHours || growth < cfg.sigmas * levelNoise || growth < cfg.minRelGrowth)
+      return this.reject(slot, now, "short or small growth");
 
     // Linear fit over the interval, the largest single rise, and jumps.
     const ts = this.scratchT;
@@ -364,7 +367,8 @@ export class ProcessDetectCore {
     }
     const fit = new SimpleLinearRegression(ts, zs);
     const fitGrowth = fit.slope * hours;
-    if (fitGrowth < cfg.sigmas * levelNoise || fitGrowth < cfg.minRelGrowth) return this.reject(slot, now, "fit growth too small");
+    if (fitGrowth < cfg.sigmas * levelNoise || fitGrowth < cfg.minRelGrowth)
+      return this.reject(slot, now, "fit growth too small");
     if (r2(ts, zs, fit.slope, fit.intercept) < cfg.minR2) return this.reject(slot, now, "not linear (R²)");
     if (maxInc > cfg.maxStepShare * growth && jumps < 2) return this.reject(slot, now, "one step");
 
@@ -374,7 +378,8 @@ export class ProcessDetectCore {
     if (c.ringLen[slot]! - 1 >= 24) {
       // Higher than the same hour yesterday by more than the series' own day-over-day wobble.
       const dayOverDay = z - this.ringAt(slot, 24);
-      if (dayOverDay < cfg.seasonalSigmas * Math.max(c.sig24[slot]!, cfg.noiseFloor)) return this.reject(slot, now, "not above yesterday");
+      if (dayOverDay < cfg.seasonalSigmas * Math.max(c.sig24[slot]!, cfg.noiseFloor))
+        return this.reject(slot, now, "not above yesterday");
     }
     if (history >= cfg.breakoutHours) {
       if (cfg.breakout) {
@@ -386,7 +391,8 @@ export class ProcessDetectCore {
       }
     } else {
       const wander = this.coarseWander[c.coarse[slot]!];
-      if (growth < (wander ?? cfg.unknownWander) + 2 * levelNoise) return this.reject(slot, now, "below peers' daily wander");
+      if (growth < (wander ?? cfg.unknownWander) + 2 * levelNoise)
+        return this.reject(slot, now, "below peers' daily wander");
     }
 
     // A warm-up flattens out: for young series, the second half must keep most of the first half's pace.
@@ -570,21 +576,37 @@ class PeerMedians {
     pushTo(this.coarse, this.coarseOf[fineGroup]!, value);
   }
 
-  /** Median per fine group that has at least `min` values, else its coarse group's if that has. */
-  medians(min: number): Map<number, number> {
+  /**
+   * Median per fine group that has at least `min` values, else its coarse group's if that has.
+   * A median that its members do not agree on (within `sigmas` standard errors of zero) counts as
+   * no common movement: peers whose memory follows their own VM counts move, but not together.
+   */
+  medians(min: number, sigmas: number): Map<number, number> {
     const coarseMedian = new Map<number, number>();
-    for (const [g, values] of this.coarse) if (values.length >= min) coarseMedian.set(g, median(values));
+    for (const [g, values] of this.coarse) {
+      if (values.length >= min) coarseMedian.set(g, coherentMedian(values, sigmas));
+    }
     const out = new Map<number, number>();
     const groups = new Set([...this.fine.keys()]);
     for (let g = 0; g < this.coarseOf.length; g++) if (coarseMedian.has(this.coarseOf[g]!)) groups.add(g);
     for (const g of groups) {
       const values = this.fine.get(g);
       const m =
-        values !== undefined && values.length >= min ? median(values) : coarseMedian.get(this.coarseOf[g]!);
+        values !== undefined && values.length >= min
+          ? coherentMedian(values, sigmas)
+          : coarseMedian.get(this.coarseOf[g]!);
       if (m !== undefined) out.set(g, m);
     }
     return out;
   }
+}
+
+/** The median, or 0 when it is within `sigmas` standard errors (from the MAD) of zero. */
+function coherentMedian(values: number[], sigmas: number): number {
+  const m = median(values);
+  const deviations = values.map((v) => Math.abs(v - m));
+  const se = (1.4826 * median(deviations)) / Math.sqrt(values.length);
+  return Math.abs(m) >= sigmas * se ? m : 0;
 }
 
 function pushTo(map: Map<number, number[]>, key: number, value: number): void {
