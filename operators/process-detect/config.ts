@@ -16,6 +16,8 @@ export const DetectConfig = z.strictObject({
   maxStepShare: z.number().min(0).max(1).default(0.6),
   /** An hourly change above this many noise units is a jump. */
   jumpSigmas: z.number().positive().default(4),
+  /** Growth made mostly of one or two jumps must hold this many windows after the last jump. */
+  jumpHoldHours: z.number().int().nonnegative().default(6),
   /** Consecutive windows that must agree before a suspect opens. */
   confirmWindows: z.number().int().min(1).default(2),
   /** Fewest peers for the common-mode (fleet-wide) correction of a group. */

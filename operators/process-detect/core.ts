@@ -15,6 +15,7 @@ interface WindowAcc {
   noiseSeen: Map<number, number[]>;
   wanderSeen: Map<number, number[]>;
   sig24Seen: Map<number, number[]>;
+  perVmSeen: Map<number, number[]>;
 }
 
 /** What the detector concluded about one series in one window (before the lifecycle turns it into events). */
@@ -42,7 +43,21 @@ interface Verdict {
 
 /** Times need float64; levels and scales are fine in float32 (1e-7 relative). */
 const TIME_COLS = ["lastMs", "resetMs"] as const;
-const FLOAT_COLS = ["lastY", "z", "base", "anchor", "noise", "slope", "wander", "lastVms", "sig24"] as const;
+const FLOAT_COLS = [
+  "lastY",
+  "z",
+  "base",
+  "anchor",
+  "noise",
+  "slope",
+  "wander",
+  "lastVms",
+  "sig24",
+  "perVm",
+  "perVmN",
+  "vmOffset",
+  "perVmVar",
+] as const;
 const INT_COLS = ["confirms", "fine", "coarse", "ringPos", "ringLen"] as const;
 type Columns = Record<(typeof TIME_COLS)[number], Float64Array> &
   Record<(typeof FLOAT_COLS)[number], Float32Array> &
@@ -89,6 +104,8 @@ export class ProcessDetectCore {
   /** Typical 24 h range of healthy series' levels, per component: the wander a leak must beat. */
   private readonly coarseWander: number[] = [];
   private readonly coarseSig24: number[] = [];
+  /** Typical memory per VM (log scale) of a component, a prior for its new series. */
+  private readonly coarsePerVm: number[] = [];
   private readonly noiseDecay: number;
   private readonly baseDecay: number;
   private readonly scratchT: number[] = [];
@@ -155,7 +172,7 @@ export class ProcessDetectCore {
       const y = Math.log(Math.max(w.values[i]!, 1));
       ys[i] = y;
       if (c.lastMs[slot]! < 0 || c.suspected[slot] === 1) continue;
-      peers.add(c.fine[slot]!, y - c.base[slot]!);
+      peers.add(c.fine[slot]!, y - c.vmOffset[slot]! - c.base[slot]!);
     }
     for (const [g, m] of peers.medians(cfg.minPeers, cfg.commonModeSigmas)) this.fineM[g] = m;
 
@@ -169,6 +186,7 @@ export class ProcessDetectCore {
       noiseSeen: new Map(),
       wanderSeen: new Map(),
       sig24Seen: new Map(),
+      perVmSeen: new Map(),
     };
     const deferred: number[] = [];
     for (let i = 0; i < n; i++) {
@@ -179,6 +197,7 @@ export class ProcessDetectCore {
     for (const i of deferred) this.step(acc, i, ys[i]!);
     const findings = acc.findings;
     for (const [g, values] of acc.noiseSeen) this.coarseNoise[g] = median(values);
+    for (const [g, values] of acc.perVmSeen) this.coarsePerVm[g] = median(values);
     for (const [g, values] of acc.sig24Seen) this.coarseSig24[g] = median(values);
     for (const [g, values] of acc.wanderSeen)
       if (values.length >= cfg.minPeers) this.coarseWander[g] = quantile(values, 0.8);
@@ -195,7 +214,14 @@ export class ProcessDetectCore {
     const vms = acc.streams.get(info.stream)?.vms ?? -1;
     const g = c.fine[slot]!;
     const ageHours = (w.start - this.ageRef(slot)) / HOUR;
-    const z = y - this.fineM[g]!;
+    // The level: log memory net of what this host's VM changes accounted for (each change times
+    // the memory per VM learned so far; later learning does not rewrite the past), against the
+    // peers' common mode.
+    const prevVms0 = c.lastVms[slot]!;
+    if (c.lastMs[slot]! >= 0 && vms >= 0 && prevVms0 >= 0 && vms !== prevVms0) {
+      c.vmOffset[slot]! += this.perVmEffect(slot) * (vms - prevVms0);
+    }
+    const z = y - c.vmOffset[slot]! - this.fineM[g]!;
     if (c.lastMs[slot]! < 0 && !this.inherit(slot, info.predecessor, w.start)) {
       c.lastY[slot] = y;
       c.lastMs[slot] = w.start;
@@ -214,6 +240,17 @@ export class ProcessDetectCore {
     // same way is explained (VMs and memory are both window medians, so they land together);
     // the interval restarts after it, so a staircase of VM arrivals does not add up to a leak.
     const dv = vms >= 0 && prevVms >= 0 ? vms - prevVms : 0;
+    // Learn this series' memory per VM (log scale) from the windows where its VM count moved.
+    if (dv !== 0 && gapHours === 1 && c.suspected[slot] !== 1 && c.resetMs[slot]! < w.start) {
+      const observed = e / dv + this.perVmEffect(slot);
+      const n = c.perVmN[slot]!;
+      const step = 1 / Math.min(n + 2, 8);
+      const miss = observed - c.perVm[slot]!;
+      c.perVm[slot]! += step * miss;
+      c.perVmVar[slot]! += step * (miss * miss - c.perVmVar[slot]!);
+      c.perVmN[slot] = n + 1;
+      if (n + 1 >= 3) pushTo(acc.perVmSeen, c.coarse[slot]!, c.perVm[slot]!);
+    }
     c.lastY[slot] = y;
     c.lastMs[slot] = w.start;
     c.lastVms[slot] = vms;
@@ -239,9 +276,11 @@ export class ProcessDetectCore {
       pushTo(acc.wanderSeen, c.coarse[slot]!, c.wander[slot]!);
       // Day-over-day change: what the same hour yesterday says. A healthy series repeats its
       // day (diurnal load, its own phase and amplitude), so this stays near its typical size.
+      // Learned from the falls only: healthy wobble is symmetric, a leak only ever rises, and a
+      // scale learned from rises would grow with the very leak it should expose.
       const sig = Math.max(c.sig24[slot]!, cfg.noiseFloor);
-      const dayDev = Math.min(Math.abs(z - this.ringAt(slot, 24)), 3 * sig);
-      c.sig24[slot] = sig + decay * (dayDev - sig);
+      const dayChange = z - this.ringAt(slot, 24);
+      if (dayChange <= 0) c.sig24[slot] = sig + decay * (Math.min(-dayChange, 3 * sig) - sig);
       pushTo(acc.sig24Seen, c.coarse[slot]!, c.sig24[slot]!);
     }
 
@@ -353,7 +392,9 @@ export class ProcessDetectCore {
     ts.length = 0;
     zs.length = 0;
     let maxInc = 0;
+    let secondInc = 0;
     let jumps = 0;
+    let lastJumpBack = -1;
     let prev = minZ;
     const jumpAt = cfg.jumpSigmas * levelNoise * Math.SQRT2 * 1.25;
     for (let back = hours; back >= 0; back--) {
@@ -361,8 +402,14 @@ export class ProcessDetectCore {
       ts.push(hours - back);
       zs.push(v);
       const inc = v - prev;
-      if (inc > maxInc) maxInc = inc;
-      if (inc > jumpAt) jumps++;
+      if (inc > maxInc) {
+        secondInc = maxInc;
+        maxInc = inc;
+      } else if (inc > secondInc) secondInc = inc;
+      if (inc > jumpAt) {
+        jumps++;
+        lastJumpBack = back;
+      }
       prev = v;
     }
     const fit = new SimpleLinearRegression(ts, zs);
@@ -371,6 +418,11 @@ export class ProcessDetectCore {
       return this.reject(slot, now, "fit growth too small");
     if (r2(ts, zs, fit.slope, fit.intercept) < cfg.minR2) return this.reject(slot, now, "not linear (R²)");
     if (maxInc > cfg.maxStepShare * growth && jumps < 2) return this.reject(slot, now, "one step");
+    // Growth made of a few jumps must hold for a while: a burst gives its memory back within
+    // hours, a spike leak keeps it.
+    if (maxInc + secondInc >= 0.5 * growth && lastJumpBack >= 0 && lastJumpBack < cfg.jumpHoldHours) {
+      return this.reject(slot, now, "jump not held yet");
+    }
 
     // Break out above the levels of the day before the interval (diurnal peaks, sawtooth tops,
     // bursts). Without a day of history, beat the wander that healthy peers show in a day.
@@ -443,7 +495,20 @@ export class ProcessDetectCore {
     if (lastMs < 0 || now - lastMs > r * HOUR) return false;
     this.ring.copyWithin(slot * r, predecessor * r, predecessor * r + r);
     for (const k of ["ringPos", "ringLen"] as const) c[k][slot] = c[k][predecessor]!;
-    for (const k of ["z", "base", "anchor", "noise", "wander", "sig24", "lastY", "lastVms"] as const)
+    for (const k of [
+      "z",
+      "base",
+      "anchor",
+      "noise",
+      "wander",
+      "sig24",
+      "lastY",
+      "lastVms",
+      "perVm",
+      "perVmN",
+      "vmOffset",
+      "perVmVar",
+    ] as const)
       c[k][slot] = c[k][predecessor]!;
     c.lastMs[slot] = lastMs === now ? now - HOUR : lastMs;
     if (lastMs === now) {
@@ -464,6 +529,18 @@ export class ProcessDetectCore {
       if (v > hi) hi = v;
     }
     return hi - lo;
+  }
+
+  /**
+   * The memory per VM to account for: the learned value once it stands clear of its own scatter
+   * (two standard errors), else none; a component that does not follow VMs learns only noise.
+   */
+  private perVmEffect(slot: number): number {
+    const c = this.cols;
+    const n = c.perVmN[slot]!;
+    if (n < 2) return 0;
+    const se = Math.sqrt(c.perVmVar[slot]! / n);
+    return Math.abs(c.perVm[slot]!) >= 2 * se ? c.perVm[slot]! : 0;
   }
 
   private ageRef(slot: number): number {
@@ -520,6 +597,7 @@ export class ProcessDetectCore {
     c.lastVms[slot] = -1;
     c.noise[slot] = this.coarseNoise[coarse] ?? 0.01;
     c.sig24[slot] = this.coarseSig24[coarse] ?? 0.02;
+    c.perVm[slot] = this.coarsePerVm[coarse] ?? 0;
   }
 
   private removeSeries(slot: number): void {
