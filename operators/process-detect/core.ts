@@ -104,8 +104,8 @@ export class ProcessDetectCore {
   /** Typical 24 h range of healthy series' levels, per component: the wander a leak must beat. */
   private readonly coarseWander: number[] = [];
   private readonly coarseSig24: number[] = [];
-  /** Typical memory per VM (log scale) of a component, a prior for its new series. */
-  private readonly coarsePerVm: number[] = [];
+  /** Memory per VM (log scale) of components whose memory follows the VM count of the host. */
+  private readonly coarsePerVm: (number | undefined)[] = [];
   private readonly noiseDecay: number;
   private readonly baseDecay: number;
   private readonly scratchT: number[] = [];
@@ -197,7 +197,13 @@ export class ProcessDetectCore {
     for (const i of deferred) this.step(acc, i, ys[i]!);
     const findings = acc.findings;
     for (const [g, values] of acc.noiseSeen) this.coarseNoise[g] = median(values);
-    for (const [g, values] of acc.perVmSeen) this.coarsePerVm[g] = median(values);
+    // A component follows its VM count when its hosts agree on a memory per VM (pooled: one
+    // host's few VM changes under noise prove nothing, the fleet's do).
+    for (const [g, values] of acc.perVmSeen) {
+      if (values.length < cfg.minPeers) continue;
+      const perVm = coherentMedian(values, 3);
+      this.coarsePerVm[g] = perVm > 0.005 ? perVm : undefined;
+    }
     for (const [g, values] of acc.sig24Seen) this.coarseSig24[g] = median(values);
     for (const [g, values] of acc.wanderSeen)
       if (values.length >= cfg.minPeers) this.coarseWander[g] = quantile(values, 0.8);
@@ -214,43 +220,48 @@ export class ProcessDetectCore {
     const vms = acc.streams.get(info.stream)?.vms ?? -1;
     const g = c.fine[slot]!;
     const ageHours = (w.start - this.ageRef(slot)) / HOUR;
-    // The level: log memory net of what this host's VM changes accounted for (each change times
-    // the memory per VM learned so far; later learning does not rewrite the past), against the
-    // peers' common mode.
-    const prevVms0 = c.lastVms[slot]!;
-    if (c.lastMs[slot]! >= 0 && vms >= 0 && prevVms0 >= 0 && vms !== prevVms0) {
-      c.vmOffset[slot]! += this.perVmEffect(slot) * (vms - prevVms0);
-    }
-    const z = y - c.vmOffset[slot]! - this.fineM[g]!;
     if (c.lastMs[slot]! < 0 && !this.inherit(slot, info.predecessor, w.start)) {
+      const z0 = y - this.fineM[g]!;
       c.lastY[slot] = y;
       c.lastMs[slot] = w.start;
       c.lastVms[slot] = vms;
       c.resetMs[slot] = w.start;
-      c.z[slot] = z;
-      c.base[slot] = z;
-      c.anchor[slot] = z;
-      this.pushRing(slot, z, 1);
+      c.z[slot] = z0;
+      c.base[slot] = z0;
+      c.anchor[slot] = z0;
+      this.pushRing(slot, z0, 1);
       return;
     }
     const gapHours = Math.max(1, Math.round((w.start - c.lastMs[slot]!) / HOUR));
-    const e = z - c.z[slot]!;
+    // The level: log memory against the peers' common mode, net of what VM changes did to it.
+    let z = y - c.vmOffset[slot]! - this.fineM[g]!;
     const prevVms = c.lastVms[slot]!;
-    // Tenant-following memory: a level step in the window where the host's VM count moved the
-    // same way is explained (VMs and memory are both window medians, so they land together);
-    // the interval restarts after it, so a staircase of VM arrivals does not add up to a leak.
     const dv = vms >= 0 && prevVms >= 0 ? vms - prevVms : 0;
-    // Learn this series' memory per VM (log scale) from the windows where its VM count moved.
-    if (dv !== 0 && gapHours === 1 && c.suspected[slot] !== 1 && c.resetMs[slot]! < w.start) {
-      const observed = e / dv + this.perVmEffect(slot);
-      const n = c.perVmN[slot]!;
-      const step = 1 / Math.min(n + 2, 8);
-      const miss = observed - c.perVm[slot]!;
-      c.perVm[slot]! += step * miss;
-      c.perVmVar[slot]! += step * (miss * miss - c.perVmVar[slot]!);
-      c.perVmN[slot] = n + 1;
-      if (n + 1 >= 3) pushTo(acc.perVmSeen, c.coarse[slot]!, c.perVm[slot]!);
+    if (dv !== 0) {
+      const change = z - c.z[slot]!;
+      // Learn this series' memory per VM (log scale) from the windows where its VM count moved.
+      if (gapHours === 1 && c.suspected[slot] !== 1 && c.resetMs[slot]! < w.start) {
+        const n = c.perVmN[slot]!;
+        const step = 1 / Math.min(n + 2, 8);
+        const miss = change / dv - c.perVm[slot]!;
+        c.perVm[slot]! += step * miss;
+        c.perVmVar[slot]! += step * (miss * miss - c.perVmVar[slot]!);
+        c.perVmN[slot] = n + 1;
+        if (n + 1 >= 3) pushTo(acc.perVmSeen, c.coarse[slot]!, c.perVm[slot]!);
+      }
+      // Tenant-following memory: in a component that follows its VM count, take out what the VM
+      // change did (VMs and memory are both window medians, so they land in the same window): the
+      // host's own memory per VM, shrunk toward the component's while it has seen few changes.
+      // A staircase of VM arrivals then does not add up to a leak.
+      const componentPerVm = this.coarsePerVm[c.coarse[slot]!];
+      if (componentPerVm !== undefined) {
+        const n = c.perVmN[slot]!;
+        const perVm = (n * c.perVm[slot]! + 3 * componentPerVm) / (n + 3);
+        c.vmOffset[slot]! += perVm * dv;
+        z -= perVm * dv;
+      }
     }
+    const e = z - c.z[slot]!;
     c.lastY[slot] = y;
     c.lastMs[slot] = w.start;
     c.lastVms[slot] = vms;
@@ -531,18 +542,6 @@ export class ProcessDetectCore {
     return hi - lo;
   }
 
-  /**
-   * The memory per VM to account for: the learned value once it stands clear of its own scatter
-   * (two standard errors), else none; a component that does not follow VMs learns only noise.
-   */
-  private perVmEffect(slot: number): number {
-    const c = this.cols;
-    const n = c.perVmN[slot]!;
-    if (n < 2) return 0;
-    const se = Math.sqrt(c.perVmVar[slot]! / n);
-    return Math.abs(c.perVm[slot]!) >= 2 * se ? c.perVm[slot]! : 0;
-  }
-
   private ageRef(slot: number): number {
     const info = this.infos[slot]!;
     return info.startedAt ?? info.firstTs;
@@ -597,7 +596,6 @@ export class ProcessDetectCore {
     c.lastVms[slot] = -1;
     c.noise[slot] = this.coarseNoise[coarse] ?? 0.01;
     c.sig24[slot] = this.coarseSig24[coarse] ?? 0.02;
-    c.perVm[slot] = this.coarsePerVm[coarse] ?? 0;
   }
 
   private removeSeries(slot: number): void {
