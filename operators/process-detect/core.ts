@@ -237,8 +237,10 @@ export class ProcessDetectCore {
     let z = y - c.vmOffset[slot]! - this.fineM[g]!;
     const prevVms = c.lastVms[slot]!;
     const dv = vms >= 0 && prevVms >= 0 ? vms - prevVms : 0;
+    let vmStep = 0;
     if (dv !== 0) {
       const change = z - c.z[slot]!;
+      vmStep = change;
       // Learn this series' memory per VM (log scale) from the windows where its VM count moved.
       if (gapHours === 1 && c.suspected[slot] !== 1 && c.resetMs[slot]! < w.start) {
         const n = c.perVmN[slot]!;
@@ -278,7 +280,9 @@ export class ProcessDetectCore {
       c.noise[slot] = noiseE + decay * (dev - noiseE);
     }
     pushTo(acc.noiseSeen, c.coarse[slot]!, c.noise[slot]!);
-    if (dv !== 0 && Math.sign(e) === Math.sign(dv) && Math.abs(e) > 2 * noiseE && c.suspected[slot] !== 1) {
+    // A level step in the window where the VM count moved the same way restarts the interval,
+    // whatever part of it the memory per VM did not account for.
+    if (Math.sign(vmStep) === Math.sign(dv) && Math.abs(vmStep) > 2 * noiseE && c.suspected[slot] !== 1) {
       c.resetMs[slot] = w.start;
     }
     this.pushRing(slot, z, gapHours);
@@ -677,12 +681,18 @@ class PeerMedians {
   }
 }
 
-/** The median, or 0 when it is within `sigmas` standard errors (from the MAD) of zero. */
+/**
+ * The median, shrunk toward 0 by how little its members agree on it: nothing left within
+ * `sigmas` standard errors (from the MAD) of zero, nearly all of it far beyond. Smooth, so a
+ * group's common mode does not flip on and off between windows.
+ */
 function coherentMedian(values: number[], sigmas: number): number {
   const m = median(values);
+  if (m === 0) return 0;
   const deviations = values.map((v) => Math.abs(v - m));
   const se = (1.4826 * median(deviations)) / Math.sqrt(values.length);
-  return Math.abs(m) >= sigmas * se ? m : 0;
+  const ratio = (sigmas * se) / Math.abs(m);
+  return m * Math.max(0, 1 - ratio * ratio);
 }
 
 function pushTo(map: Map<number, number[]>, key: number, value: number): void {
