@@ -25,7 +25,7 @@ export const DetectConfig = z.strictObject({
   /** Age (hours since the process started) below which a series is young: it must keep its pace (a warm-up decelerates, a leak does not). */
   warmupHours: z.number().int().min(1).max(240).default(24),
   /** Shortest interval for a young series. */
-  youngMinHours: z.number().int().min(2).default(6),
+  youngMinHours: z.number().int().min(2).default(4),
   /** A young series' second half of the interval must grow at least this share of the first half. */
   youngPace: z.number().min(0).max(1).default(0.6),
   /** Older interval starts must be lower by this many level-noise units per hour to be chosen. */
@@ -36,6 +36,8 @@ export const DetectConfig = z.strictObject({
   noiseFloor: z.number().positive().default(0.0015),
   /** Peers' median movement counts as common only beyond this many standard errors from zero. */
   commonModeSigmas: z.number().nonnegative().default(3),
+  /** A component follows the VM count when its hosts agree on at least this memory per VM (log scale). */
+  minPerVm: z.number().nonnegative().default(0.002),
   /** Half-life of each series' baseline against its peers, in windows. */
   baselineHalfLife: z.number().positive().default(72),
   /** Half-life of the per-series noise estimate, in windows. */

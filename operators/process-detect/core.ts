@@ -202,7 +202,7 @@ export class ProcessDetectCore {
     for (const [g, values] of acc.perVmSeen) {
       if (values.length < cfg.minPeers) continue;
       const perVm = coherentMedian(values, 3);
-      this.coarsePerVm[g] = perVm > 0.005 ? perVm : undefined;
+      this.coarsePerVm[g] = perVm > cfg.minPerVm ? perVm : undefined;
     }
     for (const [g, values] of acc.sig24Seen) this.coarseSig24[g] = median(values);
     for (const [g, values] of acc.wanderSeen)
