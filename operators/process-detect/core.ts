@@ -261,6 +261,9 @@ export class ProcessDetectCore {
         const perVm = (n * c.perVm[slot]! + 3 * componentPerVm) / (n + 3);
         c.vmOffset[slot]! += perVm * dv;
         z -= perVm * dv;
+        // Memory settles for a few windows after VMs come or go (caches, slabs): no interval may
+        // start before it has.
+        if (c.suspected[slot] !== 1) c.resetMs[slot] = w.start + cfg.vmSettleHours * HOUR;
       }
     }
     const e = z - c.z[slot]!;
