@@ -335,7 +335,7 @@ export class ProcessDetectCore {
   }
 
   /** Drops the newest ring entry (it is about to be written again for the same window). */
-  private ringPos0(slot: number): void {
+  private dropNewestLevel(slot: number): void {
     const c = this.cols;
     const r = this.config.ringHours;
     c.ringPos[slot] = (c.ringPos[slot]! - 1 + r) % r;
@@ -542,7 +542,7 @@ export class ProcessDetectCore {
     c.lastMs[slot] = lastMs === now ? now - HOUR : lastMs;
     if (lastMs === now) {
       // The predecessor already reported in this window: continue from its value as if an hour before.
-      this.ringPos0(slot);
+      this.dropNewestLevel(slot);
     }
     c.resetMs[slot] = now;
     return true;
