@@ -6,17 +6,9 @@ import type { Command } from "commander";
 import { evaluate, renderHtml, renderTable, toJsonReport } from "../eval/index.ts";
 import { LineWriter } from "../lib/ndjson.ts";
 import { replayLines } from "../pipelines/replay.ts";
-import { ValidationError } from "../schemas/common.ts";
-import {
-  createSimulation,
-  formatDuration,
-  PRESETS,
-  resolveScenario,
-  ScenarioNotFoundError,
-  type Simulation,
-} from "../simulate/index.ts";
-import { CliError, EXIT } from "./main.ts";
-import { overridesFromFlags } from "./simulate.ts";
+import { createSimulation, formatDuration, PRESETS, type Simulation } from "../simulate/index.ts";
+import { CliError } from "./main.ts";
+import { overridesFromFlags, resolveForCli } from "./simulate.ts";
 
 interface DemoFlags {
   hosts: string;
@@ -83,16 +75,7 @@ function planSimulation(flags: DemoFlags): Simulation {
     seed: flags.seed,
     summary: false,
   });
-  try {
-    return createSimulation(resolveScenario(flags.scenario, overrides));
-  } catch (err) {
-    if (err instanceof ScenarioNotFoundError) throw new CliError(`--scenario: ${err.message}`, EXIT.usage);
-    if (err instanceof ValidationError) {
-      const fromFile = err.what.startsWith("scenario file");
-      throw new CliError(err.message, fromFile ? EXIT.invalidInput : EXIT.usage);
-    }
-    throw err;
-  }
+  return createSimulation(resolveForCli(flags.scenario, overrides));
 }
 
 /**

@@ -79,7 +79,8 @@ export function overridesFromFlags(flags: SimulateFlags): SimOverrides {
   return o;
 }
 
-function resolve(scenario: string, overrides: SimOverrides): SimConfig {
+/** Resolves a scenario for a command: an unknown name or a bad value is a usage error, an invalid file is invalid input. */
+export function resolveForCli(scenario: string, overrides: SimOverrides): SimConfig {
   try {
     return resolveScenario(scenario, overrides);
   } catch (err) {
@@ -137,7 +138,7 @@ async function runSimulate(flags: SimulateFlags): Promise<void> {
   if (flags.truth !== undefined && flags.truth !== "-" && flags.truth === out) {
     throw new CliError(`--truth and --out must be different files, both are "${out}"`);
   }
-  const config = resolve(scenario, overridesFromFlags(flags));
+  const config = resolveForCli(scenario, overridesFromFlags(flags));
   let sim: ReturnType<typeof createSimulation>;
   try {
     sim = createSimulation(config);

@@ -21,7 +21,8 @@ export interface Violation {
 /** Result of validating one message: the typed value, or every violation found. */
 export type Checked<T> = { ok: true; value: T } | { ok: false; violations: Violation[]; reason: string };
 
-function valueAt(input: unknown, path: ReadonlyArray<PropertyKey>): unknown {
+/** The value at `path` inside `input`, or undefined when the path does not exist. */
+export function valueAt(input: unknown, path: ReadonlyArray<PropertyKey>): unknown {
   let cur: unknown = input;
   for (const key of path) {
     if (cur === null || typeof cur !== "object") return undefined;

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { DateTime } from "luxon";
 import { z } from "zod";
-import { formatPath, ValidationError, type Violation } from "../schemas/common.ts";
+import { formatPath, ValidationError, type Violation, valueAt } from "../schemas/common.ts";
 import { KERNEL_COMPONENT } from "../schemas/telemetry.ts";
 import {
   CanarySpec,
@@ -116,15 +116,6 @@ export const ScenarioFile = z.strictObject({
   }).optional(),
 });
 export type ScenarioFile = z.output<typeof ScenarioFile>;
-
-function valueAt(input: unknown, path: ReadonlyArray<PropertyKey>): unknown {
-  let cur: unknown = input;
-  for (const key of path) {
-    if (cur === null || typeof cur !== "object") return undefined;
-    cur = (cur as Record<PropertyKey, unknown>)[key];
-  }
-  return cur;
-}
 
 /** Runs a schema; unknown keys are reported one by one at their own path with their value. */
 export function strictCheck<T>(

@@ -360,12 +360,10 @@ export class ProcessDetectCore {
     // interval back to it), and with a small fixed allowance (a slow leak in a noisy series,
     // e.g. under a GC sawtooth, needs a long interval to stand out).
     const first = this.startAt(slot, z, maxBack, Math.max(levelNoise * cfg.driftAllowance, 1e-4));
-    const verdict = this.judgeInterval(slot, now, z, levelNoise, ageHours, maxBack, first);
+    const verdict = this.judgeInterval(slot, now, z, levelNoise, ageHours, first);
     if (verdict !== undefined) return verdict;
     const second = this.startAt(slot, z, maxBack, cfg.minDriftPerHour);
-    return second === first
-      ? undefined
-      : this.judgeInterval(slot, now, z, levelNoise, ageHours, maxBack, second);
+    return second === first ? undefined : this.judgeInterval(slot, now, z, levelNoise, ageHours, second);
   }
 
   /** Why a series was not flagged, for `trace` (debugging and `explain`). */
@@ -394,7 +392,6 @@ export class ProcessDetectCore {
     z: number,
     levelNoise: number,
     ageHours: number,
-    maxBack: number,
     hours: number,
   ): Verdict | undefined {
     const c = this.cols;
