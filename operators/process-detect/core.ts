@@ -79,14 +79,17 @@ interface OpenSuspect {
  * RESIN's process-level detection, made robust for fleets with hard negatives, as a pure core
  * over closed hourly windows.
  *
- * Each series keeps a log-scale level corrected for its peers' common movement (fleet-wide
- * config changes, diurnal load shared by a region) and for the warm-up that peers of the same
- * age showed after their restarts, plus a robust noise scale and a ring of recent levels. The
- * suspicious interval starts at the lowest level in the ring after the last reset (a restart,
- * or a jump explained by a VM-count change), so it moves with the data as in RESIN. A series is
+ * Each series keeps a log-scale level: against its peers' common mode (the median deviation of
+ * the same component in the same region from their own baselines, shrunk by how little they
+ * agree: diurnal load and fleet-wide config changes cancel), net of VM changes in components
+ * that follow the VM count, and carried across restarts (the predecessor's history, drop
+ * included). It also keeps robust noise and day-over-day scales and a ring of recent levels.
+ * The suspicious interval starts where growth began (lowest level with a drift allowance),
+ * never before the last restart or VM step, so it moves with the data as in RESIN. A series is
  * flagged when the interval's growth is significant against its own noise, large enough, close
- * to linear, not carried by a single step, breaks out above the levels before it, and is not a
- * decelerating warm-up; twice in a row. State is columnar (typed arrays indexed by series slot).
+ * to linear, not one step (and jumps have held), above the same hour yesterday and the day
+ * before, and, when young, not a decelerating warm-up; twice in a row. State is columnar
+ * (typed arrays indexed by series slot).
  */
 export class ProcessDetectCore {
   readonly config: DetectConfig;
@@ -366,7 +369,7 @@ export class ProcessDetectCore {
     return second === first ? undefined : this.judgeInterval(slot, now, z, levelNoise, ageHours, second);
   }
 
-  /** Why a series was not flagged, for `trace` (debugging and `explain`). */
+  /** Why a series was not flagged, reported to `trace` (a debugging aid). */
   private reject(slot: number, now: number, reason: string): undefined {
     this.trace?.(this.infos[slot]!, now, reason);
     return undefined;
