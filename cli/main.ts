@@ -2,6 +2,7 @@ import { Command, CommanderError } from "commander";
 import { registerBench } from "./bench.ts";
 import { registerDemo } from "./demo.ts";
 import { registerEval } from "./eval.ts";
+import { registerExplain } from "./explain.ts";
 import { registerReplay } from "./replay.ts";
 import { registerSimulate } from "./simulate.ts";
 
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerSimulate(program);
   registerReplay(program);
   registerEval(program);
+  registerExplain(program);
   registerDemo(program);
   registerBench(program);
   return program;

@@ -17,6 +17,7 @@ import { type LifecycleConfigInput, SuspectLifecycle } from "../operators/suspec
 import {
   type ClosedWindow,
   eventTimeWindows,
+  type SeriesInfo,
   type WindowConfigInput,
   type WindowCore,
   type WindowStats,
@@ -34,6 +35,8 @@ export interface DetectOptions {
    * anomalous bucket can open a suspect.
    */
   gate?: "none" | "bucket";
+  /** Told why each candidate interval of each series was rejected (for `resin explain`). */
+  trace?: (info: SeriesInfo, windowStart: number, reason: string) => void;
 }
 
 /** Counters of everything the pipeline saw, dropped or produced. */
@@ -67,6 +70,7 @@ export class DetectionStage {
 
   constructor(private readonly options: DetectOptions = {}) {
     this.process = new ProcessDetectCore(options.detect);
+    this.process.trace = options.trace;
     this.anomaly = new BucketAnomalyCore(options.buckets);
     this.lifecycle = new SuspectLifecycle(options.lifecycle);
   }

@@ -1,0 +1,87 @@
+import { existsSync } from "node:fs";
+import type { Command } from "commander";
+import { DateTime } from "luxon";
+import { openInput, readLineBatches } from "../lib/ndjson.ts";
+import { replayLines } from "../pipelines/replay.ts";
+import { CliError } from "./main.ts";
+import { parseDurationMs } from "./options.ts";
+
+interface ExplainFlags {
+  input: string;
+  host: string;
+  component: string;
+  process?: string;
+  lateness: string;
+}
+
+/** The reasons of consecutive windows, folded: "2026-01-05 12:00–17:00  not above yesterday". */
+function fold(lines: { at: number; what: string }[]): string[] {
+  const out: string[] = [];
+  let i = 0;
+  while (i < lines.length) {
+    let j = i;
+    while (j + 1 < lines.length && lines[j + 1]!.what === lines[i]!.what) j++;
+    const from = DateTime.fromMillis(lines[i]!.at, { zone: "utc" }).toFormat("yyyy-LL-dd HH:mm");
+    const to = DateTime.fromMillis(lines[j]!.at, { zone: "utc" }).toFormat("HH:mm");
+    out.push(j > i ? `${from}–${to}  ${lines[i]!.what}` : `${from}        ${lines[i]!.what}`);
+    i = j + 1;
+  }
+  return out;
+}
+
+export function registerExplain(program: Command): void {
+  program
+    .command("explain")
+    .description("Replay telemetry and tell, window by window, why one target was or was not flagged.")
+    .requiredOption("-i, --input <file>", "telemetry NDJSON (contract v1), or - for stdin")
+    .requiredOption("--host <host>", "host of the target")
+    .requiredOption("--component <component>", "component of the target")
+    .option("--process <name>", "process name (or kernel pool tag); all of the component's when absent")
+    .option("--lateness <duration>", "allowed lateness of samples behind the newest one", "10m")
+    .addHelpText(
+      "after",
+      `
+For each window (UTC, start shown) in which the detector considered the target, prints the
+first test its suspicious interval failed ("not above yesterday", "one step", ...), folded
+over consecutive windows, and the suspect events it produced. Windows without a candidate
+interval (no growth at all) are not listed.
+
+Example:
+  resin explain --input t.ndjson --host r00-h00042 --component storage-cache`,
+    )
+    .action(async (flags: ExplainFlags) => {
+      if (flags.input !== "-" && !existsSync(flags.input))
+        throw new CliError(`--input: no such file: ${flags.input}`);
+      const lines: { at: number; what: string }[] = [];
+      const matches = (host: string, component: string, name: string) =>
+        host === flags.host &&
+        component === flags.component &&
+        (flags.process === undefined || name === flags.process);
+      await replayLines(readLineBatches(openInput(flags.input)), {
+        window: { allowedLatenessMs: parseDurationMs(flags.lateness, "--lateness") },
+        trace: (info, at, reason) => {
+          if (!matches(info.host, info.component, info.name)) return;
+          const what = `${info.name}/${info.pid}: ${reason}`;
+          // Two candidate intervals may be judged in one window: keep the window's last word.
+          if (lines.length > 0 && lines[lines.length - 1]!.at === at) lines[lines.length - 1]!.what = what;
+          else lines.push({ at, what });
+        },
+        onEvent: (e) => {
+          if (matches(e.host, e.component, e.process)) {
+            lines.push({
+              at: e.detectedAt,
+              what: `${e.process}/${e.pid}: EVENT ${e.state} ${e.pattern} severity ${e.severity}`,
+            });
+          }
+        },
+      });
+      lines.sort((a, b) => a.at - b.at);
+      if (lines.length === 0) {
+        process.stdout.write(
+          `no window considered ${flags.host}/${flags.component}${flags.process ? `/${flags.process}` : ""}: it never grew\n`,
+        );
+        return;
+      }
+      for (const line of fold(lines)) process.stdout.write(`${line}\n`);
+    });
+}
