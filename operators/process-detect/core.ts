@@ -587,7 +587,7 @@ export class ProcessDetectCore {
 
   private addSeries(info: SeriesInfo, stream: StreamSnapshot | undefined): void {
     const slot = info.slot;
-    if (slot >= this.capacity) this.grow(Math.max(slot + 1, Math.ceil(this.capacity * 1.5)));
+    if (slot >= this.capacity) this.grow(Math.max(slot + 1, Math.ceil(this.capacity * 1.25)));
     this.infos[slot] = info;
     const coarseKey = `${info.component}\u0001${info.name}`;
     let coarse = this.coarseIds.get(coarseKey);

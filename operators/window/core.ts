@@ -66,7 +66,7 @@ interface Stream {
   /** Identity key → slot, built only for streams with many processes (kernel pools). */
   index: Map<string, number> | undefined;
   /** The last few sample timestamps, to drop duplicates. */
-  recentTs: number[];
+  /** Next write position in this stream's row of `recentTs`. */
   recentPos: number;
 }
 
@@ -98,6 +98,8 @@ export class WindowCore {
   readonly stats: WindowStats = { accepted: 0, duplicates: 0, late: 0, samples: 0 };
   private readonly streams = new Map<string, Stream>();
   private readonly streamList: Stream[] = [];
+  /** The last DEDUP_DEPTH sample timestamps of every stream, one row per stream (NaN = empty). */
+  private recentTs = new Float64Array(0);
   private readonly series: (SeriesInfo | undefined)[] = [];
   /** Start of the last closed window in which each series had a point. */
   private readonly lastWindow: number[] = [];
@@ -131,11 +133,11 @@ export class WindowCore {
       return out;
     }
     const stream = this.streamOf(msg);
-    if (stream.recentTs.includes(ts)) {
+    if (this.isRecent(stream.slot, ts)) {
       this.stats.duplicates++;
       return out;
     }
-    stream.recentTs[stream.recentPos] = ts;
+    this.recentTs[stream.slot * DEDUP_DEPTH + stream.recentPos] = ts;
     stream.recentPos = (stream.recentPos + 1) % DEDUP_DEPTH;
     this.stats.accepted++;
 
@@ -254,6 +256,12 @@ export class WindowCore {
     return false;
   }
 
+  private isRecent(stream: number, ts: number): boolean {
+    const base = stream * DEDUP_DEPTH;
+    for (let k = 0; k < DEDUP_DEPTH; k++) if (this.recentTs[base + k] === ts) return true;
+    return false;
+  }
+
   private findSeries(stream: Stream, name: string, pid: number, startedAt: number | undefined): number {
     if (stream.index !== undefined) return stream.index.get(identityKey(name, pid, startedAt)) ?? -1;
     const slots = stream.slots;
@@ -331,11 +339,18 @@ export class WindowCore {
         component: msg.component,
         slots: [],
         index: undefined,
-        recentTs: [],
         recentPos: 0,
       };
       this.streams.set(key, stream);
       this.streamList.push(stream);
+      const rows = this.recentTs.length / DEDUP_DEPTH;
+      if (slot >= rows) {
+        const grown = new Float64Array(Math.max(64, Math.ceil(rows * 1.25) + 1) * DEDUP_DEPTH).fill(
+          Number.NaN,
+        );
+        grown.set(this.recentTs);
+        this.recentTs = grown;
+      }
     }
     return stream;
   }
