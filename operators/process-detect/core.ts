@@ -357,7 +357,7 @@ export class ProcessDetectCore {
     const cfg = this.config;
     // The interval may reach back to the last reset, within the ring.
     const maxBack = Math.min(c.ringLen[slot]! - 1, Math.floor((now - c.resetMs[slot]!) / HOUR));
-    if (maxBack < cfg.minHours) return undefined;
+    if (maxBack < cfg.minHours) return this.reject(slot, now, "too soon after a restart or VM change");
     // Two candidate starts: the lowest level where older levels must be lower by a drift
     // allowance in proportion to the noise (a noise dip long before a leak does not stretch the
     // interval back to it), and with a small fixed allowance (a slow leak in a noisy series,
