@@ -1,5 +1,5 @@
 import { openInput, readLineBatches } from "../lib/ndjson.ts";
-import { checkTelemetry } from "../schemas/telemetry.ts";
+import { decodeLine } from "../operators/decode/core.ts";
 import { type Baseline, SeriesRegistry } from "./baselines/common.ts";
 import type { TrackedTarget } from "./series.ts";
 import { type TelemetryStats, targetKey } from "./types.ts";
@@ -51,19 +51,13 @@ export async function scanTelemetry(input: ScanInput): Promise<TelemetryStats> {
   for await (const batch of readLineBatches(openInput(input.path))) {
     for (const line of batch) {
       stats.lines++;
-      let raw: unknown;
-      try {
-        raw = JSON.parse(line);
-      } catch {
-        bad("not JSON");
+      // The detector's decoder: a fast structural check, zod only to explain a reject.
+      const decoded = decodeLine(line);
+      if (!decoded.ok) {
+        bad(decoded.dead.reason);
         continue;
       }
-      const checked = checkTelemetry(raw);
-      if (!checked.ok) {
-        bad(checked.reason);
-        continue;
-      }
-      const msg = checked.value;
+      const msg = decoded.value;
       stats.messages++;
       const ts = msg.ts;
       if (ts < firstTs) firstTs = ts;
