@@ -30,7 +30,6 @@ export class SuspectLifecycle {
   readonly config: LifecycleConfig;
   private readonly tracked = new Map<number, Tracked>();
   private readonly resolvedAt = new Map<string, number>();
-  openCount = 0;
 
   constructor(config: LifecycleConfigInput = {}) {
     this.config = LifecycleConfig.parse(config);
@@ -72,7 +71,6 @@ export class SuspectLifecycle {
           bucket: bucketFor(f),
         };
         this.tracked.set(f.slot, nt);
-        this.openCount++;
         setSuspected(f.slot, true, f.start);
         events.push(toEvent(nt, "open", f.at));
         continue;
@@ -97,13 +95,14 @@ export class SuspectLifecycle {
         events.push(toEvent(t, "update", f.at));
       }
     }
+    const reported = new Set(findings.map((f) => f.slot));
     for (const slot of ended) {
       const t = this.tracked.get(slot);
       if (t !== undefined) events.push(this.resolve(slot, t, windowEnd, setSuspected));
     }
     // Tracked suspects with no finding this window (no sample) are checked for quiet time too.
     for (const [slot, t] of this.tracked) {
-      if (findings.some((f) => f.slot === slot)) continue;
+      if (reported.has(slot)) continue;
       const h = health(slot, windowEnd);
       if (h === undefined || h.quietHours >= cfg.quietHoursToResolve)
         events.push(this.resolve(slot, t, windowEnd, setSuspected));
