@@ -2,13 +2,11 @@ import { Observable, type OperatorFunction } from "rxjs";
 
 /**
  * A map whose state is created per subscription (never at operator creation) and released on
- * teardown; `flush` may emit once more when the input completes. Errors thrown by `step` go to
- * the subscriber, not across the graph.
+ * teardown. Errors thrown by `step` go to the subscriber, not across the graph.
  */
 export function statefulMap<In, Out, State>(
   create: () => State,
   step: (state: State, value: In) => Out,
-  flush?: (state: State) => Out | undefined,
 ): OperatorFunction<In, Out> {
   return (source) =>
     new Observable<Out>((subscriber) => {
@@ -25,13 +23,7 @@ export function statefulMap<In, Out, State>(
           subscriber.next(out);
         },
         error: (err) => subscriber.error(err),
-        complete() {
-          if (flush !== undefined) {
-            const last = flush(state);
-            if (last !== undefined) subscriber.next(last);
-          }
-          subscriber.complete();
-        },
+        complete: () => subscriber.complete(),
       });
       return () => sub.unsubscribe();
     });

@@ -15,5 +15,8 @@ export function bucketizeWindows(
   infoOf: (slot: number) => SeriesInfo | undefined,
   bounds: readonly number[] = DEFAULT_BUCKETS,
 ): OperatorFunction<ClosedWindow, BucketCounts[]> {
-  return map((w) => bucketize(w, (slot) => infoOf(slot) ?? w.newSeries.find((s) => s.slot === slot), bounds));
+  return map((w) => {
+    const announced = new Map(w.newSeries.map((s) => [s.slot, s]));
+    return bucketize(w, (slot) => infoOf(slot) ?? announced.get(slot), bounds);
+  });
 }

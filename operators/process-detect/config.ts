@@ -48,8 +48,6 @@ export const DetectConfig = z.strictObject({
   unknownWander: z.number().nonnegative().default(0.25),
   /** The level must exceed the same hour of the day before by this many of its day-over-day wobbles. */
   seasonalSigmas: z.number().nonnegative().default(3),
-  /** Also require a break-out above the day before the interval. */
-  breakout: z.boolean().default(true),
   /** The level must break out above the highest level of this many hours before the interval. */
   breakoutHours: z.number().int().nonnegative().default(24),
 });

@@ -452,24 +452,22 @@ export class ProcessDetectCore {
         return this.reject(slot, now, "not above yesterday");
     }
     if (history >= cfg.breakoutHours) {
-      if (cfg.breakout) {
-        // The third-highest level, not the highest: a burst or two in that day must not raise the bar.
-        let top1 = Number.NEGATIVE_INFINITY;
-        let top2 = Number.NEGATIVE_INFINITY;
-        let top3 = Number.NEGATIVE_INFINITY;
-        for (let back = hours + 1; back <= hours + cfg.breakoutHours; back++) {
-          const v = this.ringAt(slot, back);
-          if (v > top1) {
-            top3 = top2;
-            top2 = top1;
-            top1 = v;
-          } else if (v > top2) {
-            top3 = top2;
-            top2 = v;
-          } else if (v > top3) top3 = v;
-        }
-        if (z <= top3 + 2 * levelNoise) return this.reject(slot, now, "not above the day before");
+      // The third-highest level, not the highest: a burst or two in that day must not raise the bar.
+      let top1 = Number.NEGATIVE_INFINITY;
+      let top2 = Number.NEGATIVE_INFINITY;
+      let top3 = Number.NEGATIVE_INFINITY;
+      for (let back = hours + 1; back <= hours + cfg.breakoutHours; back++) {
+        const v = this.ringAt(slot, back);
+        if (v > top1) {
+          top3 = top2;
+          top2 = top1;
+          top1 = v;
+        } else if (v > top2) {
+          top3 = top2;
+          top2 = v;
+        } else if (v > top3) top3 = v;
       }
+      if (z <= top3 + 2 * levelNoise) return this.reject(slot, now, "not above the day before");
     } else {
       const wander = this.coarseWander[c.coarse[slot]!];
       if (growth < (wander ?? cfg.unknownWander) + 2 * levelNoise)
