@@ -31,7 +31,11 @@ export const NatsSettings = z
   .strict()
   .superRefine((s, ctx) => {
     if (s.token !== undefined && (s.user !== undefined || s.creds !== undefined))
-      ctx.addIssue({ code: "custom", path: ["token"], message: "token cannot be combined with user or creds" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["token"],
+        message: "token cannot be combined with user or creds",
+      });
     if ((s.tlsCert === undefined) !== (s.tlsKey === undefined))
       ctx.addIssue({
         code: "custom",

@@ -214,7 +214,7 @@ export async function startInfluxDb1(): Promise<TestServer> {
       "[data]",
       `  dir = "${join(dir, "data")}"`,
       `  wal-dir = "${join(dir, "wal")}"`,
-      '  query-log-enabled = false',
+      "  query-log-enabled = false",
       "[http]",
       `  bind-address = "127.0.0.1:${port}"`,
       "  log-enabled = false",

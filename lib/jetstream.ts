@@ -1,0 +1,98 @@
+/**
+ * The JetStream streams resin reads and writes, and their subjects (CONTRACT §1, §2). Created
+ * with limits when missing; an existing stream is left as its operator configured it.
+ */
+import {
+  DiscardPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type JetStreamManager,
+  RetentionPolicy,
+  StorageType,
+} from "@nats-io/jetstream";
+import { nanos } from "@nats-io/transport-node";
+
+export const TELEMETRY_STREAM = "RESIN_TELEMETRY";
+export const SUSPECT_STREAM = "RESIN_SUSPECTS";
+export const DEADLETTER_STREAM = "RESIN_DEADLETTER";
+export const DEADLETTER_SUBJECT = "resin.deadletter";
+
+export function telemetrySubject(component: string, host: string): string {
+  return `resin.telemetry.${component}.${host}`;
+}
+
+export function suspectSubject(component: string): string {
+  return `resin.suspects.${component}`;
+}
+
+export interface StreamLimits {
+  /** Telemetry older than this is removed (ms). */
+  maxAgeMs: number;
+  /** Telemetry bytes kept at most (the oldest go first). */
+  maxBytes: number;
+  /** Messages larger than this are refused by the server. */
+  maxMsgBytes: number;
+  /** Window in which a repeated message id (publisher retry, resin restart) is stored once (ms). */
+  duplicateWindowMs: number;
+}
+
+export const DEFAULT_STREAM_LIMITS: StreamLimits = {
+  maxAgeMs: 7 * 24 * 3_600_000,
+  maxBytes: 10 * 1024 ** 3,
+  maxMsgBytes: 1024 * 1024,
+  duplicateWindowMs: 2 * 3_600_000,
+};
+
+async function ensure(
+  jsm: JetStreamManager,
+  name: string,
+  subjects: string[],
+  limits: StreamLimits,
+  maxAgeMs: number,
+): Promise<void> {
+  try {
+    await jsm.streams.info(name);
+    return;
+  } catch (err) {
+    if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamNotFound) throw err;
+  }
+  try {
+    await jsm.streams.add({
+      name,
+      subjects,
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      discard: DiscardPolicy.Old,
+      max_age: nanos(maxAgeMs),
+      max_bytes: limits.maxBytes,
+      max_msg_size: limits.maxMsgBytes,
+      duplicate_window: nanos(Math.min(limits.duplicateWindowMs, maxAgeMs)),
+    });
+  } catch (err) {
+    // Another instance created it first.
+    if (!(err instanceof JetStreamApiError) || !/already in use/i.test(err.message)) throw err;
+  }
+}
+
+/** Creates the telemetry, suspect and dead-letter streams when they do not exist. */
+export async function ensureStreams(
+  jsm: JetStreamManager,
+  limits: StreamLimits = DEFAULT_STREAM_LIMITS,
+): Promise<void> {
+  await ensure(jsm, TELEMETRY_STREAM, ["resin.telemetry.>"], limits, limits.maxAgeMs);
+  // Suspects and dead letters are small and worth keeping longer than raw telemetry.
+  await ensure(
+    jsm,
+    SUSPECT_STREAM,
+    ["resin.suspects.>"],
+    limits,
+    Math.max(limits.maxAgeMs, 90 * 24 * 3_600_000),
+  );
+  await ensure(
+    jsm,
+    DEADLETTER_STREAM,
+    [DEADLETTER_SUBJECT],
+    limits,
+    Math.max(limits.maxAgeMs, 30 * 24 * 3_600_000),
+  );
+}
