@@ -2,6 +2,14 @@ import { type Observable, type OperatorFunction, Subject } from "rxjs";
 import { finalize, mergeMap, share } from "rxjs/operators";
 import { statefulMap } from "../lib/rx.ts";
 import {
+  assignFields,
+  decodeState,
+  encodeState,
+  type Fields,
+  fieldsOf,
+  fingerprintOf,
+} from "../lib/state.ts";
+import {
   type BucketAnomalyConfigInput,
   BucketAnomalyCore,
   type BucketScore,
@@ -19,7 +27,7 @@ import {
   eventTimeWindows,
   type SeriesInfo,
   type WindowConfigInput,
-  type WindowCore,
+  WindowCore,
   type WindowStats,
 } from "../operators/window/index.ts";
 import type { BucketEvidence, SuspectEvent } from "../schemas/suspect.ts";
@@ -57,6 +65,9 @@ export interface WindowResult {
   events: SuspectEvent[];
 }
 
+/** Configuration, derived constants and callbacks of the process detector: not state. */
+const PROCESS_SKIP = ["config", "trace", "noiseDecay", "baseDecay"];
+
 /**
  * The stages after windowing, as one synchronous step per closed window: level 1 (bucketize,
  * bucket anomaly), level 2 (process-level detection), and the suspect lifecycle.
@@ -77,6 +88,24 @@ export class DetectionStage {
 
   get openSuspects(): number {
     return this.lifecycle.open;
+  }
+
+  /** Everything the stage knows, as plain data for a checkpoint (see lib/state.ts). */
+  captureState(): Fields {
+    return {
+      process: fieldsOf(this.process, PROCESS_SKIP),
+      anomaly: fieldsOf(this.anomaly, ["config", "bounds"]),
+      lifecycle: fieldsOf(this.lifecycle, ["config"]),
+      recentAnomalies: this.recentAnomalies,
+    };
+  }
+
+  /** Restores `captureState()` output into a fresh stage made with the same options. */
+  restoreState(fields: Fields): void {
+    assignFields(this.process, fields.process as Fields, PROCESS_SKIP);
+    assignFields(this.anomaly, fields.anomaly as Fields, ["config", "bounds"]);
+    assignFields(this.lifecycle, fields.lifecycle as Fields, ["config"]);
+    assignFields(this, { recentAnomalies: fields.recentAnomalies });
   }
 
   get stateBytesPerSeries(): number {
@@ -139,15 +168,13 @@ export class DetectionStage {
 export function detectLeaks(
   options: DetectOptions = {},
   onResult?: (stage: DetectionStage, result: WindowResult) => void,
+  create: () => DetectionStage = () => new DetectionStage(options),
 ): OperatorFunction<ClosedWindow, WindowResult> {
-  return statefulMap(
-    () => new DetectionStage(options),
-    (stage, w) => {
-      const result = stage.step(w);
-      onResult?.(stage, result);
-      return result;
-    },
-  );
+  return statefulMap(create, (stage, w) => {
+    const result = stage.step(w);
+    onResult?.(stage, result);
+    return result;
+  });
 }
 
 export interface DetectGraph {
@@ -157,6 +184,25 @@ export interface DetectGraph {
   windows: Observable<WindowResult>;
   deadLetters: Observable<DeadLetter>;
   stats: PipelineStats;
+  /** Identity of a live series slot (slots in `windows` results). */
+  seriesInfo(slot: number): SeriesInfo | undefined;
+  /**
+   * The whole detector state (windows, level 1, level 2, lifecycle, counters), encoded for a
+   * checkpoint. Call it between input batches, while the graph is subscribed.
+   */
+  capture(): Uint8Array;
+}
+
+/** The settings that shape detector state: a checkpoint restores only under the same ones. */
+export function stateFingerprint(options: DetectOptions): string {
+  const { window, detect, buckets, lifecycle, gate } = options;
+  return fingerprintOf({ window, detect, buckets, lifecycle, gate: gate ?? "none" });
+}
+
+interface GraphState {
+  stats: PipelineStats;
+  window: Fields;
+  stage: Fields;
 }
 
 /**
@@ -169,7 +215,10 @@ export interface DetectGraph {
  */
 export function detectGraph(
   lineBatches: Observable<readonly string[]>,
-  options: DetectOptions = {},
+  options: DetectOptions & {
+    /** Start from this checkpoint (from `capture()`) instead of an empty state. */
+    restore?: Uint8Array;
+  } = {},
 ): DetectGraph {
   const dead = new Subject<DeadLetter>();
   const stats: PipelineStats = {
@@ -180,19 +229,43 @@ export function detectGraph(
     openSuspects: 0,
     suspectEvents: 0,
   };
+  const fingerprint = stateFingerprint(options);
+  const restored =
+    options.restore === undefined ? undefined : (decodeState(options.restore, fingerprint) as GraphState);
+  if (restored !== undefined) {
+    Object.assign(stats, restored.stats);
+    Object.assign(stats.decode, restored.stats.decode);
+  }
   let windowCore: WindowCore | undefined;
+  let stage: DetectionStage | undefined;
   const windows = lineBatches.pipe(
     decodeTelemetry(dead, stats.decode),
-    eventTimeWindows(options.window, (core) => {
-      windowCore = core;
-      stats.window = core.stats;
-    }),
-    detectLeaks(options, (stage, result) => {
-      stats.windows++;
-      stats.trackedSeries = windowCore?.trackedSeries ?? 0;
-      stats.openSuspects = stage.openSuspects;
-      stats.suspectEvents += result.events.length;
-    }),
+    eventTimeWindows(
+      options.window,
+      (core) => {
+        windowCore = core;
+        stats.window = core.stats;
+      },
+      () => {
+        const core = new WindowCore(options.window);
+        if (restored !== undefined) core.restoreState(restored.window);
+        return core;
+      },
+    ),
+    detectLeaks(
+      options,
+      (s, result) => {
+        stats.windows++;
+        stats.trackedSeries = windowCore?.trackedSeries ?? 0;
+        stats.openSuspects = s.openSuspects;
+        stats.suspectEvents += result.events.length;
+      },
+      () => {
+        stage = new DetectionStage(options);
+        if (restored !== undefined) stage.restoreState(restored.stage);
+        return stage;
+      },
+    ),
     finalize(() => dead.complete()),
     share(),
   );
@@ -201,5 +274,13 @@ export function detectGraph(
     windows,
     deadLetters: dead.asObservable(),
     stats,
+    seriesInfo: (slot) => windowCore?.seriesInfo(slot),
+    capture() {
+      if (windowCore === undefined || stage === undefined)
+        throw new Error("capture() needs a subscribed detection graph");
+      // One serialize call for everything, so objects shared between the cores stay shared.
+      const state: GraphState = { stats, window: windowCore.captureState(), stage: stage.captureState() };
+      return encodeState(state, fingerprint);
+    },
   };
 }

@@ -1,3 +1,4 @@
+import { assignFields, type Fields, fieldsOf } from "../../lib/state.ts";
 import type { Telemetry } from "../../schemas/telemetry.ts";
 import { WindowConfig, type WindowConfigInput } from "./config.ts";
 
@@ -121,6 +122,16 @@ export class WindowCore {
 
   seriesInfo(slot: number): SeriesInfo | undefined {
     return this.series[slot];
+  }
+
+  /** Everything this core knows, as plain data for a checkpoint (see lib/state.ts). */
+  captureState(): Fields {
+    return fieldsOf(this, ["config"]);
+  }
+
+  /** Restores `captureState()` output into a fresh core made with the same configuration. */
+  restoreState(fields: Fields): void {
+    assignFields(this, fields, ["config"]);
   }
 
   /** Accepts one message; returns the windows this message's event time closed (often none). */

@@ -17,10 +17,12 @@ export * from "./core.ts";
 export function eventTimeWindows(
   config: WindowConfigInput = {},
   onCore?: (core: WindowCore) => void,
+  /** Makes the core (e.g. one restored from a checkpoint); default: a fresh one per subscription. */
+  create: () => WindowCore = () => new WindowCore(config),
 ): OperatorFunction<readonly Telemetry[], ClosedWindow> {
   return (source) =>
     new Observable<ClosedWindow>((subscriber) => {
-      const core = new WindowCore(config);
+      const core = create();
       onCore?.(core);
       const out: ClosedWindow[] = [];
       const sub = source.subscribe({
