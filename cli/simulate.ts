@@ -1,7 +1,10 @@
-import { closeSync, openSync } from "node:fs";
+import { accessSync, closeSync, constants, openSync } from "node:fs";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { SingleBar } from "cli-progress";
 import type { Command } from "commander";
 import { DateTime } from "luxon";
+import { TELEMETRY_STREAM } from "../lib/jetstream.ts";
+import { connectWithRetry, NATS_ENV, NatsSettings, natsSettingsFrom } from "../lib/nats.ts";
 import { LineWriter } from "../lib/ndjson.ts";
 import { ValidationError } from "../schemas/common.ts";
 import {
@@ -15,9 +18,17 @@ import {
   type SimConfig,
   type SimOverrides,
   type SimStats,
+  type Simulation,
   writeLines,
 } from "../simulate/index.ts";
+import {
+  PublishError,
+  type PublishProgress,
+  type PublishResult,
+  publishTelemetry,
+} from "../simulate/publish.ts";
 import { CliError, EXIT } from "./main.ts";
+import { parseDurationMs } from "./options.ts";
 
 interface SimulateFlags {
   hosts?: string;
@@ -30,6 +41,19 @@ interface SimulateFlags {
   start?: string;
   lateness?: string;
   summary: boolean;
+  /** NATS: a URL list, or true for a bare `--nats` (RESIN_NATS_URL or the default server). */
+  nats?: string | true;
+  speed?: string;
+  rate?: string;
+  maxInFlight?: string;
+  connectTimeout?: string;
+  natsToken?: string;
+  natsUser?: string;
+  natsPass?: string;
+  natsCreds?: string;
+  natsTlsCa?: string;
+  natsTlsCert?: string;
+  natsTlsKey?: string;
 }
 
 function intFlag(flag: string, value: string, min: number, max: number): number {
@@ -129,8 +153,377 @@ function summary(stats: SimStats, out: string, truth: string | undefined, second
   return `${lines.join("\n")}\n`;
 }
 
+// --- Publishing to NATS JetStream (`--nats`) ---------------------------------------------------
+
+/** The flag of each NATS setting (the environment variable is NATS_ENV's). */
+const NATS_FLAGS: Partial<Record<keyof NatsSettings, string>> = {
+  servers: "--nats",
+  token: "--nats-token",
+  user: "--nats-user",
+  pass: "--nats-pass",
+  creds: "--nats-creds",
+  tlsCa: "--nats-tls-ca",
+  tlsCert: "--nats-tls-cert",
+  tlsKey: "--nats-tls-key",
+};
+const SECRET_SETTINGS = new Set<string>(["token", "pass"]);
+
+/** Flags that only mean something with --nats. */
+const PUBLISH_FLAGS: [keyof SimulateFlags, string][] = [
+  ["speed", "--speed"],
+  ["rate", "--rate"],
+  ["maxInFlight", "--max-in-flight"],
+  ["connectTimeout", "--connect-timeout"],
+  ["natsToken", "--nats-token"],
+  ["natsUser", "--nats-user"],
+  ["natsPass", "--nats-pass"],
+  ["natsCreds", "--nats-creds"],
+  ["natsTlsCa", "--nats-tls-ca"],
+  ["natsTlsCert", "--nats-tls-cert"],
+  ["natsTlsKey", "--nats-tls-key"],
+];
+
+const DEFAULT_CONNECT_TIMEOUT = "30s";
+const DEFAULT_MAX_IN_FLIGHT = 1024;
+
+/** What `--nats` and its companions ask for, validated. */
+export interface PublishPlan {
+  settings: NatsSettings;
+  speed?: number;
+  rate?: number;
+  maxInFlight: number;
+  /** How long to wait for the server: at start-up, and for a message mid-stream. */
+  connectTimeoutMs: number;
+}
+
+function positiveNumberFlag(flag: string, value: string, example: string): number {
+  const x = Number(value.trim());
+  if (value.trim() === "" || !Number.isFinite(x) || x <= 0) {
+    throw new CliError(`${flag} must be a number > 0 such as ${example}, got "${value}"`);
+  }
+  return x;
+}
+
+/**
+ * Validates the publishing flags (NATS settings from flags, then RESIN_NATS_* variables);
+ * undefined without --nats. A bad value is a usage error naming the flag (or variable) and value.
+ */
+export function publishPlanFromFlags(
+  flags: SimulateFlags,
+  env: NodeJS.ProcessEnv = process.env,
+): PublishPlan | undefined {
+  if (flags.nats === undefined) {
+    for (const [key, flag] of PUBLISH_FLAGS) {
+      if (flags[key] !== undefined) throw new CliError(`${flag} only applies with --nats <urls>`);
+    }
+    return undefined;
+  }
+  if (flags.speed !== undefined && flags.rate !== undefined) {
+    throw new CliError(
+      `--speed and --rate are mutually exclusive (got --speed "${flags.speed}" and --rate "${flags.rate}")`,
+    );
+  }
+  if (typeof flags.nats === "string" && flags.nats.trim() === "") {
+    throw new CliError('--nats must be NATS server URL(s) such as nats://127.0.0.1:4222, got ""');
+  }
+  const given: Partial<Record<keyof NatsSettings, string>> = {
+    servers: flags.nats === true ? undefined : flags.nats,
+    token: flags.natsToken,
+    user: flags.natsUser,
+    pass: flags.natsPass,
+    creds: flags.natsCreds,
+    tlsCa: flags.natsTlsCa,
+    tlsCert: flags.natsTlsCert,
+    tlsKey: flags.natsTlsKey,
+  };
+  const raw = natsSettingsFrom(given, env);
+  const source = (key: keyof NatsSettings): string => {
+    const flag = NATS_FLAGS[key] ?? key;
+    if (given[key] !== undefined && given[key] !== "") return flag;
+    return env[NATS_ENV[key]] !== undefined && env[NATS_ENV[key]] !== ""
+      ? NATS_ENV[key]
+      : `${flag} (or ${NATS_ENV[key]})`;
+  };
+  const shown = (key: keyof NatsSettings) =>
+    raw[key] === undefined ? "" : SECRET_SETTINGS.has(key) ? " (value hidden)" : `, got "${raw[key]}"`;
+
+  const parsed = NatsSettings.safeParse({ name: "resin simulate", ...raw });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const key = String(issue.path[0] ?? "servers") as keyof NatsSettings;
+    throw new CliError(`${source(key)}: ${issue.message}${shown(key)}`);
+  }
+  const settings = parsed.data;
+  for (const server of settings.servers.split(",")) {
+    const u = server.trim();
+    let ok = false;
+    try {
+      const url = new URL(u.includes("://") ? u : `nats://${u}`);
+      ok = (url.protocol === "nats:" || url.protocol === "tls:") && url.hostname !== "";
+    } catch {
+      ok = false;
+    }
+    if (!ok) {
+      throw new CliError(
+        `${source("servers")} must be NATS server URL(s) such as nats://127.0.0.1:4222 (comma separated), got "${settings.servers}"`,
+      );
+    }
+  }
+  if (settings.pass !== undefined && settings.user === undefined) {
+    throw new CliError(`${source("pass")} needs a user (--nats-user or ${NATS_ENV.user})`);
+  }
+  for (const key of ["creds", "tlsCa", "tlsCert", "tlsKey"] as const) {
+    const path = settings[key];
+    if (path === undefined) continue;
+    try {
+      accessSync(path, constants.R_OK);
+    } catch (err) {
+      throw new CliError(
+        `${source(key)}: cannot read "${path}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
+    }
+  }
+
+  const plan: PublishPlan = {
+    settings,
+    maxInFlight:
+      flags.maxInFlight === undefined
+        ? DEFAULT_MAX_IN_FLIGHT
+        : intFlag("--max-in-flight", flags.maxInFlight, 1, 65_536),
+    connectTimeoutMs: parseDurationMs(flags.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT, "--connect-timeout"),
+  };
+  if (plan.connectTimeoutMs < 1) {
+    throw new CliError(`--connect-timeout must be longer than 0, got "${flags.connectTimeout}"`);
+  }
+  if (flags.speed !== undefined) {
+    plan.speed = positiveNumberFlag("--speed", flags.speed, "3600 (one simulated hour per second)");
+  }
+  if (flags.rate !== undefined) {
+    plan.rate = positiveNumberFlag("--rate", flags.rate, "5000 (messages per second)");
+  }
+  return plan;
+}
+
+const secondsText = (ms: number) => `${+(ms / 1000).toFixed(1)} s`;
+const minuteIso = (ms: number) => `${new Date(ms).toISOString().slice(0, 16)}Z`;
+
+/**
+ * Connects, waiting for the server at most `timeoutMs` (connectWithRetry alone waits forever).
+ * Unreachable or refused: a CliError with exit code 1.
+ */
+async function connectWithin(settings: NatsSettings, timeoutMs: number): Promise<NatsConnection> {
+  const abort = new AbortController();
+  let lastError: Error | undefined;
+  const pending = connectWithRetry(
+    settings,
+    (attempt, err) => {
+      lastError = err;
+      if (attempt === 0) {
+        process.stderr.write(
+          `resin simulate: NATS not reachable at ${settings.servers} (${err.message}); waiting up to ${secondsText(timeoutMs)}\n`,
+        );
+      }
+    },
+    abort.signal,
+  );
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const why = lastError === undefined ? "" : ` (last error: ${lastError.message})`;
+      reject(
+        new CliError(
+          `cannot connect to NATS at ${settings.servers} within ${secondsText(timeoutMs)}${why}; check --nats or raise --connect-timeout`,
+          EXIT.failure,
+        ),
+      );
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([pending, timedOut]);
+  } catch (err) {
+    abort.abort();
+    // A connection that comes up after we gave up is closed at once.
+    pending.then(
+      (nc) => nc.close(),
+      () => undefined,
+    );
+    if (err instanceof CliError) throw err;
+    throw new CliError(
+      `cannot connect to NATS at ${settings.servers}: ${(err as Error).message}`,
+      EXIT.failure,
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Writes every line to the writer (waiting when it asks) and passes them on in batches. */
+async function* teeBatches(
+  lines: Iterable<string>,
+  writer: LineWriter,
+  size = 512,
+): AsyncGenerator<string[]> {
+  let batch: string[] = [];
+  for (const line of lines) {
+    const wait = writer.write(line);
+    if (wait !== undefined) await wait;
+    batch.push(line);
+    if (batch.length >= size) {
+      yield batch;
+      batch = [];
+    }
+  }
+  if (batch.length > 0) yield batch;
+}
+
+interface ProgressReporter {
+  update(p: PublishProgress): void;
+  stop(): void;
+}
+
+/** A progress bar on a terminal; otherwise a plain line every few seconds. */
+function publishProgress(sim: Simulation, tty: boolean): ProgressReporter {
+  let lastAcked = 0;
+  let lastMs = 0;
+  let lastPrintMs = 0;
+  const rateOf = (p: PublishProgress): number => {
+    const acked = p.published + p.duplicates;
+    const dt = p.elapsedMs - lastMs;
+    const rate = dt > 0 ? ((acked - lastAcked) * 1000) / dt : 0;
+    lastAcked = acked;
+    lastMs = p.elapsedMs;
+    return rate;
+  };
+  const status = (p: PublishProgress) =>
+    !p.connected
+      ? " | NATS disconnected, reconnecting"
+      : p.retrying
+        ? ` | retrying${p.lastError === undefined ? "" : `: ${p.lastError.message}`}`
+        : "";
+  if (tty) {
+    const bar = new SingleBar({
+      stream: process.stderr,
+      format:
+        "publish [{bar}] {percentage}% | {simTime} | {rate} msg/s | {stored} stored, {dups} dup{status}",
+      hideCursor: true,
+      clearOnComplete: true,
+    });
+    bar.start(sim.ticks, 0, { simTime: minuteIso(sim.start), rate: "0", stored: "0", dups: "0", status: "" });
+    return {
+      update(p) {
+        const tick = Number.isNaN(p.lastTs) ? 0 : Math.floor((p.lastTs - sim.start) / sim.intervalMs) + 1;
+        bar.update(Math.max(0, Math.min(sim.ticks, tick)), {
+          simTime: Number.isNaN(p.lastTs) ? minuteIso(sim.start) : minuteIso(p.lastTs),
+          rate: n(Math.round(rateOf(p))),
+          stored: n(p.published),
+          dups: n(p.duplicates),
+          status: status(p),
+        });
+      },
+      stop() {
+        bar.stop();
+      },
+    };
+  }
+  return {
+    update(p) {
+      if (p.elapsedMs - lastPrintMs < 4000) return;
+      lastPrintMs = p.elapsedMs;
+      const simTime = Number.isNaN(p.lastTs) ? "-" : minuteIso(p.lastTs);
+      process.stderr.write(
+        `resin simulate: ${n(p.published)} stored, ${n(p.duplicates)} duplicates (${n(Math.round(rateOf(p)))} msg/s), ` +
+          `simulated time ${simTime}, ${n(p.inFlight)} in flight${status(p)}\n`,
+      );
+    },
+    stop() {},
+  };
+}
+
+/** Publishes the simulation to NATS (and to `out` when given); returns what was published. */
+async function publishSimulation(
+  sim: Simulation,
+  plan: PublishPlan,
+  out: string | undefined,
+): Promise<PublishResult> {
+  const nc = await connectWithin(plan.settings, plan.connectTimeoutMs);
+  const abort = new AbortController();
+  const onSigint = () => abort.abort();
+  process.once("SIGINT", onSigint);
+  const tty = process.stderr.isTTY === true;
+  const progress = publishProgress(sim, tty);
+  const writer = out === undefined ? undefined : new LineWriter(out);
+  try {
+    const lines = writer === undefined ? sim.lines() : teeBatches(sim.lines(), writer);
+    const options: Parameters<typeof publishTelemetry>[2] = {
+      maxInFlight: plan.maxInFlight,
+      giveUpAfterMs: plan.connectTimeoutMs,
+      progressIntervalMs: tty ? 250 : 5000,
+      onProgress: (p) => progress.update(p),
+      signal: abort.signal,
+    };
+    if (plan.speed !== undefined) options.speed = plan.speed;
+    if (plan.rate !== undefined) options.rate = plan.rate;
+    const result = await publishTelemetry(nc, lines, options);
+    await writer?.close();
+    return result;
+  } catch (err) {
+    if (err instanceof PublishError) {
+      throw new CliError(
+        `publishing to NATS at ${plan.settings.servers} failed: ${err.message} ` +
+          `(${n(err.result.published)} stored, ${n(err.result.undelivered)} not acknowledged)`,
+        EXIT.failure,
+      );
+    }
+    throw err;
+  } finally {
+    progress.stop();
+    process.removeListener("SIGINT", onSigint);
+    await nc.close();
+  }
+}
+
+function natsSummary(r: PublishResult, plan: PublishPlan): string {
+  const rate = Math.round(((r.published + r.duplicates) * 1000) / Math.max(r.elapsedMs, 1));
+  const invalid = r.invalid > 0 ? `, ${n(r.invalid)} invalid lines skipped` : "";
+  const undelivered = r.undelivered > 0 ? `, ${n(r.undelivered)} NOT acknowledged` : "";
+  return (
+    `  nats      ${n(r.published)} stored, ${n(r.duplicates)} duplicates, ${(r.bytes / 1e6).toFixed(1)} MB in ` +
+    `${secondsText(r.elapsedMs)} (${n(rate)} msg/s), ${n(r.retries)} retries${invalid}${undelivered}; ` +
+    `stream ${TELEMETRY_STREAM} at ${plan.settings.servers}\n`
+  );
+}
+
+/** `resin simulate --nats`: publishes (and writes `out` when given), then the truth and the summary. */
+async function runPublish(
+  sim: Simulation,
+  plan: PublishPlan,
+  out: string | undefined,
+  flags: SimulateFlags,
+): Promise<void> {
+  const began = performance.now();
+  const result = await publishSimulation(sim, plan, out);
+  const secs = (performance.now() - began) / 1000;
+  if (flags.truth !== undefined) {
+    const tw = new LineWriter(flags.truth);
+    await writeLines(sim.truthLines(), tw);
+    await tw.close();
+  }
+  if (flags.summary) {
+    const dest = out === undefined ? "NATS" : `NATS and ${out === "-" ? "stdout" : out}`;
+    process.stderr.write(summary(sim.stats(), dest, flags.truth, secs) + natsSummary(result, plan));
+  }
+  if (result.aborted) {
+    throw new CliError(
+      `interrupted: ${n(result.published + result.duplicates)} messages acknowledged, ${n(result.undelivered)} not`,
+      130,
+    );
+  }
+}
+
 async function runSimulate(flags: SimulateFlags): Promise<void> {
-  const out = flags.out ?? "-";
+  const publish = publishPlanFromFlags(flags);
+  // With --nats, a file is written only when --out is given.
+  const out = flags.out ?? (publish === undefined ? "-" : undefined);
   const scenario = flags.scenario ?? "mixed";
   if (flags.truth !== undefined && flags.truth === "-" && out === "-") {
     throw new CliError('--truth "-" needs --out to be a file (both cannot go to stdout)');
@@ -146,11 +539,16 @@ async function runSimulate(flags: SimulateFlags): Promise<void> {
     if (err instanceof ValidationError) throw new CliError(err.message, EXIT.invalidInput);
     throw err;
   }
-  checkWritable("--out", out);
+  if (out !== undefined) checkWritable("--out", out);
   if (flags.truth !== undefined) checkWritable("--truth", flags.truth);
+  if (publish !== undefined) {
+    await runPublish(sim, publish, out, flags);
+    return;
+  }
+  const file = out ?? "-";
 
   let stdoutClosed = false;
-  if (out === "-" || flags.truth === "-") {
+  if (file === "-" || flags.truth === "-") {
     process.stdout.on("error", (err: NodeJS.ErrnoException) => {
       if (err.code === "EPIPE") stdoutClosed = true;
       else throw err;
@@ -168,7 +566,7 @@ async function runSimulate(flags: SimulateFlags): Promise<void> {
       : undefined;
   bar?.start(sim.ticks, 0);
   const began = performance.now();
-  const writer = new LineWriter(out);
+  const writer = new LineWriter(file);
   try {
     const onTick = (tick: number) => {
       if (tick % 16 === 0) bar?.update(tick);
@@ -192,7 +590,7 @@ async function runSimulate(flags: SimulateFlags): Promise<void> {
     await writeLines(sim.truthLines(), tw);
     await tw.close();
   }
-  if (flags.summary) process.stderr.write(summary(sim.stats(), out, flags.truth, seconds));
+  if (flags.summary) process.stderr.write(summary(sim.stats(), file, flags.truth, seconds));
 }
 
 export function registerSimulate(program: Command): void {
@@ -211,7 +609,7 @@ export function registerSimulate(program: Command): void {
       "--scenario <name|file>",
       `preset (${PRESETS.join(", ")}) or a JSON scenario file (default mixed)`,
     )
-    .option("--out <file|->", 'telemetry NDJSON output; "-" is stdout (default -)')
+    .option("--out <file|->", 'telemetry NDJSON output; "-" is stdout (default -; with --nats: none)')
     .option(
       "--truth <file>",
       "ground-truth NDJSON output, one record per injected leak (default: not written)",
@@ -222,6 +620,28 @@ export function registerSimulate(program: Command): void {
       "allowed lateness in intervals: late messages arrive at most n intervals late (default 2)",
     )
     .option("--no-summary", "do not print the summary on stderr")
+    .option(
+      "--nats [urls]",
+      "publish to NATS JetStream (stream RESIN_TELEMETRY) instead of writing stdout; URL(s) comma " +
+        "separated (default $RESIN_NATS_URL, else nats://127.0.0.1:4222); --out still writes a file",
+    )
+    .option("--speed <x>", "with --nats: event-time acceleration, 3600 = one simulated hour per second")
+    .option("--rate <msgs/s>", "with --nats: messages per second (exclusive with --speed)")
+    .option(
+      "--connect-timeout <duration>",
+      `with --nats: how long to wait for the server, at start and mid-stream (default ${DEFAULT_CONNECT_TIMEOUT})`,
+    )
+    .option(
+      "--max-in-flight <n>",
+      `with --nats: publishes awaiting their acknowledgement, at most (default ${DEFAULT_MAX_IN_FLIGHT})`,
+    )
+    .option("--nats-token <token>", "NATS auth token (env RESIN_NATS_TOKEN)")
+    .option("--nats-user <user>", "NATS user (env RESIN_NATS_USER)")
+    .option("--nats-pass <password>", "NATS password (env RESIN_NATS_PASS)")
+    .option("--nats-creds <file>", "NATS credentials file, JWT + nkey seed (env RESIN_NATS_CREDS)")
+    .option("--nats-tls-ca <file>", "CA bundle that verifies the NATS server (env RESIN_NATS_TLS_CA)")
+    .option("--nats-tls-cert <file>", "client certificate for mutual TLS (env RESIN_NATS_TLS_CERT)")
+    .option("--nats-tls-key <file>", "client key for mutual TLS (env RESIN_NATS_TLS_KEY)")
     .addHelpText(
       "after",
       `
@@ -234,10 +654,25 @@ simulate/examples/. Flags given on the command line override the file.
 
 Defaults come from the scenario; without a file: 200 hosts, 5 days, 5m interval, seed 1, lateness 2.
 A progress bar is drawn on stderr when it is a terminal; a summary follows on stderr.
-Exit codes: 0 ok, 2 bad flag or unknown scenario, 3 invalid scenario file.
 
-Example:
-  resin simulate --hosts 200 --days 5 --seed 3 --scenario mixed --out fleet.ndjson --truth truth.ndjson`,
+Publishing (--nats): each message goes to resin.telemetry.<component>.<host> in the stream
+RESIN_TELEMETRY (created when missing) with the message id <host>/<component>/<ts>, so a retried
+publish, or a duplicate delivery the simulator injects, is stored once (counted as duplicates).
+Without --speed or --rate, messages go as fast as the server acknowledges them, with at most
+--max-in-flight unacknowledged. --speed paces by the messages' ts relative to the first message;
+--rate by count. If the server goes away mid-stream (e.g. a restart), the connection comes back by
+itself and failed publishes are retried in order; after --connect-timeout without progress, the
+command fails. Settings not given as flags come from RESIN_NATS_URL, RESIN_NATS_TOKEN,
+RESIN_NATS_USER, RESIN_NATS_PASS, RESIN_NATS_CREDS, RESIN_NATS_TLS_CA, RESIN_NATS_TLS_CERT and
+RESIN_NATS_TLS_KEY. Progress (messages/s, simulated time) goes to stderr: a bar on a terminal,
+otherwise a line every 5 s. Ctrl-C stops publishing and waits for the acknowledgements in flight.
+
+Exit codes: 0 ok, 1 NATS unreachable or publishing failed, 2 bad flag or unknown scenario,
+3 invalid scenario file, 130 interrupted.
+
+Examples:
+  resin simulate --hosts 200 --days 5 --seed 3 --scenario mixed --out fleet.ndjson --truth truth.ndjson
+  resin simulate --hosts 200 --days 5 --nats nats://127.0.0.1:4222 --speed 3600 --truth truth.ndjson`,
     )
     .action(async (flags: SimulateFlags) => {
       await runSimulate(flags);
