@@ -1,0 +1,228 @@
+/**
+ * The sink's accounting on answers real servers rarely give on demand (429, 5xx, partial
+ * writes): a scripted HTTP server on loopback answers each write request in turn.
+ */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { HttpError } from "@influxdata/influxdb-client";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { InfluxSinkConfigInput } from "./config.ts";
+import {
+  InfluxHealthcheckError,
+  InfluxSink,
+  partialWriteDropped,
+  retryAfterInMs,
+  v1WritePath,
+} from "./sink.ts";
+
+interface Answer {
+  status: number;
+  body?: string;
+  headers?: Record<string, string>;
+}
+
+let server: Server;
+let url: string;
+let script: Answer[] = [];
+let requests: { path: string; lines: string[] }[] = [];
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    let body = "";
+    req.setEncoding("utf8");
+    req.on("data", (d: string) => {
+      body += d;
+    });
+    req.on("end", () => {
+      requests.push({ path: req.url ?? "", lines: body === "" ? [] : body.split("\n") });
+      const a = script.shift() ?? { status: 204 };
+      res.writeHead(a.status, { "content-type": "application/json", ...a.headers });
+      res.end(a.body ?? "");
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((r) => server.close(r));
+});
+
+beforeEach(() => {
+  script = [];
+  requests = [];
+});
+
+function sink(over: Partial<InfluxSinkConfigInput> = {}): InfluxSink {
+  return new InfluxSink({
+    url,
+    org: "o",
+    bucket: "b",
+    flushIntervalMs: 0,
+    minRetryDelayMs: 5,
+    maxRetryDelayMs: 10,
+    ...over,
+  });
+}
+
+const lines = (n: number, tag = "a") => Array.from({ length: n }, (_, i) => `m,t=${tag} v=${i}i ${1000 + i}`);
+
+async function settled(s: InfluxSink, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (s.stats.pending > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+}
+
+function balanced(s: InfluxSink): void {
+  const { accepted, written, dropped, pending } = s.stats;
+  expect(written + dropped + pending).toBe(accepted);
+}
+
+describe("InfluxSink accounting", () => {
+  it("retries 5xx and 429 until written, counting each retried attempt", async () => {
+    script = [{ status: 503 }, { status: 429, headers: { "retry-after": "0" } }];
+    const s = sink({ batchSize: 3 });
+    s.write(lines(3));
+    balanced(s);
+    expect(s.pendingLines()).toHaveLength(3);
+    await settled(s);
+    expect(s.stats).toMatchObject({ accepted: 3, written: 3, dropped: 0, retried: 6, pending: 0 });
+    expect(requests).toHaveLength(3);
+    expect(await s.close()).toEqual({ undelivered: 0 });
+  });
+
+  it("drops a batch the server rejects (4xx), without retrying", async () => {
+    script = [{ status: 400, body: '{"code":"invalid","message":"unable to parse"}' }];
+    const s = sink({ batchSize: 2 });
+    s.write(lines(2));
+    await settled(s);
+    expect(s.stats).toMatchObject({ written: 0, dropped: 2, retried: 0, pending: 0 });
+    expect(requests).toHaveLength(1);
+    await s.close();
+  });
+
+  it("counts the points an InfluxDB 1.x partial write kept as written", async () => {
+    script = [{ status: 400, body: '{"error":"partial write: field type conflict: … dropped=1"}' }];
+    const s = sink({ batchSize: 4 });
+    s.write(lines(4));
+    await settled(s);
+    expect(s.stats).toMatchObject({ written: 3, dropped: 1, pending: 0 });
+    await s.close();
+  });
+
+  it("drops a batch whose retries are exhausted", async () => {
+    script = [{ status: 500 }, { status: 500 }, { status: 500 }];
+    const s = sink({ batchSize: 2, maxRetries: 2 });
+    s.write(lines(2));
+    await settled(s);
+    expect(s.stats).toMatchObject({ written: 0, dropped: 2, retried: 4, pending: 0 });
+    expect(requests).toHaveLength(3);
+    await s.close();
+  });
+
+  it("drops a batch still failing when its retry time is over", async () => {
+    script = Array.from({ length: 1000 }, () => ({ status: 503 }));
+    const s = sink({ batchSize: 2, maxRetries: 1000, maxRetryTimeMs: 100 });
+    s.write(lines(2));
+    await settled(s);
+    expect(s.stats).toMatchObject({ written: 0, dropped: 2, pending: 0 });
+    expect(s.stats.retried).toBeGreaterThan(0);
+    await s.close();
+  });
+
+  it("drops the oldest batches when the retry buffer is full", async () => {
+    script = Array.from({ length: 3 }, () => ({ status: 503 }));
+    const s = sink({ batchSize: 2, maxBufferLines: 3, minRetryDelayMs: 200, maxRetryDelayMs: 400 });
+    s.write(lines(2, "a"));
+    s.write(lines(2, "b"));
+    s.write(lines(2, "c"));
+    // all three batches fail once; only one batch of two fits in a buffer of three lines
+    const deadline = Date.now() + 5000;
+    while (s.stats.dropped < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    balanced(s);
+    await settled(s);
+    expect(s.stats).toMatchObject({ accepted: 6, written: 2, dropped: 4, pending: 0 });
+    await s.close();
+  });
+
+  it("keeps identical lines apart in pendingLines and settles each", async () => {
+    const s = sink({ batchSize: 100 });
+    s.write(["m v=1i 1", "m v=1i 1"]);
+    s.requeue(["m v=1i 1"]);
+    expect(s.stats.pending).toBe(3);
+    expect(s.pendingLines()).toEqual(["m v=1i 1"]);
+    await s.flush();
+    expect(s.stats).toMatchObject({ accepted: 3, written: 3, pending: 0 });
+    expect(s.pendingLines()).toEqual([]);
+    await s.close();
+  });
+
+  it("after close, write neither throws nor sends: the lines are dropped", async () => {
+    const s = sink();
+    expect(await s.close()).toEqual({ undelivered: 0 });
+    s.write(lines(2));
+    expect(s.stats).toMatchObject({ accepted: 2, dropped: 2, pending: 0 });
+    expect(await s.close()).toEqual({ undelivered: 0 });
+    expect(requests).toHaveLength(0);
+  });
+});
+
+describe("InfluxSink healthcheck", () => {
+  it("passes on a healthy v2 server and names the failure otherwise", async () => {
+    const s = sink();
+    await expect(s.healthcheck()).resolves.toBeUndefined();
+    script = [{ status: 503, body: '{"status":"fail","message":"not ready"}' }];
+    await expect(s.healthcheck()).rejects.toThrow(/GET \/health failed: not ready/);
+    expect(requests.map((r) => r.path)).toEqual(["/health", "/health"]);
+    await s.close();
+  });
+
+  it("v1: pings, then creates the database with the credentials, and reports an InfluxQL error", async () => {
+    const s = sink({ api: "v1", database: 'my "db"', username: "me", password: "secret" });
+    script = [{ status: 204 }, { status: 200, body: '{"results":[{"statement_id":0,"error":"not admin"}]}' }];
+    await expect(s.healthcheck()).rejects.toThrow(InfluxHealthcheckError);
+    expect(requests.map((r) => r.path)).toEqual(["/ping", "/query?u=me&p=secret"]);
+    expect(decodeURIComponent(requests[1]!.lines.join("\n").replace(/\+/g, " "))).toBe(
+      'q=CREATE DATABASE "my \\"db\\""',
+    );
+    await s.close();
+  });
+
+  it("rejects with InfluxHealthcheckError when nothing listens", async () => {
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((r) => closed.close(r));
+    const s = new InfluxSink({ url: `http://127.0.0.1:${port}`, org: "o", bucket: "b" });
+    await expect(s.healthcheck()).rejects.toThrow(/ECONNREFUSED/);
+    await s.close();
+  });
+});
+
+describe("helpers", () => {
+  it("v1WritePath rewrites the v2 write path and only it", () => {
+    const v2 = "/api/v2/write?org=o&bucket=b&precision=ms";
+    expect(v1WritePath(v2, { database: "resin" })).toBe("/write?db=resin&precision=ms");
+    expect(
+      v1WritePath(v2, { database: "my db", retentionPolicy: "autogen", username: "u", password: "p&q" }),
+    ).toBe("/write?db=my+db&rp=autogen&precision=ms&u=u&p=p%26q");
+    expect(v1WritePath("/ping", { database: "resin" })).toBe("/ping");
+  });
+
+  it("retryAfterInMs reads Retry-After as seconds", () => {
+    const e = new HttpError(429, "Too Many Requests", "", "3", "text/plain", undefined, {
+      "retry-after": "3",
+    });
+    expect(e.retryAfter()).toBe(3); // the library's reading
+    expect((retryAfterInMs(e) as HttpError).retryAfter()).toBe(3000);
+    const plain = new Error("ECONNREFUSED");
+    expect(retryAfterInMs(plain)).toBe(plain);
+  });
+
+  it("partialWriteDropped", () => {
+    const body = '{"error":"partial write: points beyond retention policy dropped=2"}';
+    expect(partialWriteDropped(new HttpError(400, "Bad Request", body))).toBe(2);
+    expect(partialWriteDropped(new HttpError(400, "Bad Request", "unable to parse"))).toBeUndefined();
+    expect(partialWriteDropped(new Error("partial write dropped=2"))).toBeUndefined();
+  });
+});
