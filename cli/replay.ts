@@ -20,6 +20,7 @@ export function registerReplay(program: Command): void {
       "none: analyse every process; bucket: only hosts behind an anomalous bucket (RESIN)",
       "none",
     )
+    .option("--no-flush", "leave the windows still open at the end of input undecided, as `resin run` does")
     .addHelpText(
       "after",
       `
@@ -33,7 +34,14 @@ Example:
   resin eval --telemetry t.ndjson --truth g.ndjson --suspects suspects.ndjson`,
     )
     .action(
-      async (opts: { input: string; out: string; deadLetter?: string; lateness: string; gate: string }) => {
+      async (opts: {
+        input: string;
+        out: string;
+        deadLetter?: string;
+        lateness: string;
+        gate: string;
+        flush: boolean;
+      }) => {
         if (opts.input !== "-" && !existsSync(opts.input))
           throw new CliError(`--input: no such file: ${opts.input}`);
         if (opts.gate !== "none" && opts.gate !== "bucket")
@@ -45,6 +53,7 @@ Example:
         const { stats } = await replayLines(readLineBatches(openInput(opts.input)), {
           window: { allowedLatenessMs },
           gate: opts.gate,
+          flushAtEnd: opts.flush,
           onEvent: (e) => void out.write(JSON.stringify(e)),
           onDeadLetter: (d) => void dead?.write(JSON.stringify(d)),
         });

@@ -1,5 +1,5 @@
 import { type Observable, type OperatorFunction, Subject } from "rxjs";
-import { finalize, mergeMap, share } from "rxjs/operators";
+import { finalize, mergeMap, share, tap } from "rxjs/operators";
 import { statefulMap } from "../lib/rx.ts";
 import {
   assignFields,
@@ -43,6 +43,11 @@ export interface DetectOptions {
    * anomalous bucket can open a suspect.
    */
   gate?: "none" | "bucket";
+  /**
+   * Close the windows still open when the input ends (default). False leaves them open, as a
+   * live pipeline does until more telemetry arrives: `resin replay --no-flush` matches `resin run`.
+   */
+  flushAtEnd?: boolean;
   /** Told why each candidate interval of each series was rejected (for `resin explain`). */
   trace?: (info: SeriesInfo, windowStart: number, reason: string) => void;
 }
@@ -184,7 +189,7 @@ export interface DetectGraph {
   windows: Observable<WindowResult>;
   deadLetters: Observable<DeadLetter>;
   stats: PipelineStats;
-  /** Identity of a live series slot (slots in `windows` results). */
+  /** Identity of a series slot in the `windows` result being passed on (valid during its delivery). */
   seriesInfo(slot: number): SeriesInfo | undefined;
   /**
    * The whole detector state (windows, level 1, level 2, lifecycle, counters), encoded for a
@@ -238,6 +243,8 @@ export function detectGraph(
   }
   let windowCore: WindowCore | undefined;
   let stage: DetectionStage | undefined;
+  // Slot → series as of the window being passed on (the core itself may be further ahead).
+  const known = new Map<number, SeriesInfo>();
   const windows = lineBatches.pipe(
     decodeTelemetry(dead, stats.decode),
     eventTimeWindows(
@@ -248,9 +255,13 @@ export function detectGraph(
       },
       () => {
         const core = new WindowCore(options.window);
-        if (restored !== undefined) core.restoreState(restored.window);
+        if (restored !== undefined) {
+          core.restoreState(restored.window);
+          for (const info of core.announcedSeries()) known.set(info.slot, info);
+        }
         return core;
       },
+      options.flushAtEnd ?? true,
     ),
     detectLeaks(
       options,
@@ -266,6 +277,10 @@ export function detectGraph(
         return stage;
       },
     ),
+    tap((r) => {
+      for (const slot of r.window.ended) known.delete(slot);
+      for (const info of r.window.newSeries) known.set(info.slot, info);
+    }),
     finalize(() => dead.complete()),
     share(),
   );
@@ -274,7 +289,7 @@ export function detectGraph(
     windows,
     deadLetters: dead.asObservable(),
     stats,
-    seriesInfo: (slot) => windowCore?.seriesInfo(slot),
+    seriesInfo: (slot) => known.get(slot),
     capture() {
       if (windowCore === undefined || stage === undefined)
         throw new Error("capture() needs a subscribed detection graph");

@@ -120,8 +120,23 @@ export class WindowCore {
     return this.liveSeries;
   }
 
+  /**
+   * The series in a slot now. The core may be ahead of the windows it has emitted (a batch is
+   * read before its windows are passed on), so consumers of closed windows should resolve
+   * slots from the windows' own `newSeries`/`ended` (see `announcedSeries`).
+   */
   seriesInfo(slot: number): SeriesInfo | undefined {
     return this.series[slot];
+  }
+
+  /** Series announced in an emitted window and not ended since: what window consumers know. */
+  announcedSeries(): SeriesInfo[] {
+    const out: SeriesInfo[] = [];
+    for (let slot = 0; slot < this.series.length; slot++) {
+      const info = this.series[slot];
+      if (info !== undefined && this.announced[slot]) out.push(info);
+    }
+    return out;
   }
 
   /** Everything this core knows, as plain data for a checkpoint (see lib/state.ts). */

@@ -19,6 +19,8 @@ export function eventTimeWindows(
   onCore?: (core: WindowCore) => void,
   /** Makes the core (e.g. one restored from a checkpoint); default: a fresh one per subscription. */
   create: () => WindowCore = () => new WindowCore(config),
+  /** Close the still-open windows when the input completes (false: a live source that will resume). */
+  flushOnComplete = true,
 ): OperatorFunction<readonly Telemetry[], ClosedWindow> {
   return (source) =>
     new Observable<ClosedWindow>((subscriber) => {
@@ -40,7 +42,7 @@ export function eventTimeWindows(
           subscriber.error(err);
         },
         complete() {
-          for (const w of core.flush()) subscriber.next(w);
+          if (flushOnComplete) for (const w of core.flush()) subscriber.next(w);
           subscriber.complete();
         },
       });
