@@ -1,10 +1,10 @@
-import { accessSync, closeSync, constants, openSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { SingleBar } from "cli-progress";
 import type { Command } from "commander";
 import { DateTime } from "luxon";
 import { TELEMETRY_STREAM } from "../lib/jetstream.ts";
-import { connectWithRetry, NATS_ENV, NatsSettings, natsSettingsFrom } from "../lib/nats.ts";
+import { connectWithRetry, type NatsSettings } from "../lib/nats.ts";
 import { LineWriter } from "../lib/ndjson.ts";
 import { ValidationError } from "../schemas/common.ts";
 import {
@@ -28,9 +28,10 @@ import {
   publishTelemetry,
 } from "../simulate/publish.ts";
 import { CliError, EXIT } from "./main.ts";
+import { addNatsAuthOptions, type NatsFlags, natsSettingsFromFlags } from "./nats-flags.ts";
 import { parseDurationMs } from "./options.ts";
 
-interface SimulateFlags {
+interface SimulateFlags extends NatsFlags {
   hosts?: string;
   days?: string;
   interval?: string;
@@ -41,19 +42,10 @@ interface SimulateFlags {
   start?: string;
   lateness?: string;
   summary: boolean;
-  /** NATS: a URL list, or true for a bare `--nats` (RESIN_NATS_URL or the default server). */
-  nats?: string | true;
   speed?: string;
   rate?: string;
   maxInFlight?: string;
   connectTimeout?: string;
-  natsToken?: string;
-  natsUser?: string;
-  natsPass?: string;
-  natsCreds?: string;
-  natsTlsCa?: string;
-  natsTlsCert?: string;
-  natsTlsKey?: string;
 }
 
 function intFlag(flag: string, value: string, min: number, max: number): number {
@@ -155,19 +147,6 @@ function summary(stats: SimStats, out: string, truth: string | undefined, second
 
 // --- Publishing to NATS JetStream (`--nats`) ---------------------------------------------------
 
-/** The flag of each NATS setting (the environment variable is NATS_ENV's). */
-const NATS_FLAGS: Partial<Record<keyof NatsSettings, string>> = {
-  servers: "--nats",
-  token: "--nats-token",
-  user: "--nats-user",
-  pass: "--nats-pass",
-  creds: "--nats-creds",
-  tlsCa: "--nats-tls-ca",
-  tlsCert: "--nats-tls-cert",
-  tlsKey: "--nats-tls-key",
-};
-const SECRET_SETTINGS = new Set<string>(["token", "pass"]);
-
 /** Flags that only mean something with --nats. */
 const PUBLISH_FLAGS: [keyof SimulateFlags, string][] = [
   ["speed", "--speed"],
@@ -226,63 +205,7 @@ export function publishPlanFromFlags(
   if (typeof flags.nats === "string" && flags.nats.trim() === "") {
     throw new CliError('--nats must be NATS server URL(s) such as nats://127.0.0.1:4222, got ""');
   }
-  const given: Partial<Record<keyof NatsSettings, string>> = {
-    servers: flags.nats === true ? undefined : flags.nats,
-    token: flags.natsToken,
-    user: flags.natsUser,
-    pass: flags.natsPass,
-    creds: flags.natsCreds,
-    tlsCa: flags.natsTlsCa,
-    tlsCert: flags.natsTlsCert,
-    tlsKey: flags.natsTlsKey,
-  };
-  const raw = natsSettingsFrom(given, env);
-  const source = (key: keyof NatsSettings): string => {
-    const flag = NATS_FLAGS[key] ?? key;
-    if (given[key] !== undefined && given[key] !== "") return flag;
-    return env[NATS_ENV[key]] !== undefined && env[NATS_ENV[key]] !== ""
-      ? NATS_ENV[key]
-      : `${flag} (or ${NATS_ENV[key]})`;
-  };
-  const shown = (key: keyof NatsSettings) =>
-    raw[key] === undefined ? "" : SECRET_SETTINGS.has(key) ? " (value hidden)" : `, got "${raw[key]}"`;
-
-  const parsed = NatsSettings.safeParse({ name: "resin simulate", ...raw });
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const key = String(issue.path[0] ?? "servers") as keyof NatsSettings;
-    throw new CliError(`${source(key)}: ${issue.message}${shown(key)}`);
-  }
-  const settings = parsed.data;
-  for (const server of settings.servers.split(",")) {
-    const u = server.trim();
-    let ok = false;
-    try {
-      const url = new URL(u.includes("://") ? u : `nats://${u}`);
-      ok = (url.protocol === "nats:" || url.protocol === "tls:") && url.hostname !== "";
-    } catch {
-      ok = false;
-    }
-    if (!ok) {
-      throw new CliError(
-        `${source("servers")} must be NATS server URL(s) such as nats://127.0.0.1:4222 (comma separated), got "${settings.servers}"`,
-      );
-    }
-  }
-  if (settings.pass !== undefined && settings.user === undefined) {
-    throw new CliError(`${source("pass")} needs a user (--nats-user or ${NATS_ENV.user})`);
-  }
-  for (const key of ["creds", "tlsCa", "tlsCert", "tlsKey"] as const) {
-    const path = settings[key];
-    if (path === undefined) continue;
-    try {
-      accessSync(path, constants.R_OK);
-    } catch (err) {
-      throw new CliError(
-        `${source(key)}: cannot read "${path}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-      );
-    }
-  }
+  const settings = natsSettingsFromFlags(flags, "resin simulate", env);
 
   const plan: PublishPlan = {
     settings,
@@ -595,7 +518,7 @@ async function runSimulate(flags: SimulateFlags): Promise<void> {
 
 export function registerSimulate(program: Command): void {
   const presets = PRESETS.map((p) => `  ${p.padEnd(11)}${PRESET_DESCRIPTIONS[p]}`).join("\n");
-  program
+  const cmd = program
     .command("simulate")
     .description(
       "Simulate a fleet of hosts whose agents publish memory telemetry (NDJSON, telemetry v1), with " +
@@ -635,13 +558,6 @@ export function registerSimulate(program: Command): void {
       "--max-in-flight <n>",
       `with --nats: publishes awaiting their acknowledgement, at most (default ${DEFAULT_MAX_IN_FLIGHT})`,
     )
-    .option("--nats-token <token>", "NATS auth token (env RESIN_NATS_TOKEN)")
-    .option("--nats-user <user>", "NATS user (env RESIN_NATS_USER)")
-    .option("--nats-pass <password>", "NATS password (env RESIN_NATS_PASS)")
-    .option("--nats-creds <file>", "NATS credentials file, JWT + nkey seed (env RESIN_NATS_CREDS)")
-    .option("--nats-tls-ca <file>", "CA bundle that verifies the NATS server (env RESIN_NATS_TLS_CA)")
-    .option("--nats-tls-cert <file>", "client certificate for mutual TLS (env RESIN_NATS_TLS_CERT)")
-    .option("--nats-tls-key <file>", "client key for mutual TLS (env RESIN_NATS_TLS_KEY)")
     .addHelpText(
       "after",
       `
@@ -673,8 +589,8 @@ Exit codes: 0 ok, 1 NATS unreachable or publishing failed, 2 bad flag or unknown
 Examples:
   resin simulate --hosts 200 --days 5 --seed 3 --scenario mixed --out fleet.ndjson --truth truth.ndjson
   resin simulate --hosts 200 --days 5 --nats nats://127.0.0.1:4222 --speed 3600 --truth truth.ndjson`,
-    )
-    .action(async (flags: SimulateFlags) => {
-      await runSimulate(flags);
-    });
+    );
+  addNatsAuthOptions(cmd).action(async (flags: SimulateFlags) => {
+    await runSimulate(flags);
+  });
 }
