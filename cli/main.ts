@@ -4,6 +4,7 @@ import { registerDemo } from "./demo.ts";
 import { registerEval } from "./eval.ts";
 import { registerExplain } from "./explain.ts";
 import { registerReplay } from "./replay.ts";
+import { registerRun } from "./run.ts";
 import { registerSimulate } from "./simulate.ts";
 
 /** Exit codes scripts can rely on. */
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerSimulate(program);
   registerReplay(program);
+  registerRun(program);
   registerEval(program);
   registerExplain(program);
   registerDemo(program);

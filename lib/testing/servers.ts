@@ -47,10 +47,20 @@ export async function waitFor(
   for (;;) {
     if (child?.exitCode !== null && child?.exitCode !== undefined)
       throw new Error(`${what} exited with code ${child.exitCode} before it was ready`);
+    let timer: NodeJS.Timeout | undefined;
+    // A probe that hangs (a request to a server that went away) must not hang the wait.
+    const expired = new Promise<"expired">((r) => {
+      timer = setTimeout(() => r("expired"), Math.max(0, deadline - Date.now()) + 100);
+    });
     try {
-      if (await probe()) return;
-    } catch {
+      const ok = await Promise.race([probe(), expired]);
+      if (ok === true) return;
+      if (ok === "expired") throw new Error(`${what}: a probe did not answer within ${timeoutMs} ms`);
+    } catch (err) {
+      if ((err as Error).message.includes("a probe did not answer")) throw err;
       // not up yet
+    } finally {
+      clearTimeout(timer);
     }
     if (Date.now() > deadline) throw new Error(`${what} not ready after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));

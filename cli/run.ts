@@ -1,0 +1,303 @@
+import { type Command, Option } from "commander";
+import { pino } from "pino";
+import { Counter, Gauge, Registry } from "prom-client";
+import { DEFAULT_STREAM_LIMITS } from "../lib/jetstream.ts";
+import { startOpsServer } from "../lib/ops-server.ts";
+import { LiveConfig, LivePipeline, partitionFilter, type SeriesSink } from "../pipelines/live.ts";
+import { parseBytes } from "../simulate/index.ts";
+import { CliError } from "./main.ts";
+import { addNatsAuthOptions, type NatsFlags, natsSettingsFromFlags } from "./nats-flags.ts";
+import { parseDurationMs } from "./options.ts";
+import { addInfluxOptions, checkInfluxInBackground, influxSinkFromFlags } from "./run-influx.ts";
+
+interface RunFlags extends NatsFlags {
+  partition: string;
+  batch: string;
+  maxAckPending: string;
+  checkpointInterval: string;
+  maxMessageBytes: string;
+  streamMaxAge: string;
+  streamMaxBytes: string;
+  lateness: string;
+  gate: string;
+  instance?: string;
+  resetState: boolean;
+  metricsPort: string;
+  metricsHost: string;
+  logLevel: string;
+  [influx: `influx${string}`]: string | boolean | undefined;
+}
+
+function intFlag(flag: string, text: string, min: number, max: number): number {
+  const n = Number(text);
+  if (text.trim() === "" || !Number.isInteger(n) || n < min || n > max)
+    throw new CliError(`${flag} must be an integer from ${min} to ${max}, got "${text}"`);
+  return n;
+}
+
+export function parsePartition(text: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(text.trim());
+  if (m === null) throw new CliError(`--partition: expected INDEX/COUNT such as 0/1 or 2/4, got "${text}"`);
+  const index = Number(m[1]);
+  const count = Number(m[2]);
+  if (count < 1 || count > 1024 || index >= count)
+    throw new CliError(`--partition: index must be below the count (1..1024), got "${text}"`);
+  return { index, count };
+}
+
+function bytesFlag(flag: string, text: string): number {
+  try {
+    return parseBytes(text);
+  } catch {
+    throw new CliError(`${flag}: expected a size like 256KiB, 10GiB or 1048576, got "${text}"`);
+  }
+}
+
+export function registerRun(program: Command): void {
+  const cmd = program
+    .command("run")
+    .description(
+      "Run the detection pipeline live: telemetry from NATS JetStream, suspects and dead letters back to " +
+        "NATS, series to InfluxDB; checkpointed in NATS so a restart resumes where it stopped.",
+    )
+    .addOption(
+      new Option(
+        "--nats <urls>",
+        "NATS server URL(s), comma separated (env RESIN_NATS_URL) [default: nats://127.0.0.1:4222]",
+      ),
+    )
+    .addOption(
+      new Option("--partition <i/n>", "own partition i of n of the components (see README: partitioning)")
+        .env("RESIN_PARTITION")
+        .default("0/1"),
+    )
+    .addOption(new Option("--batch <n>", "messages per fetch").env("RESIN_BATCH").default("2000"))
+    .addOption(
+      new Option("--max-ack-pending <n>", "unacknowledged messages at most (backpressure)")
+        .env("RESIN_MAX_ACK_PENDING")
+        .default("50000"),
+    )
+    .addOption(
+      new Option("--checkpoint-interval <duration>", "save state and acknowledge at least this often")
+        .env("RESIN_CHECKPOINT_INTERVAL")
+        .default("5s"),
+    )
+    .addOption(
+      new Option("--max-message-bytes <size>", "larger telemetry messages are dead letters")
+        .env("RESIN_MAX_MESSAGE_BYTES")
+        .default("256KiB"),
+    )
+    .addOption(
+      new Option("--stream-max-age <duration>", "telemetry retention when resin creates the stream")
+        .env("RESIN_STREAM_MAX_AGE")
+        .default("7d"),
+    )
+    .addOption(
+      new Option("--stream-max-bytes <size>", "telemetry size limit when resin creates the stream")
+        .env("RESIN_STREAM_MAX_BYTES")
+        .default("10GiB"),
+    )
+    .addOption(
+      new Option("--lateness <duration>", "allowed lateness of samples").env("RESIN_LATENESS").default("10m"),
+    )
+    .addOption(
+      new Option("--gate <mode>", "none: every process; bucket: only hosts behind an anomalous bucket")
+        .env("RESIN_GATE")
+        .default("none"),
+    )
+    .addOption(new Option("--instance <name>", "instance name (default: host name)").env("RESIN_INSTANCE"))
+    .addOption(
+      new Option("--reset-state", "discard this partition's saved detector state and start empty").env(
+        "RESIN_RESET_STATE",
+      ),
+    )
+    .addOption(
+      new Option("--metrics-port <port>", "port of /metrics and /healthz (0: off)")
+        .env("RESIN_METRICS_PORT")
+        .default("9464"),
+    )
+    .addOption(
+      new Option("--metrics-host <host>", "address of /metrics and /healthz")
+        .env("RESIN_METRICS_HOST")
+        .default("0.0.0.0"),
+    )
+    .addOption(
+      new Option("--log-level <level>", "fatal, error, warn, info, debug or trace")
+        .env("RESIN_LOG_LEVEL")
+        .default("info"),
+    );
+  addNatsAuthOptions(cmd);
+  addInfluxOptions(cmd);
+  cmd
+    .addHelpText(
+      "after",
+      `
+Every flag can also be set with the environment variable shown. Settings are validated at
+start-up; a bad one exits with code 2 and names it. SIGTERM or SIGINT drains: the messages in
+hand are processed, outputs published, the state checkpointed and acknowledged, points flushed.
+
+Outputs: suspect events on resin.suspects.<component> (stream RESIN_SUSPECTS), dead letters on
+resin.deadletter (stream RESIN_DEADLETTER), checkpoints in KV bucket resin_checkpoints with the
+state in Object Store bucket resin_state.
+
+Example:
+  resin run --nats nats://127.0.0.1:4222 --influx-url http://127.0.0.1:8086 \\
+    --influx-org resin --influx-bucket resin --influx-token "$INFLUX_TOKEN"
+  resin simulate --nats nats://127.0.0.1:4222 --hosts 200 --days 5 --speed 3600`,
+    )
+    .action(async (flags: RunFlags) => {
+      await runCommand(flags);
+    });
+}
+
+async function runCommand(flags: RunFlags): Promise<void> {
+  const nats = natsSettingsFromFlags(flags, "resin run");
+  if (flags.gate !== "none" && flags.gate !== "bucket")
+    throw new CliError(`--gate: expected "none" or "bucket" (got "${flags.gate}")`);
+  const levels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+  if (!levels.includes(flags.logLevel))
+    throw new CliError(`--log-level: expected one of ${levels.join(", ")} (got "${flags.logLevel}")`);
+  const partition = parsePartition(flags.partition);
+  const metricsPort = intFlag("--metrics-port", flags.metricsPort, 0, 65535);
+  const live = LiveConfig.parse({
+    partition,
+    batchSize: intFlag("--batch", flags.batch, 1, 100_000),
+    maxAckPending: intFlag("--max-ack-pending", flags.maxAckPending, 2, 10_000_000),
+    checkpointIntervalMs: parseDurationMs(flags.checkpointInterval, "--checkpoint-interval"),
+    maxMessageBytes: bytesFlag("--max-message-bytes", flags.maxMessageBytes),
+    resetState: flags.resetState === true,
+    ...(flags.instance !== undefined ? { instance: flags.instance } : {}),
+  });
+  const limits = {
+    ...DEFAULT_STREAM_LIMITS,
+    maxAgeMs: parseDurationMs(flags.streamMaxAge, "--stream-max-age"),
+    maxBytes: bytesFlag("--stream-max-bytes", flags.streamMaxBytes),
+  };
+  const allowedLatenessMs = parseDurationMs(flags.lateness, "--lateness");
+
+  const log = pino({ level: flags.logLevel, base: { instance: live.instance, partition: flags.partition } });
+  const influx = influxSinkFromFlags(flags, { instance: live.instance, partition: flags.partition }, log);
+  const sink: SeriesSink | undefined = influx?.series;
+  if (influx !== undefined) checkInfluxInBackground(influx.sink, log);
+  const pipeline = new LivePipeline(
+    live,
+    nats,
+    { window: { allowedLatenessMs }, gate: flags.gate },
+    log,
+    sink,
+    limits,
+  );
+
+  const registry = new Registry();
+  registerMetrics(registry, pipeline, sink);
+  const server =
+    metricsPort === 0
+      ? undefined
+      : await startOpsServer(metricsPort, flags.metricsHost, registry, () => {
+          const connected = pipeline.nc !== undefined && !pipeline.nc.isClosed();
+          const stalledMs = Date.now() - pipeline.lastTurnAt;
+          return {
+            ok: connected && stalledMs < 60_000,
+            detail: { nats: connected ? "connected" : "not connected", lastTurnMsAgo: stalledMs },
+          };
+        }).catch((err: Error) => {
+          throw new CliError(`--metrics-port ${metricsPort}: cannot listen: ${err.message}`);
+        });
+
+  let signals = 0;
+  const onSignal = (signal: string) => {
+    signals++;
+    if (signals > 1) {
+      log.warn(
+        { signal },
+        "second signal: exiting without draining (state resumes from the last checkpoint)",
+      );
+      process.exit(1);
+    }
+    log.info({ signal }, "draining");
+    pipeline.stop();
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  log.info({ nats: nats.servers, filter: partitionFilter(partition), metricsPort }, "resin run starting");
+  try {
+    await pipeline.run();
+  } catch (err) {
+    if (signals === 0) throw err;
+  } finally {
+    const closed = await sink?.close();
+    if (closed !== undefined && closed.undelivered > 0)
+      log.warn({ undelivered: closed.undelivered }, "points not delivered to the time-series store");
+    server?.close();
+    process.off("SIGTERM", onSignal);
+    process.off("SIGINT", onSignal);
+  }
+  log.info({ ...pipeline.counters, points: sink?.stats }, "resin run stopped");
+}
+
+function registerMetrics(registry: Registry, pipeline: LivePipeline, sink: SeriesSink | undefined): void {
+  const counter = (name: string, help: string, value: () => number) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(value());
+      },
+    });
+  const gauge = (name: string, help: string, value: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(value());
+      },
+    });
+  const c = pipeline.counters;
+  const s = () => pipeline.graph?.stats;
+  counter(
+    "resin_messages_consumed_total",
+    "telemetry messages taken from the stream (ingest rate: rate() of this)",
+    () => c.consumed,
+  );
+  counter(
+    "resin_messages_redelivered_total",
+    "redelivered messages already in the checkpoint, skipped",
+    () => c.redelivered,
+  );
+  counter("resin_samples_total", "process samples accepted into windows", () => s()?.window.samples ?? 0);
+  counter(
+    "resin_messages_invalid_total",
+    "telemetry that failed validation (dead letters)",
+    () => (s()?.decode.invalid ?? 0) + c.oversized,
+  );
+  counter("resin_messages_oversized_total", "telemetry messages over --max-message-bytes", () => c.oversized);
+  counter(
+    "resin_messages_late_total",
+    "samples later than the allowed lateness, dropped",
+    () => s()?.window.late ?? 0,
+  );
+  counter("resin_messages_duplicate_total", "duplicate samples, dropped", () => s()?.window.duplicates ?? 0);
+  counter("resin_windows_total", "event-time windows closed", () => s()?.windows ?? 0);
+  counter("resin_suspect_events_total", "suspect events published", () => c.suspectsPublished);
+  counter("resin_deadletters_total", "dead letters published", () => c.deadLetters);
+  counter("resin_checkpoints_total", "checkpoints saved", () => c.checkpoints);
+  counter("resin_publish_retries_total", "publishes retried", () => c.publishRetries);
+  gauge("resin_consumer_lag_messages", "messages waiting in the consumer", () => c.consumerLag);
+  gauge("resin_open_suspects", "suspects currently open", () => s()?.openSuspects ?? 0);
+  gauge("resin_tracked_series", "process series tracked", () => s()?.trackedSeries ?? 0);
+  gauge("resin_checkpoint_bytes", "size of the last checkpoint", () => c.checkpointBytes);
+  counter(
+    "resin_points_written_total",
+    "points the time-series store confirmed",
+    () => sink?.stats.written ?? 0,
+  );
+  counter(
+    "resin_points_dropped_total",
+    "points given up on (buffer full or retries exhausted)",
+    () => sink?.stats.dropped ?? 0,
+  );
+  gauge("resin_points_pending", "points waiting to be written", () => sink?.stats.pending ?? 0);
+}
