@@ -7,6 +7,7 @@ async function loadSuites(): Promise<BenchSuite[]> {
     ["../bench/simulate.ts", "simulateBench"],
     ["../bench/replay.ts", "replayBench"],
     ["../bench/state-memory.ts", "stateMemoryBench"],
+    ["../bench/live.ts", "liveBench"],
   ] as const) {
     const mod = (await import(file).catch(() => undefined)) as Record<string, BenchSuite> | undefined;
     const suite = mod?.[name];

@@ -275,7 +275,11 @@ export class LivePipeline {
     const lines: string[] = [];
     let fetched = 0;
     try {
-      const batch = await consumer.fetch({ max_messages: this.config.batchSize, expires: 1000 });
+      // With messages known to be waiting, ask for no more than those: a larger request would
+      // wait out its expiry for messages that are not there.
+      const lag = this.counters.consumerLag;
+      const want = lag > 0 ? Math.min(this.config.batchSize, lag) : this.config.batchSize;
+      const batch = await consumer.fetch({ max_messages: want, expires: 1000 });
       for await (const m of batch) {
         fetched++;
         if (!this.take(m, lines) || this.stopping) break;

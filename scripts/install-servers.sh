@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages of the real servers that integration tests start on loopback
-# (nats-server; later victoria-metrics and influxdb). Does nothing when they are present or when
+# (nats-server, victoria-metrics, influxdb). Does nothing when they are present or when
 # not root (the tests that need a missing server then fail with a message naming it).
 set -euo pipefail
 packages=()
