@@ -1,6 +1,6 @@
 import { type Command, Option } from "commander";
 import { pino } from "pino";
-import { Counter, Gauge, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import { DEFAULT_STREAM_LIMITS } from "../lib/jetstream.ts";
 import { startOpsServer } from "../lib/ops-server.ts";
 import { LiveConfig, LivePipeline, partitionFilter, type SeriesSink } from "../pipelines/live.ts";
@@ -189,6 +189,7 @@ async function runCommand(flags: RunFlags): Promise<void> {
   );
 
   const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
   registerMetrics(registry, pipeline, sink);
   const server =
     metricsPort === 0

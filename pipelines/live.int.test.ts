@@ -21,6 +21,7 @@ import {
   victoriaSamples,
 } from "../lib/testing/live.ts";
 import {
+  freePort,
   startInfluxDb1,
   startNats,
   startVictoriaMetrics,
@@ -114,8 +115,20 @@ describe("resin run: end to end", () => {
     const vm = await startVictoriaMetrics();
     servers.push(vm);
     await publish(nc, LINES);
-    const run = resin(server, ...VM_FLAGS(vm));
+    const port = await freePort();
+    const run = resin(server, ...VM_FLAGS(vm), "--metrics-port", String(port), "--metrics-host", "127.0.0.1");
     await drained(nc, "resin-detect");
+    // /healthz and /metrics while it runs: the counters agree with the stream.
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+    expect([health.status, ((await health.json()) as { nats: string }).nats]).toEqual([200, "connected"]);
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1]);
+    const stored = (await (await jetstreamManager(nc)).streams.info("RESIN_TELEMETRY")).state.messages;
+    expect(metric("resin_messages_consumed_total")).toBe(stored);
+    expect(metric("resin_consumer_lag_messages")).toBe(0);
+    expect(metric("resin_open_suspects")).toBeGreaterThan(0);
+    expect(metric("resin_messages_duplicate_total")).toBe(0); // the stream de-duplicated by message id
+    expect(metrics).toMatch(/^process_cpu_seconds_total /m);
     const { code, stopped } = await run.stop();
     expect(code).toBe(0);
     expect(await suspectsOn(nc)).toEqual(expected.suspects);
@@ -156,6 +169,36 @@ describe("resin run: end to end", () => {
     const top = await query(`SELECT max("severity") FROM "resin_suspect" WHERE "kind" = 'kernel'`);
     const maxKernel = Math.max(...expected.events.filter((e) => e.kind === "kernel").map((e) => e.severity));
     expect(top.results[0]?.series?.[0]?.values[0]?.[1]).toBeCloseTo(maxKernel, 9);
+
+    // The README's InfluxQL queries behind the dashboard panels answer with the replay's data.
+    const leak = expected.events.find((e) => e.kind === "process")!;
+    const where = `"component" = '${leak.component}' AND "process" = '${leak.process}'`;
+    const heatmap = await query(
+      `SELECT max("hosts") FROM "resin_bucket" WHERE ${where} GROUP BY time(1h), "lower_bytes"`,
+    );
+    expect(heatmap.results[0]?.series?.length).toBeGreaterThan(1);
+    const score = await query(`SELECT "score" FROM "resin_bucket" WHERE ${where} GROUP BY "lower_bytes"`);
+    expect(score.results[0]?.series?.length).toBe(heatmap.results[0]?.series?.length);
+    const memory = await query(
+      `SELECT "bytes" FROM "resin_memory" WHERE "host" = '${leak.host}' AND "process" = '${leak.process}'`,
+    );
+    expect(memory.results[0]?.series?.[0]?.values.length).toBeGreaterThan(24);
+    const lastState = await query(
+      `SELECT last("open") AS "open", "severity", "growth_bytes_per_hour" FROM "resin_suspect" GROUP BY "id"`,
+    );
+    const lastOpen = new Map<string, number>();
+    for (const e of expected.events) lastOpen.set(e.id, e.state === "resolved" ? 0 : 1);
+    const got = new Map(
+      lastState.results[0]?.series?.map((s) => [
+        (s as unknown as { tags: { id: string } }).tags.id,
+        s.values[0]?.[1],
+      ]),
+    );
+    expect(got).toEqual(lastOpen);
+    const rate = await query(
+      `SELECT non_negative_derivative(last("consumed"), 1s) FROM "resin_pipeline" WHERE time > now() - 1h GROUP BY time(1s), "instance"`,
+    );
+    expect(rate.results[0]?.series?.length).toBe(1);
   });
 
   it("splits the components over partitions: two instances together publish the replay's events", async () => {
@@ -228,6 +271,12 @@ describe("resin run: faults", () => {
     const { code } = await second.stop();
     expect(code).toBe(0);
     expect(await suspectsOn(nc)).toEqual(expected.suspects);
+
+    // A checkpoint made under other detector settings is refused, with the way out named.
+    const changed = resin(server, "--lateness", "20m");
+    const exit = await changed.exited;
+    expect(exit.code).not.toBe(0);
+    expect(changed.stderr.join("")).toMatch(/--reset-state/);
   });
 
   it("keeps every point while the time-series server is down, across a SIGKILL, and writes them once it is back", async () => {

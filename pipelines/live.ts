@@ -202,6 +202,17 @@ export class LivePipeline {
     );
     this.nc = nc;
     void this.watchStatus(nc);
+    try {
+      await this.consume(nc);
+    } catch (err) {
+      // Whatever stops the pipeline (a checkpoint it must not use, a stop during set-up) must
+      // not leave the connection holding the process open.
+      await nc.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async consume(nc: NatsConnection): Promise<void> {
     const jsm = await this.retrying("set up streams", async () => {
       const m = await jetstreamManager(nc);
       await ensureStreams(m, this.limits);
