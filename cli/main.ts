@@ -25,7 +25,7 @@ export function buildProgram(): Command {
   const program = new Command("resin")
     .description(
       "resin finds memory leaks across a fleet from memory telemetry: simulate fleets, replay telemetry\n" +
-        "through the detector, and measure it against ground truth.",
+        "through the detector, measure it against ground truth, and run it live on NATS JetStream.",
     )
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();

@@ -97,13 +97,14 @@ export function influxSinkFromFlags(
     config = parseInfluxSinkConfig(raw);
   } catch (err) {
     if (!(err instanceof ValidationError)) throw err;
-    const flagOf = new Map<string, string>([...FLAGS, ...DURATIONS].map((f) => [f[1], `--influx-${f[0]}`]));
+    const nameOf = new Map<string, string>([...FLAGS, ...DURATIONS].map((f) => [f[1], f[0]]));
     const named = err.violations.map((v) => {
-      const flag = flagOf.get(v.path);
-      const envName = INFLUX_ENV[v.path as keyof InfluxSinkConfig];
+      const name = nameOf.get(v.path);
+      const envName =
+        INFLUX_ENV[v.path as keyof InfluxSinkConfig] ?? (name === undefined ? undefined : envOf(name));
       return {
         ...v,
-        path: flag === undefined ? v.path : `${flag}${envName === undefined ? "" : ` (${envName})`}`,
+        path: name === undefined ? v.path : `--influx-${name} (${envName})`,
       };
     });
     throw new CliError(`InfluxDB settings: ${describeViolations(named)}`);

@@ -3,9 +3,10 @@ import { pino } from "pino";
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import { DEFAULT_STREAM_LIMITS } from "../lib/jetstream.ts";
 import { startOpsServer } from "../lib/ops-server.ts";
+import { StateError } from "../lib/state.ts";
 import { LiveConfig, LivePipeline, partitionFilter, type SeriesSink } from "../pipelines/live.ts";
 import { parseBytes } from "../simulate/index.ts";
-import { CliError } from "./main.ts";
+import { CliError, EXIT } from "./main.ts";
 import { addNatsAuthOptions, type NatsFlags, natsSettingsFromFlags } from "./nats-flags.ts";
 import { parseDurationMs } from "./options.ts";
 import { addInfluxOptions, checkInfluxInBackground, influxSinkFromFlags } from "./run-influx.ts";
@@ -224,6 +225,7 @@ async function runCommand(flags: RunFlags): Promise<void> {
   try {
     await pipeline.run();
   } catch (err) {
+    if (err instanceof StateError) throw new CliError(err.message, EXIT.failure);
     if (signals === 0) throw err;
   } finally {
     const closed = await sink?.close();
