@@ -108,9 +108,10 @@ export function registerRun(program: Command): void {
     )
     .addOption(new Option("--instance <name>", "instance name (default: host name)").env("RESIN_INSTANCE"))
     .addOption(
-      new Option("--reset-state", "discard this partition's saved detector state and start empty").env(
-        "RESIN_RESET_STATE",
-      ),
+      new Option(
+        "--reset-state",
+        "discard this partition's saved state and rebuild it from the telemetry the stream still holds",
+      ).env("RESIN_RESET_STATE"),
     )
     .addOption(
       new Option("--metrics-port <port>", "port of /metrics and /healthz (0: off)")

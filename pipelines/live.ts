@@ -74,7 +74,7 @@ export const LiveConfig = z
       .default(256 * 1024),
     /** Name of this instance in logs, checkpoints and series. */
     instance: z.string().min(1).default(hostname()),
-    /** Forget the saved detector state of this partition and start empty. */
+    /** Forget this partition's checkpoint and rebuild the state from the stream's retained telemetry. */
     resetState: z.boolean().default(false),
   })
   .strict();
