@@ -109,7 +109,7 @@ async function expectSeriesIn(vm: TestServer): Promise<void> {
   expect(stored.size).toBe(expectedSamples.size);
 }
 
-describe("resin run: end to end", () => {
+describe("resin run: end to end", { timeout: 180_000 }, () => {
   it("publishes the replay's suspect events and writes its series to VictoriaMetrics (v2 API)", async () => {
     const { server, nc } = await nats();
     const vm = await startVictoriaMetrics();
@@ -228,7 +228,7 @@ describe("resin run: end to end", () => {
   });
 });
 
-describe("resin run: faults", () => {
+describe("resin run: faults", { timeout: 180_000 }, () => {
   it("survives nats-server killed and restarted mid-stream", async () => {
     const { server, nc } = await nats();
     const vm = await startVictoriaMetrics();
