@@ -10,3 +10,11 @@ export function parseDurationMs(text: string, flag: string): number {
   if (!Number.isFinite(ms)) throw new CliError(`${flag}: duration out of range (got "${text}")`);
   return Math.round(ms);
 }
+
+/** An integer flag within [min, max]; CliError names the flag and the value. */
+export function intFlag(flag: string, value: string, min: number, max: number): number {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isInteger(n) || n < min || n > max)
+    throw new CliError(`${flag} must be an integer from ${min} to ${max}, got "${value}"`);
+  return n;
+}

@@ -1,7 +1,6 @@
 /** `resin run`'s InfluxDB flags and the sink they make. */
 import { type Command, Option } from "commander";
 import type { Logger } from "pino";
-import type { SeriesSink } from "../pipelines/live.ts";
 import { describeViolations, ValidationError } from "../schemas/common.ts";
 import {
   INFLUX_ENV,
@@ -121,5 +120,3 @@ export function checkInfluxInBackground(sink: InfluxSink, log: Logger): void {
       log.warn({ err: err.message }, "time-series store not ready; points are buffered and retried"),
   );
 }
-
-export type { SeriesSink };

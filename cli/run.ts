@@ -8,7 +8,7 @@ import { LiveConfig, LivePipeline, partitionFilter, type SeriesSink } from "../p
 import { parseBytes } from "../simulate/index.ts";
 import { CliError, EXIT } from "./main.ts";
 import { addNatsAuthOptions, type NatsFlags, natsSettingsFromFlags } from "./nats-flags.ts";
-import { parseDurationMs } from "./options.ts";
+import { intFlag, parseDurationMs } from "./options.ts";
 import { addInfluxOptions, checkInfluxInBackground, influxSinkFromFlags } from "./run-influx.ts";
 
 interface RunFlags extends NatsFlags {
@@ -27,13 +27,6 @@ interface RunFlags extends NatsFlags {
   metricsHost: string;
   logLevel: string;
   [influx: `influx${string}`]: string | boolean | undefined;
-}
-
-function intFlag(flag: string, text: string, min: number, max: number): number {
-  const n = Number(text);
-  if (text.trim() === "" || !Number.isInteger(n) || n < min || n > max)
-    throw new CliError(`${flag} must be an integer from ${min} to ${max}, got "${text}"`);
-  return n;
 }
 
 export function parsePartition(text: string): { index: number; count: number } {

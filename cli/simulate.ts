@@ -29,7 +29,7 @@ import {
 } from "../simulate/publish.ts";
 import { CliError, EXIT } from "./main.ts";
 import { addNatsAuthOptions, type NatsFlags, natsSettingsFromFlags } from "./nats-flags.ts";
-import { parseDurationMs } from "./options.ts";
+import { intFlag, parseDurationMs } from "./options.ts";
 
 interface SimulateFlags extends NatsFlags {
   hosts?: string;
@@ -46,14 +46,6 @@ interface SimulateFlags extends NatsFlags {
   rate?: string;
   maxInFlight?: string;
   connectTimeout?: string;
-}
-
-function intFlag(flag: string, value: string, min: number, max: number): number {
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isInteger(n) || n < min || n > max) {
-    throw new CliError(`${flag} must be an integer from ${min} to ${max}, got "${value}"`);
-  }
-  return n;
 }
 
 /** Turns the flags into scenario overrides; only flags actually given override the scenario. */

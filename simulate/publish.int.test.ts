@@ -2,37 +2,20 @@ import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { TELEMETRY_STREAM, telemetrySubject } from "../lib/jetstream.ts";
 import { connectWithRetry, NatsSettings } from "../lib/nats.ts";
+import { type StoredMessage, streamMessages } from "../lib/testing/live.ts";
 import { startNats, type TestServer } from "../lib/testing/servers.ts";
 import { createSimulation, resolveScenario } from "./index.ts";
 import { publishTelemetry, telemetryKey, telemetryMsgId } from "./publish.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 
-interface Stored {
-  subject: string;
-  msgId: string | undefined;
-  payload: string;
-}
-
 /** Everything in the telemetry stream, in stream order. */
-async function readStream(nc: NatsConnection): Promise<Stored[]> {
-  const jsm = await jetstreamManager(nc);
-  const { messages } = (await jsm.streams.info(TELEMETRY_STREAM)).state;
-  const out: Stored[] = [];
-  if (messages === 0) return out;
-  const consumer = await jetstream(nc).consumers.get(TELEMETRY_STREAM);
-  const batch = await consumer.fetch({ max_messages: messages, expires: 10_000 });
-  for await (const m of batch) {
-    out.push({ subject: m.subject, msgId: m.headers?.get("Nats-Msg-Id"), payload: m.string() });
-    if (m.info.pending === 0) break;
-  }
-  return out;
-}
+const readStream = (nc: NatsConnection) => streamMessages(nc, TELEMETRY_STREAM);
 
 /** A small fleet's lines, and what the stream should hold: each message id once, first delivery first. */
 function fleet(hosts: number, days: number, seed: number) {
@@ -53,7 +36,7 @@ function fleet(hosts: number, days: number, seed: number) {
   return { lines, expected };
 }
 
-function expectStreamHolds(stored: Stored[], expected: string[]): void {
+function expectStreamHolds(stored: StoredMessage[], expected: string[]): void {
   expect(stored.length).toBe(expected.length);
   for (let i = 0; i < expected.length; i++) {
     const key = telemetryKey(expected[i]!)!;

@@ -84,24 +84,30 @@ export async function drained(nc: NatsConnection, durable: string, timeoutMs = 6
   );
 }
 
-/** Every message of a stream, in order (empty when the stream does not exist). */
-export async function streamContents(nc: NatsConnection, stream: string): Promise<string[]> {
-  const jsm = await jetstreamManager(nc);
-  let messages: number;
-  try {
-    messages = (await jsm.streams.info(stream)).state.messages;
-  } catch {
-    return [];
-  }
-  const out: string[] = [];
+export interface StoredMessage {
+  subject: string;
+  msgId: string | undefined;
+  payload: string;
+}
+
+/** Every message of a stream, in stream order (throws when the stream does not exist). */
+export async function streamMessages(nc: NatsConnection, stream: string): Promise<StoredMessage[]> {
+  const { messages } = (await (await jetstreamManager(nc)).streams.info(stream)).state;
+  const out: StoredMessage[] = [];
   if (messages === 0) return out;
   const consumer = await jetstream(nc).consumers.get(stream);
   const batch = await consumer.fetch({ max_messages: messages, expires: 10_000 });
   for await (const m of batch) {
-    out.push(m.string());
+    out.push({ subject: m.subject, msgId: m.headers?.get("Nats-Msg-Id"), payload: m.string() });
     if (m.info.pending === 0) break;
   }
   return out;
+}
+
+/** The payloads of a stream, in order (empty when the stream does not exist). */
+export async function streamContents(nc: NatsConnection, stream: string): Promise<string[]> {
+  const stored = await streamMessages(nc, stream).catch(() => []);
+  return stored.map((m) => m.payload);
 }
 
 export const suspectsOn = (nc: NatsConnection) => streamContents(nc, SUSPECT_STREAM);

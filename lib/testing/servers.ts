@@ -39,7 +39,7 @@ export function requireBinary(name: string, debianPackage: string): string {
 
 export async function waitFor(
   what: string,
-  probe: () => Promise<boolean>,
+  probe: () => boolean | Promise<boolean>,
   timeoutMs = 20_000,
   child?: ChildProcess,
 ): Promise<void> {
@@ -52,16 +52,13 @@ export async function waitFor(
     const expired = new Promise<"expired">((r) => {
       timer = setTimeout(() => r("expired"), Math.max(0, deadline - Date.now()) + 100);
     });
-    try {
-      const ok = await Promise.race([probe(), expired]);
-      if (ok === true) return;
-      if (ok === "expired") throw new Error(`${what}: a probe did not answer within ${timeoutMs} ms`);
-    } catch (err) {
-      if ((err as Error).message.includes("a probe did not answer")) throw err;
-      // not up yet
-    } finally {
-      clearTimeout(timer);
-    }
+    const answer = await Promise.race([
+      (async () => await probe())().catch(() => false), // not up yet
+      expired,
+    ]);
+    clearTimeout(timer);
+    if (answer === true) return;
+    if (answer === "expired") throw new Error(`${what}: a probe did not answer within ${timeoutMs} ms`);
     if (Date.now() > deadline) throw new Error(`${what} not ready after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));
   }

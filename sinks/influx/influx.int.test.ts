@@ -3,7 +3,7 @@
  * through its export API) and InfluxDB 1.x for the v1 API (read back with InfluxQL).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startInfluxDb1, startVictoriaMetrics, type TestServer } from "../../lib/testing/servers.ts";
+import { startInfluxDb1, startVictoriaMetrics, type TestServer, waitFor } from "../../lib/testing/servers.ts";
 import type { BucketScore } from "../../operators/bucket-anomaly/core.ts";
 import type { SeriesInfo, StreamSnapshot } from "../../operators/window/core.ts";
 import type { WindowResult } from "../../pipelines/detect.ts";
@@ -13,7 +13,6 @@ import { InfluxSink, type InfluxSinkLog } from "./sink.ts";
 
 const T0 = 1_767_571_200_000;
 const HOUR = 3_600_000;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const warnings: string[] = [];
 const log: InfluxSinkLog = { warn: (_obj, msg) => warnings.push(msg) };
@@ -104,14 +103,6 @@ function allLines(instance: string): string[] {
   ];
 }
 
-async function until(what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await ok())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
-
 describe("InfluxSink → VictoriaMetrics (api v2)", () => {
   let vm: TestServer;
 
@@ -124,7 +115,7 @@ describe("InfluxSink → VictoriaMetrics (api v2)", () => {
   /** Every series matching `selector`, once at least `count` are visible. */
   async function exported(selector: string, count: number): Promise<Exported[]> {
     let series: Exported[] = [];
-    await until(`${count} series for ${selector}`, async () => {
+    await waitFor(`${count} series for ${selector}`, async () => {
       await (await fetch(`${vm.url}/internal/force_flush`)).arrayBuffer();
       const res = await fetch(`${vm.url}/api/v1/export?match[]=${encodeURIComponent(selector)}`);
       const text = await res.text();
@@ -242,13 +233,13 @@ describe("InfluxSink → VictoriaMetrics (api v2)", () => {
     );
     try {
       for (let i = 0; i < lines.length; i += 5) sink.write(lines.slice(i, i + 5));
-      await until("a failed attempt", () => sink.stats.retried > 0);
+      await waitFor("a failed attempt", () => sink.stats.retried > 0);
       expect(sink.stats).toMatchObject({ accepted: 25, written: 0, dropped: 0, pending: 25 });
       expect(new Set(sink.pendingLines())).toEqual(new Set(lines));
     } finally {
       await vm.start();
     }
-    await until("delivery after the restart", () => sink.stats.pending === 0);
+    await waitFor("delivery after the restart", () => sink.stats.pending === 0);
     expect(sink.stats).toMatchObject({ accepted: 25, written: 25, dropped: 0 });
     expect(await sink.close()).toEqual({ undelivered: 0 });
 
@@ -288,7 +279,7 @@ describe("InfluxSink → VictoriaMetrics (api v2)", () => {
         );
       for (let i = 0; i < 40; i += 5) sink.write(lines(i, 5));
       expect(() => sink.write(lines(40, 2))).not.toThrow();
-      await until("every line settled", () => sink.stats.pending === 0);
+      await waitFor("every line settled", () => sink.stats.pending === 0);
       expect(sink.stats).toMatchObject({ accepted: 42, written: 0, dropped: 42, pending: 0 });
 
       // close while lines are still waiting: bounded by flushTimeoutMs, undelivered reported
