@@ -71,7 +71,7 @@ export interface WindowResult {
 }
 
 /** Configuration, derived constants and callbacks of the process detector: not state. */
-const PROCESS_SKIP = ["config", "trace", "noiseDecay", "baseDecay"];
+const PROCESS_SKIP = ["config", "trace", "noiseDecay", "baseDecay", "groups"];
 
 /**
  * The stages after windowing, as one synchronous step per closed window: level 1 (bucketize,
@@ -99,6 +99,7 @@ export class DetectionStage {
   captureState(): Fields {
     return {
       process: fieldsOf(this.process, PROCESS_SKIP),
+      groups: fieldsOf(this.process.groups, ["config"]),
       anomaly: fieldsOf(this.anomaly, ["config", "bounds"]),
       lifecycle: fieldsOf(this.lifecycle, ["config"]),
       recentAnomalies: this.recentAnomalies,
@@ -108,6 +109,7 @@ export class DetectionStage {
   /** Restores `captureState()` output into a fresh stage made with the same options. */
   restoreState(fields: Fields): void {
     assignFields(this.process, fields.process as Fields, PROCESS_SKIP);
+    assignFields(this.process.groups, fields.groups as Fields, ["config"]);
     assignFields(this.anomaly, fields.anomaly as Fields, ["config", "bounds"]);
     assignFields(this.lifecycle, fields.lifecycle as Fields, ["config"]);
     assignFields(this, { recentAnomalies: fields.recentAnomalies });

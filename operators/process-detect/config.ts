@@ -12,6 +12,8 @@ export const DetectConfig = z.strictObject({
   minRelGrowth: z.number().nonnegative().default(0.02),
   /** Goodness of the linear fit over the interval. */
   minR2: z.number().min(0).max(1).default(0.5),
+  /** Fit the interval through a 5-hour running median (bursts of an hour or two are not trend). */
+  despikeFit: z.boolean().default(true),
   /** A single hour may not carry more than this share of the growth, unless there are ≥ 2 jumps. */
   maxStepShare: z.number().min(0).max(1).default(0.6),
   /** An hourly change above this many noise units is a jump. */
@@ -36,6 +38,8 @@ export const DetectConfig = z.strictObject({
   noiseFloor: z.number().positive().default(0.0015),
   /** Peers' median movement counts as common only beyond this many standard errors from zero. */
   commonModeSigmas: z.number().nonnegative().default(3),
+  /** Check each peer group's common mode for group-wide leak-like growth (and keep it in the members' levels). */
+  groupTrends: z.boolean().default(true),
   /** A component follows the VM count when its hosts agree on at least this memory per VM (log scale). */
   minPerVm: z.number().nonnegative().default(0.002),
   /** In a VM-following component, windows after a VM change before an interval may start. */

@@ -4,6 +4,7 @@ import type { GrowthPattern } from "../../schemas/suspect.ts";
 import { classifyGrowth } from "../pattern/core.ts";
 import type { ClosedWindow, SeriesInfo, StreamSnapshot } from "../window/core.ts";
 import { DetectConfig, type DetectConfigInput } from "./config.ts";
+import { GroupTrends } from "./group.ts";
 
 const HOUR = 3_600_000;
 
@@ -109,10 +110,13 @@ export class ProcessDetectCore {
   private readonly coarseSig24: number[] = [];
   /** Memory per VM (log scale) of components whose memory follows the VM count of the host. */
   private readonly coarsePerVm: (number | undefined)[] = [];
+  /** Whole peer groups whose common mode grows like a leak (e.g. a leaking version on a whole region). */
+  readonly groups: GroupTrends;
   private readonly noiseDecay: number;
   private readonly baseDecay: number;
   private readonly scratchT: number[] = [];
   private readonly scratchZ: number[] = [];
+  private readonly scratchS: number[] = [];
 
   /** Called with the reason whenever a candidate interval is rejected (debugging aid). */
   trace: ((info: SeriesInfo, windowStart: number, reason: string) => void) | undefined;
@@ -121,6 +125,17 @@ export class ProcessDetectCore {
     this.config = DetectConfig.parse(config);
     this.noiseDecay = 1 - 0.5 ** (1 / this.config.noiseHalfLife);
     this.baseDecay = 1 - 0.5 ** (1 / this.config.baselineHalfLife);
+    const cfg = this.config;
+    this.groups = new GroupTrends({
+      historyHours: 96,
+      sigmas: cfg.sigmas,
+      minGrowth: 2 * cfg.minRelGrowth,
+      minR2: cfg.minR2,
+      maxStepShare: cfg.maxStepShare,
+      seasonalSigmas: cfg.seasonalSigmas,
+      pace: cfg.youngPace,
+      confirmWindows: cfg.confirmWindows,
+    });
     this.grow(1024);
   }
 
@@ -177,7 +192,16 @@ export class ProcessDetectCore {
       if (c.lastMs[slot]! < 0 || c.suspected[slot] === 1) continue;
       peers.add(c.fine[slot]!, y - c.vmOffset[slot]! - c.base[slot]!);
     }
-    for (const [g, m] of peers.medians(cfg.minPeers, cfg.commonModeSigmas)) this.fineM[g] = m;
+    const own = new Set<number>();
+    for (const [g, m] of peers.medians(cfg.minPeers, cfg.commonModeSigmas, own)) this.fineM[g] = m;
+    if (cfg.groupTrends) {
+      for (let g = 0; g < this.fineOf.length; g++) {
+        const verdict = this.groups.observe(g, w.start, own.has(g) ? this.fineM[g] : undefined);
+        if (verdict === undefined) continue;
+        this.fineM[g] = verdict.used;
+        if (verdict.backfill !== undefined) this.backfill(g, w.start, verdict.backfill);
+      }
+    }
 
     // Pass 2: per-series level and decision. A restarted series continues its predecessor's
     // history, so it goes after every other series (the predecessor may report in this window
@@ -274,7 +298,8 @@ export class ProcessDetectCore {
     c.lastMs[slot] = w.start;
     c.lastVms[slot] = vms;
     c.z[slot] = z;
-    c.base[slot]! += this.baseDecay * (z - c.base[slot]!);
+    // While the whole group leaks, baselines hold: the group's deviation keeps showing its growth.
+    if (!this.groups.isLeaking(g)) c.base[slot]! += this.baseDecay * (z - c.base[slot]!);
 
     const noiseE = Math.max(c.noise[slot]!, cfg.noiseFloor);
     // A running mean while the series is new, an exponential average after.
@@ -330,6 +355,26 @@ export class ProcessDetectCore {
       bytes,
       flagged,
     });
+  }
+
+  /**
+   * Adds to the level history of group `g`'s members what the group's common mode took away from
+   * it while the whole group was growing (`delta[k]`: k + 1 hours before `now`).
+   */
+  private backfill(g: number, now: number, delta: readonly number[]): void {
+    const c = this.cols;
+    for (let slot = 0; slot < this.capacity; slot++) {
+      if (this.infos[slot] === undefined || c.fine[slot] !== g || c.lastMs[slot]! < 0) continue;
+      const offset = Math.round((now - c.lastMs[slot]!) / HOUR) - 1;
+      if (offset < 0 || offset >= delta.length) continue;
+      c.z[slot]! += delta[offset]!;
+      const r = this.config.ringHours;
+      for (let back = 0; back < c.ringLen[slot]! && back + offset < delta.length; back++) {
+        const idx = slot * r + ((c.ringPos[slot]! - back + r * 4) % r);
+        const stored = this.ring[idx]! + Math.round(delta[back + offset]! * RING_SCALE);
+        this.ring[idx] = Math.max(-RING_LIMIT, Math.min(RING_LIMIT, stored));
+      }
+    }
   }
 
   /** Forgets the series that ended at a window; call after everything else used the window. */
@@ -430,11 +475,15 @@ export class ProcessDetectCore {
       }
       prev = v;
     }
-    const fit = new SimpleLinearRegression(ts, zs);
+    // The fit sees the levels through a 5-hour running median: a burst of an hour or two is not
+    // part of the trend (a stair's steps are, a running median keeps edges).
+    const smooth = cfg.despikeFit ? runningMedian5(zs, this.scratchS) : zs;
+    const fit = new SimpleLinearRegression(ts, smooth);
     const fitGrowth = fit.slope * hours;
     if (fitGrowth < cfg.sigmas * levelNoise || fitGrowth < cfg.minRelGrowth)
       return this.reject(slot, now, "fit growth too small");
-    if (r2(ts, zs, fit.slope, fit.intercept) < cfg.minR2) return this.reject(slot, now, "not linear (R²)");
+    if (r2(ts, smooth, fit.slope, fit.intercept) < cfg.minR2)
+      return this.reject(slot, now, "not linear (R²)");
     if (maxInc > cfg.maxStepShare * growth && jumps < 2) return this.reject(slot, now, "one step");
     // Growth made of a few jumps must hold for a while: a burst gives its memory back within
     // hours, a spike leak keeps it.
@@ -673,7 +722,7 @@ class PeerMedians {
    * A median that its members do not agree on (within `sigmas` standard errors of zero) counts as
    * no common movement: peers whose memory follows their own VM counts move, but not together.
    */
-  medians(min: number, sigmas: number): Map<number, number> {
+  medians(min: number, sigmas: number, own?: Set<number>): Map<number, number> {
     const coarseMedian = new Map<number, number>();
     for (const [g, values] of this.coarse) {
       if (values.length >= min) coarseMedian.set(g, coherentMedian(values, sigmas));
@@ -683,10 +732,9 @@ class PeerMedians {
     for (let g = 0; g < this.coarseOf.length; g++) if (coarseMedian.has(this.coarseOf[g]!)) groups.add(g);
     for (const g of groups) {
       const values = this.fine.get(g);
-      const m =
-        values !== undefined && values.length >= min
-          ? coherentMedian(values, sigmas)
-          : coarseMedian.get(this.coarseOf[g]!);
+      const ownValues = values !== undefined && values.length >= min;
+      if (ownValues) own?.add(g);
+      const m = ownValues ? coherentMedian(values, sigmas) : coarseMedian.get(this.coarseOf[g]!);
       if (m !== undefined) out.set(g, m);
     }
     return out;
@@ -721,4 +769,19 @@ function quantile(values: number[], q: number): number {
 
 function sigmoid(x: number): number {
   return 1 / (1 + Math.exp(-x));
+}
+
+/** Running median over 5 points (fewer at the ends), into `out`. */
+function runningMedian5(values: readonly number[], out: number[]): number[] {
+  const n = values.length;
+  out.length = n;
+  const win: number[] = [];
+  for (let k = 0; k < n; k++) {
+    win.length = 0;
+    for (let j = Math.max(0, k - 2); j <= Math.min(n - 1, k + 2); j++) win.push(values[j]!);
+    win.sort((a, b) => a - b);
+    const mid = win.length >> 1;
+    out[k] = win.length % 2 === 1 ? win[mid]! : (win[mid - 1]! + win[mid]!) / 2;
+  }
+  return out;
 }

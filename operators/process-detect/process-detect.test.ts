@@ -98,6 +98,32 @@ describe("process-level detection", () => {
     expect(a.events.length).toBeGreaterThan(0);
   });
 
+  it("finds a leak that every host of the group has (a leaking version on a whole region)", async () => {
+    const everyone = (plan: (h: number) => HostPlan) =>
+      Object.fromEntries(Array.from({ length: 20 }, (_, h) => [h, plan(h)]));
+    const leaking = fleet(
+      20,
+      4,
+      everyone((h) => ({ leakFrom: 40 + (h % 4), leakPerHour: 8e6 + 1e5 * (h % 5) })),
+      7,
+    );
+    const hosts = async (groupTrends: boolean) => {
+      const { events } = await replayLines(leaking, { detect: { groupTrends } });
+      return new Set(events.filter((e) => e.state === "open").map((e) => e.host));
+    };
+    // Without the group check, the peers' common mode carries the leak away.
+    expect((await hosts(false)).size).toBeLessThan(10);
+    expect((await hosts(true)).size).toBeGreaterThanOrEqual(18);
+  });
+
+  it("raises nothing when the whole group steps up at once or warms up after a rolling restart", async () => {
+    const everyone = (plan: HostPlan) => Object.fromEntries(Array.from({ length: 20 }, (_, h) => [h, plan]));
+    for (const plans of [everyone({ stepAt: 50 }), everyone({ restartAt: 40 })]) {
+      const { events } = await replayLines(fleet(20, 4, plans, 9));
+      expect(events).toEqual([]);
+    }
+  });
+
   it("keeps its per-series state small", () => {
     expect(new ProcessDetectCore().stateBytesPerSeries()).toBeLessThanOrEqual(400);
   });
