@@ -411,7 +411,17 @@ export class ProcessDetectCore {
     const verdict = this.judgeInterval(slot, now, z, levelNoise, ageHours, first);
     if (verdict !== undefined) return verdict;
     const second = this.startAt(slot, z, maxBack, cfg.minDriftPerHour);
-    return second === first ? undefined : this.judgeInterval(slot, now, z, levelNoise, ageHours, second);
+    if (second !== first) {
+      const v = this.judgeInterval(slot, now, z, levelNoise, ageHours, second);
+      if (v !== undefined) return v;
+    }
+    // A leak on top of the warm-up of a restart: the lowest level is the restart, and the warm-up
+    // makes the interval look like it is slowing down. Try the interval after the warm-up period
+    // too, still held to the pace a warm-up cannot keep.
+    const afterWarmup = Math.floor(ageHours - cfg.warmupHours);
+    if (afterWarmup >= cfg.youngMinHours && afterWarmup < Math.min(first, second) && afterWarmup <= maxBack)
+      return this.judgeInterval(slot, now, z, levelNoise, ageHours, afterWarmup, true);
+    return undefined;
   }
 
   /** Why a series was not flagged, reported to `trace` (a debugging aid). */
@@ -441,6 +451,7 @@ export class ProcessDetectCore {
     levelNoise: number,
     ageHours: number,
     hours: number,
+    keepPace = false,
   ): Verdict | undefined {
     const c = this.cols;
     const cfg = this.config;
@@ -524,7 +535,7 @@ export class ProcessDetectCore {
     }
 
     // A warm-up flattens out: for young series, the second half must keep most of the first half's pace.
-    if (ageHours - hours < cfg.warmupHours) {
+    if (ageHours - hours < cfg.warmupHours || keepPace) {
       if (hours < cfg.youngMinHours) return this.reject(slot, now, "young and short");
       const half = Math.floor(hours / 2);
       const first = this.ringAt(slot, hours - half) - minZ;

@@ -22,6 +22,8 @@ interface HostPlan {
   leakPerHour?: number;
   stepAt?: number;
   restartAt?: number;
+  /** Hours the warm-up after the restart takes (time constant). */
+  warmupTau?: number;
   stairs?: boolean;
 }
 
@@ -39,7 +41,8 @@ function fleet(hosts: number, days: number, plans: Record<number, HostPlan>, see
       const restarted = plan.restartAt !== undefined && hour >= plan.restartAt;
       const startedAt = restarted ? T0 + plan.restartAt! * H : T0 - 10 * 24 * H;
       let bytes = bases[h]! * (1 + 0.15 * Math.sin((2 * Math.PI * hour) / 24)) * (1 + 0.01 * gauss());
-      if (restarted) bytes *= 1 + 0.5 * (1 - Math.exp(-(hour - plan.restartAt!) / 2)) - 0.5;
+      if (restarted)
+        bytes *= 1 + 0.5 * (1 - Math.exp(-(hour - plan.restartAt!) / (plan.warmupTau ?? 2))) - 0.5;
       if (plan.stepAt !== undefined && hour >= plan.stepAt) bytes *= 1.2;
       if (plan.leakFrom !== undefined && hour >= plan.leakFrom) {
         let leakHours = hour - plan.leakFrom;
@@ -88,6 +91,17 @@ describe("process-level detection", () => {
     );
     const opened = events.filter((e) => e.state === "open");
     expect(opened.map((e) => e.host)).toEqual(["h5"]);
+  });
+
+  it("finds a leak that starts during the warm-up after a restart", async () => {
+    const { events } = await replayLines(
+      fleet(20, 4, { 4: { restartAt: 30, warmupTau: 8, leakFrom: 36, leakPerHour: 4e6 } }, 11),
+    );
+    const opened = events.filter((e) => e.state === "open");
+    expect(opened.map((e) => e.host)).toEqual(["h4"]);
+    // The same slow warm-up without the leak is no suspect.
+    const warmupOnly = await replayLines(fleet(20, 4, { 4: { restartAt: 30, warmupTau: 8 } }, 11));
+    expect(warmupOnly.events).toEqual([]);
   });
 
   it("gives the same events for the same input", async () => {
