@@ -28,6 +28,11 @@ export const DetectConfig = z.strictObject({
   warmupHours: z.number().int().min(1).max(240).default(24),
   /** Shortest interval for a young series. */
   youngMinHours: z.number().int().min(2).default(4),
+  /**
+   * When a young series' interval (from the restart's low) fails the pace check, try its later
+   * halves too: a leak that began with a restart shows its pace once the warm-up is over.
+   */
+  youngHalving: z.boolean().default(true),
   /** A young series' second half of the interval must grow at least this share of the first half. */
   youngPace: z.number().min(0).max(1).default(0.6),
   /** Older interval starts must be lower by this many level-noise units per hour to be chosen. */

@@ -421,6 +421,12 @@ export class ProcessDetectCore {
     const afterWarmup = Math.floor(ageHours - cfg.warmupHours);
     if (afterWarmup >= cfg.youngMinHours && afterWarmup < Math.min(first, second) && afterWarmup <= maxBack)
       return this.judgeInterval(slot, now, z, levelNoise, ageHours, afterWarmup, true);
+    if (cfg.youngHalving && ageHours - first < cfg.warmupHours) {
+      for (let h = Math.floor(first / 2); h >= cfg.youngMinHours; h = Math.floor(h / 2)) {
+        const v = this.judgeInterval(slot, now, z, levelNoise, ageHours, h, true);
+        if (v !== undefined) return v;
+      }
+    }
     return undefined;
   }
 

@@ -94,14 +94,22 @@ describe("process-level detection", () => {
   });
 
   it("finds a leak that starts during the warm-up after a restart", async () => {
-    const { events } = await replayLines(
-      fleet(20, 4, { 4: { restartAt: 30, warmupTau: 8, leakFrom: 36, leakPerHour: 4e6 } }, 11),
-    );
-    const opened = events.filter((e) => e.state === "open");
-    expect(opened.map((e) => e.host)).toEqual(["h4"]);
-    // The same slow warm-up without the leak is no suspect.
-    const warmupOnly = await replayLines(fleet(20, 4, { 4: { restartAt: 30, warmupTau: 8 } }, 11));
-    expect(warmupOnly.events).toEqual([]);
+    // A slow leak under a slow warm-up, and a leaking version whose deploy restarted the process.
+    const cases: [HostPlan, number][] = [
+      [{ restartAt: 30, warmupTau: 8, leakFrom: 36, leakPerHour: 4e6 }, 36],
+      [{ restartAt: 30, warmupTau: 3, leakFrom: 30, leakPerHour: 12e6 }, 16],
+    ];
+    for (const [plan, maxDelayHours] of cases) {
+      const { events } = await replayLines(fleet(20, 4, { 4: plan }, 11));
+      const opened = events.filter((e) => e.state === "open");
+      expect(opened.map((e) => e.host)).toEqual(["h4"]);
+      expect(opened[0]!.detectedAt - (T0 + plan.leakFrom! * H)).toBeLessThanOrEqual(maxDelayHours * H);
+    }
+    // The same warm-ups without a leak are no suspects.
+    for (const warmupTau of [3, 8]) {
+      const warmupOnly = await replayLines(fleet(20, 4, { 4: { restartAt: 30, warmupTau } }, 11));
+      expect(warmupOnly.events).toEqual([]);
+    }
   });
 
   it("gives the same events for the same input", async () => {
