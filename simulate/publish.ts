@@ -259,24 +259,40 @@ const MAX_CATCH_UP_MS = 1000;
 /**
  * When the next new message is due, by event time (`speed`) or by count (`rate`). After a stall
  * (a slow or restarting server) it does not burst to catch up more than MAX_CATCH_UP_MS.
+ *
+ * By event time the schedule follows the highest `ts` seen: a late or repeated message (lower
+ * `ts`) was due when the messages after it were, so it goes at once and moves nothing. Taking
+ * its lag for a stall would push every later message back by the lateness, which at low speeds
+ * is seconds per late message.
+ *
+ * ```ts
+ * const pacer = new Pacer(3600, undefined);
+ * const wait = pacer.delay(ts, performance.now()); // ms; ≤ 0: send now
+ * ```
  */
-class Pacer {
+export class Pacer {
   private origin = Number.NaN;
   private firstTs = 0;
+  private maxTs = 0;
   private count = 0;
   constructor(
     private readonly speed: number | undefined,
     private readonly rate: number | undefined,
   ) {}
 
-  /** Milliseconds to wait before sending a message with event time `ts` (≤ 0: now). */
+  /** Milliseconds to wait before sending a message with event time `ts` (≤ 0: now); `now` in ms. */
   delay(ts: number, now: number): number {
     if (this.speed === undefined && this.rate === undefined) return 0;
     if (Number.isNaN(this.origin)) {
       this.origin = now;
       this.firstTs = ts;
+      this.maxTs = ts;
       this.count = 1;
       return 0;
+    }
+    if (this.speed !== undefined) {
+      if (ts < this.maxTs) return 0;
+      this.maxTs = ts;
     }
     const due =
       this.speed !== undefined
