@@ -10,7 +10,7 @@ import { connectWithRetry, NatsSettings } from "../lib/nats.ts";
 import { type StoredMessage, streamMessages } from "../lib/testing/live.ts";
 import { startNats, type TestServer } from "../lib/testing/servers.ts";
 import { createSimulation, resolveScenario } from "./index.ts";
-import { publishTelemetry, telemetryKey, telemetryMsgId } from "./publish.ts";
+import { PublishError, publishTelemetry, telemetryKey, telemetryMsgId } from "./publish.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 
@@ -192,6 +192,31 @@ describe("publishTelemetry on a real nats-server", () => {
     expect(Math.max(...displaced)).toBeLessThanOrEqual(1024);
   });
 
+  it("keeps the order exactly when nats-server is killed and restarted while publishing is paced", async () => {
+    const { lines, expected } = fleet(2, 0.25, 17);
+    let restarted: Promise<void> | undefined;
+    const killAt = Math.floor(lines.length / 3);
+    function* input(): Generator<string> {
+      for (let i = 0; i < lines.length; i++) {
+        if (i === killAt) {
+          restarted = server
+            .kill()
+            .then(() => new Promise((r) => setTimeout(r, 500)))
+            .then(() => server.start());
+        }
+        yield lines[i]!;
+      }
+    }
+    // Six simulated hours in about three seconds: the window (1024) never fills, so nothing but
+    // the disconnect itself can make the publisher wait for the publishes the restart lost.
+    const r = await publishTelemetry(nc, input(), { speed: 7200, ackTimeoutMs: 1000 });
+    await restarted;
+    expect(r.retries).toBeGreaterThan(0);
+    expect(r.undelivered).toBe(0);
+    expect(r.published + r.duplicates).toBe(lines.length);
+    expectStreamHolds(await readStream(nc), expected);
+  });
+
   it("keeps the input order when pacing by event time (--speed) or by rate", async () => {
     const { lines, expected } = fleet(3, 0.5, 13);
     // Half a simulated day in about a quarter of a second; only the order is checked.
@@ -311,6 +336,42 @@ describe("publishTelemetry on a real nats-server", () => {
       expect(run.code).toBe(1);
       expect(run.stderr).toContain("cannot connect to NATS at nats://127.0.0.1:1 within 1 s");
     });
+  });
+});
+
+describe("publishTelemetry giving up", () => {
+  it("counts every message taken from the input and never acknowledged as undelivered", async () => {
+    const server = await startNats();
+    const nc = await connectWithRetry(NatsSettings.parse({ servers: server.url }));
+    try {
+      const { lines } = fleet(2, 0.25, 18);
+      let taken = 0;
+      let killed: Promise<void> | undefined;
+      function* input(): Generator<string> {
+        for (const line of lines) {
+          // The server goes away for good while the window (16) is full.
+          if (taken === 200) killed = server.kill();
+          taken++;
+          yield line;
+        }
+      }
+      const failure = await publishTelemetry(nc, input(), {
+        maxInFlight: 16,
+        ackTimeoutMs: 200,
+        giveUpAfterMs: 500,
+      }).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      await killed;
+      expect(failure).toBeInstanceOf(PublishError);
+      const r = (failure as PublishError).result;
+      expect(r.undelivered).toBeGreaterThan(0);
+      expect(r.published + r.duplicates + r.undelivered).toBe(taken);
+    } finally {
+      await nc.close();
+      await server.dispose();
+    }
   });
 });
 

@@ -18,11 +18,13 @@
  * Order: publishes go out in input order on one connection, so the stream holds them in input
  * order. A publish that fails (timeout, no responders while the server restarts) is sent again
  * after the window has drained, oldest first, before anything new. When the connection drops,
- * every publish after the first failed one fails too (the client discards what it had not
- * written), so a server restart keeps the order exactly (publish.int.test.ts checks it); a
- * failure of one publish among successful ones moves it back by at most about `maxInFlight`
- * messages, so keep the window below one sampling interval's worth of messages where the
- * detector's allowed lateness matters.
+ * the client discards what it had not written, and those publishes fail only at their ack
+ * timeout: so from a disconnect on, nothing new is sent until every publish in flight has
+ * settled (acknowledged, or failed and sent again once the server is back), and while
+ * disconnected only one at a time. A server restart so keeps the order exactly, paced or not
+ * (publish.int.test.ts checks it); a failure of one publish among successful ones moves it back
+ * by at most about `maxInFlight` messages, so keep the window below one sampling interval's
+ * worth of messages where the detector's allowed lateness matters.
  */
 import {
   JetStreamApiError,
@@ -88,7 +90,10 @@ export interface PublishResult {
   retries: number;
   /** Non-blank lines without a readable host, component and ts: not published. */
   invalid: number;
-  /** Messages never acknowledged because the publish was stopped (signal) or gave up. */
+  /**
+   * Messages taken from the input and never acknowledged, because the publish was stopped
+   * (signal) or gave up; counted when it ends (0 in progress reports before that).
+   */
   undelivered: number;
   /** True when `signal` stopped the publish before the input ended. */
   aborted: boolean;
@@ -367,11 +372,16 @@ export async function publishTelemetry(
   let redo: Outgoing[] = [];
 
   let connected = true;
+  /** Disconnects so far, and how many of them the window has been settled after. */
+  let disconnects = 0;
+  let settledDisconnects = 0;
   const statuses = nc.status() as AsyncIterable<Status> & { stop?: () => void };
   void (async () => {
     for await (const s of statuses) {
-      if (s.type === "disconnect") connected = false;
-      else if (s.type === "reconnect") connected = true;
+      if (s.type === "disconnect") {
+        connected = false;
+        disconnects++;
+      } else if (s.type === "reconnect") connected = true;
     }
   })().catch(() => undefined);
 
@@ -410,19 +420,17 @@ export async function publishTelemetry(
     r.bytes += m.data.length;
   };
 
-  /** Records a failure; throws when it is permanent or has lasted too long (`unacked`: messages lost then). */
-  const fail = (m: Outgoing, now: number, unacked: number): void => {
+  /** Records a failure; throws when it is permanent or has lasted too long. */
+  const fail = (m: Outgoing, now: number): void => {
     const err = m.error instanceof Error ? m.error : new Error(String(m.error));
     lastError = err;
     if (m.failedSince === 0) m.failedSince = now;
     if (!isRetryablePublishError(err)) {
-      r.undelivered += unacked;
       throw new PublishError(`cannot publish ${m.msgID} to ${m.subject}: ${err.message}`, finish(), {
         cause: err,
       });
     }
     if (now - m.failedSince > o.giveUpAfterMs) {
-      r.undelivered += unacked;
       throw new PublishError(
         `no acknowledgement for ${m.msgID} in ${Math.round((now - m.failedSince) / 1000)} s ` +
           `(is NATS up and the stream there?): ${err.message}`,
@@ -445,9 +453,8 @@ export async function publishTelemetry(
       else failed.push(m);
     }
     const now = performance.now();
-    for (const m of failed) fail(m, now, failed.length + redo.length);
+    for (const m of failed) fail(m, now);
     if (stopped()) {
-      r.undelivered += failed.length;
       retrying = false;
       return;
     }
@@ -455,14 +462,13 @@ export async function publishTelemetry(
     for (let attempt = 0; ; attempt++) {
       await pause(backoffMs(attempt), signal);
       if (stopped()) {
-        r.undelivered += failed.length;
         retrying = false;
         return;
       }
       r.retries++;
       await publish(probe);
       if (probe.error === undefined) break;
-      fail(probe, performance.now(), failed.length + redo.length);
+      fail(probe, performance.now());
     }
     acknowledged(probe);
     redo = [...failed.slice(1), ...redo].sort((a, b) => a.seq - b.seq);
@@ -480,6 +486,9 @@ export async function publishTelemetry(
   const finish = (): PublishResult => {
     if (timer !== undefined) clearInterval(timer);
     statuses.stop?.();
+    // Every message taken from the input is acknowledged once or not at all, wherever it was when
+    // the publish ended (in the window, waiting to be sent again, or taken and not yet sent).
+    r.undelivered = seq - r.published - r.duplicates;
     r.elapsedMs = performance.now() - began;
     onProgress?.(progress());
     return { ...r };
@@ -570,10 +579,7 @@ export async function publishTelemetry(
 
   try {
     for (;;) {
-      if (stopped() && redo.length > 0) {
-        r.undelivered += redo.length;
-        redo = [];
-      }
+      if (stopped()) redo = [];
       let m: Outgoing | undefined;
       if (redo.length > 0) m = redo.shift();
       else if (!inputDone) {
@@ -585,7 +591,15 @@ export async function publishTelemetry(
         await settleOldest();
         continue;
       }
-      if (window.length >= o.maxInFlight) {
+      if (!connected || settledDisconnects !== disconnects) {
+        // The connection dropped: publishes it had not written fail only at their ack timeout,
+        // and anything sent meanwhile would be stored before them. Settle all in flight first
+        // (failed ones go to `redo`, sent again oldest first once the server is back); while
+        // disconnected, one at a time.
+        const seen = disconnects;
+        while (window.length > 0) await settleOldest();
+        settledDisconnects = seen;
+      } else if (window.length >= o.maxInFlight) {
         // Make room for a batch, not one message: the connection writes what was published in
         // one synchronous run as one socket write, so refilling one at a time costs a write each.
         while (window.length > lowWater) await settleOldest();
