@@ -1,0 +1,179 @@
+import { describe, expect, it } from "vitest";
+import type { HeapProfile } from "../../lib/heap/profile.ts";
+import { type DiagnoseInput, diagnose, type LeakEstimate } from "./diagnose.ts";
+
+const MiB = 1024 * 1024;
+const HALF_HOUR = 30 * 60_000;
+const T0 = Date.UTC(2025, 0, 1);
+
+/** Stack named after its leaf function, under a common caller. */
+function frames(fn: string) {
+  return [
+    { fn, file: `/srv/app/${fn}.js`, line: 10 },
+    { fn: "handleRequest", file: "/srv/app/server.js", line: 3 },
+  ];
+}
+
+/** A series of profiles 30 min apart from in-use MiB per stack per profile. */
+function series(mib: Record<string, number[]>): HeapProfile[] {
+  const n = Math.max(...Object.values(mib).map((v) => v.length));
+  return Array.from({ length: n }, (_, i) => ({
+    takenAt: T0 + i * HALF_HOUR,
+    stacks: Object.entries(mib)
+      .filter(([, v]) => v[i] !== undefined && v[i] > 0)
+      .map(([fn, v]) => ({ frames: frames(fn), bytes: v[i]! * MiB, objects: Math.ceil(v[i]!) })),
+  }));
+}
+
+const steady = (mibPerHour: number): LeakEstimate => ({
+  pattern: "steady",
+  growthBytesPerHour: mibPerHour * MiB,
+});
+const leaves = (input: DiagnoseInput) => diagnose(input).culprits.map((c) => c.frames[0]!.fn);
+
+describe("diagnose", () => {
+  it("finds a steady leak among churn that moves more than it does", () => {
+    const profiles = series({
+      retainSessionBuffers: [10, 11, 12, 13, 14, 15],
+      parseBody: [0, 6, 1, 7, 2, 8],
+      renderPage: [3, 1, 4, 1, 5, 4],
+      config: [2, 2, 2, 2, 2, 2],
+    });
+    const d = diagnose({ profiles, estimate: steady(2) });
+    expect(d.method).toBe("series");
+    expect(d.windowMs).toBe(5 * HALF_HOUR);
+    expect(d.culprits.map((c) => c.frames[0]!.fn)).toEqual([
+      "retainSessionBuffers",
+      "parseBody",
+      "renderPage",
+    ]);
+    const [leak, churn] = d.culprits;
+    expect(leak).toMatchObject({ growthBytes: 5 * MiB, growingIntervals: 5, intervals: 5 });
+    expect(leak!.growthShare).toBeCloseTo(5 / (5 + 8 + 1));
+    expect(leak!.frames).toEqual(frames("retainSessionBuffers"));
+    expect(leak!.reason).toBe(
+      "grew 5.0 MiB, in 5 of 5 intervals, kept 100% of what moved, 60% of it in the later half",
+    );
+    expect(churn!.reason).toMatch(/kept 29% of what moved/);
+    expect(leak!.score).toBeGreaterThan(3 * churn!.score);
+  });
+
+  it("does not rank a cache that filled and settled over a smaller steady leak", () => {
+    const profiles = series({
+      lruCacheSet: [0, 8, 12, 12, 12, 12],
+      retainSessionBuffers: [1, 2, 3, 4, 5, 6],
+      tokenCache: [0, 4, 6, 5.9, 6.1, 6], // full, replacing entries
+    });
+    const d = diagnose({ profiles, estimate: steady(17 / 2.5) });
+    expect(d.culprits.map((c) => c.frames[0]!.fn)).toEqual([
+      "retainSessionBuffers",
+      "lruCacheSet",
+      "tokenCache",
+    ]);
+    expect(d.culprits[1]!.reason).toMatch(/grew early then settled, like a cache filling/);
+    expect(d.culprits[1]!.growthBytes).toBe(12 * MiB);
+    expect(d.culprits[0]!.score).toBeGreaterThan(5 * d.culprits[1]!.score);
+  });
+
+  it("drops a stack that grows just as much on healthy hosts and down-weights one that grows a little there", () => {
+    const profiles = series({
+      warmJitCache: [0, 2, 4, 6, 8, 10],
+      retainSessionBuffers: [0, 1, 2, 3, 4, 5],
+      metricsRegistry: [0, 1.5, 3, 4.5, 6, 7.5],
+    });
+    const estimate = steady(9);
+    expect(leaves({ profiles, estimate })).toEqual([
+      "warmJitCache",
+      "metricsRegistry",
+      "retainSessionBuffers",
+    ]);
+
+    const references = [
+      series({ warmJitCache: [0, 2, 4, 6], metricsRegistry: [1, 1.6, 2.2, 2.8] }),
+      series({ warmJitCache: [1, 2.8, 4.9, 7], metricsRegistry: [0, 0.6, 1.2, 1.8] }),
+      series({ warmJitCache: [0, 1.9, 4.1, 5.9] }), // older build: no metrics registry
+      [series({ retainSessionBuffers: [1] })[0]!], // one profile: no rate, ignored
+    ];
+    const d = diagnose({ profiles, references, estimate });
+    expect(d.culprits.map((c) => c.frames[0]!.fn)).toEqual(["retainSessionBuffers", "metricsRegistry"]);
+    expect(d.dropped).toEqual({ tooLarge: 0, onReferences: 1 });
+    // metricsRegistry grows 1.2 MiB/h on the median healthy host against 3 MiB/h here.
+    expect(d.culprits[1]!.reason).toMatch(/grows 40% as fast on healthy hosts/);
+    expect(d.culprits[1]!.score).toBeCloseTo(7.5 * MiB * 0.6);
+    expect(d.culprits[0]!.reason).not.toMatch(/healthy/);
+  });
+
+  it("ranks a stair leak over a cache fill and slow steady growth", () => {
+    const profiles = series({
+      retainSessionBuffers: [2, 2, 5, 5, 8, 8],
+      lruCacheSet: [0, 4, 4, 4, 4, 4],
+      auditLog: [0, 0.2, 0.4, 0.6, 0.8, 1],
+      parseBody: [1, 3, 0, 2, 1, 2],
+    });
+    const estimate: LeakEstimate = { pattern: "stair", growthBytesPerHour: ((6 + 4 + 1) * MiB) / 2.5 };
+    const d = diagnose({ profiles, estimate });
+    expect(d.culprits.map((c) => c.frames[0]!.fn)).toEqual([
+      "retainSessionBuffers",
+      "auditLog",
+      "lruCacheSet",
+      "parseBody",
+    ]);
+    expect(d.culprits[0]).toMatchObject({ growthBytes: 6 * MiB, growingIntervals: 2 });
+    // Read as steady growth, growing in only 2 of 5 intervals would cost it 60% of its score.
+    const asSteady = diagnose({ profiles, estimate: { ...estimate, pattern: "steady" } });
+    expect(asSteady.culprits[0]!.score).toBeCloseTo(d.culprits[0]!.score * (2 / 5));
+  });
+
+  it("keeps a spike far larger than the slope, which other patterns drop", () => {
+    const profiles = series({
+      loadTenantSnapshot: [0, 0, 0, 50, 50, 50],
+      retainSessionBuffers: [0, 0.1, 0.2, 0.3, 0.4, 0.5],
+      parseBody: [1, 2, 1, 2, 1, 2],
+    });
+    const spike: LeakEstimate = { pattern: "spike", growthBytesPerHour: 1 * MiB };
+    const d = diagnose({ profiles, estimate: spike });
+    expect(d.culprits[0]).toMatchObject({ growthBytes: 50 * MiB, growingIntervals: 1 });
+    expect(d.culprits[0]!.frames[0]!.fn).toBe("loadTenantSnapshot");
+    expect(d.dropped.tooLarge).toBe(0);
+
+    // Read as steady growth of 1 MiB/h, 50 MiB in 2.5 h is something else: dropped.
+    const asSteady = diagnose({ profiles, estimate: steady(1) });
+    expect(asSteady.dropped.tooLarge).toBe(1);
+    expect(asSteady.culprits.map((c) => c.frames[0]!.fn)).toEqual(["retainSessionBuffers", "parseBody"]);
+    expect(asSteady.culprits[0]!.growthShare).toBeCloseTo(0.5 / (50 + 0.5 + 1));
+  });
+
+  it("falls back to the last two profiles when every stack is filtered out", () => {
+    const profiles = series({ a: [0, 10, 20, 30], b: [0, 20, 20, 25], c: [5, 5, 5, 4] });
+    const d = diagnose({ profiles, estimate: steady(0.5) });
+    expect(d.method).toBe("last-two");
+    expect(d.dropped.tooLarge).toBe(2);
+    expect(d.culprits.map((c) => [c.frames[0]!.fn, c.growthBytes / MiB, c.growthShare])).toEqual([
+      ["a", 10, 10 / 15],
+      ["b", 5, 5 / 15],
+    ]);
+    expect(d.culprits[0]!.reason).toMatch(/filtered out over the series; grew 10.0 MiB between the last two/);
+  });
+
+  it("works from two profiles, in any order, merging repeated stacks and honouring topN", () => {
+    const [p0, p1] = series({ leak: [1, 3], other: [1, 2] });
+    const doubled = {
+      ...p1!,
+      stacks: [...p1!.stacks, { frames: frames("other"), bytes: 2 * MiB, objects: 1 }],
+    };
+    const d = diagnose({ profiles: [doubled, p0!], estimate: steady(10) }, { topN: 1 });
+    expect(d.culprits).toHaveLength(1);
+    expect(d.culprits[0]).toMatchObject({ growthBytes: 3 * MiB, growingIntervals: 1, intervals: 1 });
+    expect(d.culprits[0]!.frames[0]!.fn).toBe("other");
+    expect(d.culprits[0]!.reason).toBe("grew 3.0 MiB, in 1 of 1 intervals, kept 100% of what moved");
+  });
+
+  it("ignores growth within the noise and refuses a single profile", () => {
+    const profiles = series({ jitter: [1, 1.001, 1.002], leak: [1, 2, 3] });
+    const d = diagnose({ profiles, estimate: steady(1) }, { noiseBytes: 0.01 * MiB });
+    expect(d.culprits.map((c) => c.frames[0]!.fn)).toEqual(["leak"]);
+    expect(() => diagnose({ profiles: profiles.slice(0, 1), estimate: steady(1) })).toThrow(
+      /at least 2 profiles/,
+    );
+  });
+});
