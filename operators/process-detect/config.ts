@@ -48,7 +48,7 @@ export const DetectConfig = z.strictObject({
   /** A component follows the VM count when its hosts agree on at least this memory per VM (log scale). */
   minPerVm: z.number().nonnegative().default(0.002),
   /** In a VM-following component, windows after a VM change before an interval may start. */
-  vmSettleHours: z.number().int().nonnegative().default(2),
+  vmSettleHours: z.number().int().nonnegative().default(1),
   /** Half-life of each series' baseline against its peers, in windows. */
   baselineHalfLife: z.number().positive().default(72),
   /** Half-life of the per-series noise estimate, in windows. */
