@@ -110,6 +110,29 @@ describe("InfluxSink accounting", () => {
     await s.close();
   });
 
+  it("counts an InfluxDB 2 partial write (422) by the points it says it dropped", async () => {
+    const conflict =
+      "failure writing points to database: partial write: field type conflict: " +
+      'input field \\"v\\" on measurement \\"m\\" is type float, already exists as type integer dropped=1';
+    script = [{ status: 422, body: `{"code":"unprocessable entity","message":"${conflict}"}` }];
+    const s = sink({ batchSize: 4 });
+    s.write(lines(4));
+    await settled(s);
+    expect(s.stats).toMatchObject({ accepted: 4, written: 3, dropped: 1, retried: 0, pending: 0 });
+    balanced(s);
+    expect(requests).toHaveLength(1);
+    await s.close();
+  });
+
+  it("drops the whole batch on a 422 that does not say how many points were dropped", async () => {
+    script = [{ status: 422, body: '{"code":"unprocessable entity","message":"schema violation"}' }];
+    const s = sink({ batchSize: 3 });
+    s.write(lines(3));
+    await settled(s);
+    expect(s.stats).toMatchObject({ accepted: 3, written: 0, dropped: 3, pending: 0 });
+    await s.close();
+  });
+
   it("drops a batch whose retries are exhausted", async () => {
     script = [{ status: 500 }, { status: 500 }, { status: 500 }];
     const s = sink({ batchSize: 2, maxRetries: 2 });
@@ -223,6 +246,14 @@ describe("helpers", () => {
     const body = '{"error":"partial write: points beyond retention policy dropped=2"}';
     expect(partialWriteDropped(new HttpError(400, "Bad Request", body))).toBe(2);
     expect(partialWriteDropped(new HttpError(400, "Bad Request", "unable to parse"))).toBeUndefined();
+    const v2 =
+      '{"code":"unprocessable entity","message":"failure writing points to database: partial write: ' +
+      "dropped 3 points outside retention policy of duration 24h0m0s - oldest point m at 1970-01-01T00:00:01Z " +
+      'dropped because it violates a Retention Policy Lower Bound at 2026-01-01T00:00:00Z dropped=3 for database: x"}';
+    expect(partialWriteDropped(new HttpError(422, "Unprocessable Entity", v2))).toBe(3);
+    expect(
+      partialWriteDropped(new HttpError(422, "Unprocessable Entity", '{"code":"invalid"}')),
+    ).toBeUndefined();
     expect(partialWriteDropped(new Error("partial write dropped=2"))).toBeUndefined();
   });
 });

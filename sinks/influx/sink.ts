@@ -9,10 +9,11 @@
  * - `writeSuccess(lines)`: the server answered 204/201; the lines are written.
  * - `writeFailed(error, lines, attempt, expires)`: after EVERY failed attempt, retried or not.
  *   The library then retries when it is not closed, `attempt <= maxRetries` and the error is
- *   not an HTTP status below 429; otherwise the lines are gone (dropped). It is also called,
- *   before any request, with "Max retry time exceeded." when a retry comes due after
- *   `expires`: always final. An Enterprise "hinted handoff queue not empty" error is turned
- *   into a success right after (writeSuccess follows).
+ *   not an HTTP status below 429; otherwise the lines are gone (dropped), but for a partial
+ *   write, where the server wrote all but the points it counts (partialWriteDropped). It is
+ *   also called, before any request, with "Max retry time exceeded." when a retry comes due
+ *   after `expires`: always final. An Enterprise "hinted handoff queue not empty" error is
+ *   turned into a success right after (writeSuccess follows).
  * - `writeRetrySkipped(entry)`: the retry buffer was over `maxBufferLines` and evicted this
  *   batch (the one closest to expiry): dropped.
  */
@@ -46,7 +47,10 @@ export interface InfluxSinkStats {
   accepted: number;
   /** Confirmed by the server. */
   written: number;
-  /** Given up on: rejected (4xx), retries exhausted or expired, evicted from the retry buffer, or undelivered at close. */
+  /**
+   * Given up on: rejected (4xx; of a partial write, the points the server says it dropped),
+   * retries exhausted or expired, evicted from the retry buffer, or undelivered at close.
+   */
   dropped: number;
   /** Line attempts that failed and were scheduled for another (a line retried twice counts twice). */
   retried: number;
@@ -75,11 +79,19 @@ function isHintedHandoff(error: Error): boolean {
 }
 
 /**
- * How many points of a batch InfluxDB 1.x rejected in a partial write ("partial write: … dropped=N",
- * status 400; the rest were written), or undefined for any other error.
+ * How many points of a batch the server rejected in a partial write, the rest being written, or
+ * undefined for any other error. InfluxDB 1.x answers 400 `{"error":"partial write: … dropped=N"}`,
+ * InfluxDB 2.x 422 `{"code":"unprocessable entity","message":"failure writing points to database:
+ * partial write: … dropped=N"}` (field type conflicts, points outside the retention period).
+ * When points fail in several shard groups (time ranges) of one batch, InfluxDB reports one
+ * group's N: the true count can then be higher, but the server does not say it.
+ *
+ * A 422 without `dropped=N` is not read as a partial write: the whole batch counts as dropped,
+ * although InfluxDB 2 may have written some of it, since neither which nor how many is known.
  */
 export function partialWriteDropped(error: Error): number | undefined {
-  if (!(error instanceof HttpError) || error.statusCode !== 400) return undefined;
+  if (!(error instanceof HttpError) || (error.statusCode !== 400 && error.statusCode !== 422))
+    return undefined;
   const m = /partial write[\s\S]*dropped=(\d+)/.exec(error.body ?? error.message);
   return m === null ? undefined : Number(m[1]);
 }
@@ -430,7 +442,7 @@ export class InfluxSink {
     }
     const partial = partialWriteDropped(error);
     if (partial !== undefined) {
-      // InfluxDB 1.x wrote the other points of the batch and says how many it dropped.
+      // InfluxDB wrote the other points of the batch and says how many it dropped.
       const n = this.settle(lines, "written");
       const lost = Math.min(partial, n);
       this.counts.written -= lost;
