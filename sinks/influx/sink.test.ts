@@ -19,6 +19,8 @@ interface Answer {
   status: number;
   body?: string;
   headers?: Record<string, string>;
+  /** Answer only once this resolves (a slow or hung server). */
+  after?: Promise<void>;
 }
 
 let server: Server;
@@ -36,8 +38,10 @@ beforeAll(async () => {
     req.on("end", () => {
       requests.push({ path: req.url ?? "", lines: body === "" ? [] : body.split("\n") });
       const a = script.shift() ?? { status: 204 };
-      res.writeHead(a.status, { "content-type": "application/json", ...a.headers });
-      res.end(a.body ?? "");
+      void (a.after ?? Promise.resolve()).then(() => {
+        res.writeHead(a.status, { "content-type": "application/json", ...a.headers });
+        res.end(a.body ?? "");
+      });
     });
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -71,6 +75,23 @@ const lines = (n: number, tag = "a") => Array.from({ length: n }, (_, i) => `m,t
 async function settled(s: InfluxSink, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (s.stats.pending > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+}
+
+async function until(what: string, done: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** A promise and the function that resolves it. */
+function gate(): { opened: Promise<void>; open: () => void } {
+  let open = () => {};
+  const opened = new Promise<void>((r) => {
+    open = r;
+  });
+  return { opened, open };
 }
 
 function balanced(s: InfluxSink): void {
@@ -178,6 +199,22 @@ describe("InfluxSink accounting", () => {
     expect(s.stats).toMatchObject({ accepted: 3, written: 3, pending: 0 });
     expect(s.pendingLines()).toEqual([]);
     await s.close();
+  });
+
+  it("flush sends the write buffer at once, not after the requests in flight", async () => {
+    const slow = gate();
+    script = [{ status: 204, after: slow.opened }];
+    const s = sink({ batchSize: 2, flushTimeoutMs: 1000 });
+    s.write(lines(2, "a")); // a full batch: sent now, and the server sits on it
+    await until("the first request", () => requests.length === 1);
+    s.write(lines(1, "b")); // waits in the write buffer
+    await s.flush(); // gives up on the first request after flushTimeoutMs
+    expect(requests.map((r) => r.lines)).toEqual([lines(2, "a"), lines(1, "b")]);
+    expect(s.stats).toMatchObject({ accepted: 3, written: 1, pending: 2 });
+    slow.open();
+    await settled(s);
+    expect(await s.close()).toEqual({ undelivered: 0 });
+    expect(s.stats).toMatchObject({ written: 3, dropped: 0 });
   });
 
   it("after close, write neither throws nor sends: the lines are dropped", async () => {

@@ -152,12 +152,12 @@ export function v1WritePath(path: string, target: V1Target): string {
 }
 
 /**
- * Wraps the library's node transport: counts requests in flight (so `flush` can wait for
+ * Wraps the library's node transport: keeps the requests in flight (so `flush` can wait for
  * them), rewrites paths (v1), and fixes the unit of Retry-After.
  */
 class SinkTransport implements Transport {
-  private inflight = 0;
-  private waiters: (() => void)[] = [];
+  /** One promise per request in flight, resolved when it settles. */
+  private readonly inflight = new Set<Promise<void>>();
 
   constructor(
     private readonly base: Transport,
@@ -168,10 +168,12 @@ class SinkTransport implements Transport {
     return this.base.chunkCombiner;
   }
 
-  /** Resolves when no request is in flight. */
-  idle(): Promise<void> {
-    if (this.inflight === 0) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push(resolve));
+  /**
+   * Resolves when the requests in flight now have settled. Requests sent later are not waited
+   * for: under steady load there may never be a moment with none in flight.
+   */
+  settled(): Promise<void> {
+    return Promise.all(this.inflight).then(() => undefined);
   }
 
   send(
@@ -180,7 +182,11 @@ class SinkTransport implements Transport {
     options: SendOptions,
     callbacks?: Partial<CommunicationObserver<Uint8Array>>,
   ): void {
-    this.inflight++;
+    let settleRequest = () => {};
+    const request = new Promise<void>((resolve) => {
+      settleRequest = resolve;
+    });
+    this.inflight.add(request);
     let done = false;
     const settle = (after: () => void) => {
       if (done) return;
@@ -188,7 +194,8 @@ class SinkTransport implements Transport {
       try {
         after();
       } finally {
-        if (--this.inflight === 0) for (const w of this.waiters.splice(0)) w();
+        this.inflight.delete(request);
+        settleRequest();
       }
     };
     const wrapped: Partial<CommunicationObserver<Uint8Array>> = {
@@ -391,18 +398,22 @@ export class InfluxSink {
   }
 
   /**
-   * Sends the write buffer, retries each batch waiting in the retry buffer once (now, not at
-   * its scheduled time: while the server is down this uses up one attempt of one batch), and
-   * waits for the requests in flight; at most `flushTimeoutMs`. Lines that still fail stay
-   * pending with their retries scheduled.
+   * Sends the write buffer at once and waits for it and the requests sent before it, then
+   * retries each batch waiting in the retry buffer once (now, not at its scheduled time: while
+   * the server is down this uses up one attempt of one batch); at most `flushTimeoutMs`.
+   * Requests sent after the flush began are not waited for. Lines that still fail stay pending
+   * with their retries scheduled.
    */
   async flush(): Promise<void> {
     if (this.disposed) return;
     const attempt = async () => {
-      await this.transport.idle();
-      await this.api.flush(false).catch(() => {});
+      // The library sends the buffer synchronously here, so `settled()` includes it.
+      const sent = this.api.flush(false).catch(() => {});
+      // Failures of earlier requests land in the retry buffer, to be tried once more below.
+      await this.transport.settled();
+      await sent;
       await this.api.flush(true).catch(() => {});
-      await this.transport.idle();
+      await this.transport.settled();
     };
     await within(attempt(), this.config.flushTimeoutMs);
   }
