@@ -90,7 +90,8 @@ export class InspectorHeapTracer {
     this.#options = options;
     ws.on("message", (data) => this.#onMessage(data.toString()));
     ws.on("close", (code, reason) => {
-      this.#fail(`connection to ${url} closed (code ${code}${reason.length ? `, ${reason}` : ""})`);
+      const why = code === 1006 ? ", abnormally: did the process exit?" : reason.length ? `, ${reason}` : "";
+      this.#fail(`connection to ${url} closed (code ${code}${why})`);
     });
     ws.on("error", (err) => this.#fail(`connection to ${url} failed: ${err.message}`));
   }
@@ -149,6 +150,7 @@ export class InspectorHeapTracer {
 
   /** Disconnect. Sampling the tracer started ends with the session, so the target pays nothing after. */
   async close(): Promise<void> {
+    this.#fail(`tracer for ${this.url} was closed`);
     if (this.#ws.readyState === WebSocket.CLOSED) return;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
@@ -161,7 +163,6 @@ export class InspectorHeapTracer {
       });
       this.#ws.close();
     });
-    this.#fail(`tracer for ${this.url} was closed`);
   }
 
   #profileFrom(result: unknown, method: string): HeapProfile {
@@ -276,9 +277,14 @@ export async function activateInspector(
   try {
     process.kill(pid, "SIGUSR1");
   } catch (err) {
-    throw new InspectorUnreachableError(`cannot signal process ${pid}: ${(err as Error).message}`, {
-      cause: err,
-    });
+    const code = (err as NodeJS.ErrnoException).code;
+    const why =
+      code === "ESRCH"
+        ? "no such process"
+        : code === "EPERM"
+          ? "not permitted (signal it as its user or as root)"
+          : (err as Error).message;
+    throw new InspectorUnreachableError(`cannot send SIGUSR1 to process ${pid}: ${why}`, { cause: err });
   }
   const deadline = Date.now() + timeoutMs;
   for (;;) {
