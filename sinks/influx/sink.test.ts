@@ -2,8 +2,10 @@
  * The sink's accounting on answers real servers rarely give on demand (429, 5xx, partial
  * writes): a scripted HTTP server on loopback answers each write request in turn.
  */
+import { spawn } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { HttpError } from "@influxdata/influxdb-client";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { InfluxSinkConfigInput } from "./config.ts";
@@ -93,6 +95,28 @@ function gate(): { opened: Promise<void>; open: () => void } {
   });
   return { opened, open };
 }
+
+/**
+ * A process of its own (no test runner's timers in it): a sink with three batches in its
+ * retries, closed when stdin says so; it reports what close() returned and the timers still
+ * keeping it alive once its sockets are gone (unref'd ones are not listed), then should exit.
+ */
+const CLOSE_IN_A_CHILD = `
+const { InfluxSink } = await import(process.env.SINK_MODULE);
+const sink = new InfluxSink({
+  url: process.env.INFLUX_URL, org: "o", bucket: "b", flushIntervalMs: 0, batchSize: 1, flushTimeoutMs: 50,
+});
+for (const tag of ["a", "b", "c"]) sink.write(["m,t=" + tag + " v=1i 1000"]);
+process.stdin.once("data", async () => {
+  process.stdin.destroy();
+  const { undelivered } = await sink.close();
+  // Once the sockets close() destroyed are gone, whatever their requests' failure set off has run.
+  while (process.getActiveResourcesInfo().includes("TCPSocketWrap")) await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+  const timers = process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+  process.stdout.write(JSON.stringify({ undelivered, timers }) + "\\n");
+});
+`;
 
 function balanced(s: InfluxSink): void {
   const { accepted, written, dropped, pending } = s.stats;
@@ -215,6 +239,38 @@ describe("InfluxSink accounting", () => {
     await settled(s);
     expect(await s.close()).toEqual({ undelivered: 0 });
     expect(s.stats).toMatchObject({ written: 3, dropped: 0 });
+  });
+
+  it("close leaves no timer behind, so the process exits, with a retry in flight and others scheduled", async () => {
+    const hung = gate();
+    const soon = { status: 429, headers: { "retry-after": "0" } };
+    const inAnHour = { status: 429, headers: { "retry-after": "3600" } };
+    // The first batch to arrive is retried at once, and that retry hangs; the other two wait.
+    script = [soon, inAnHour, inAnHour, { status: 204, after: hung.opened }];
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", "--input-type=module", "-e", CLOSE_IN_A_CHILD],
+      {
+        env: { ...process.env, SINK_MODULE: join(import.meta.dirname, "sink.ts"), INFLUX_URL: url },
+        stdio: ["pipe", "pipe", "inherit"],
+      },
+    );
+    try {
+      const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+      let out = "";
+      child.stdout.setEncoding("utf8");
+      child.stdout.on("data", (d: string) => {
+        out += d;
+      });
+      await until("the retry to reach the server", () => requests.length === 4, 30_000);
+      child.stdin.end("close\n");
+      await until("the child's report", () => out.endsWith("\n"), 30_000);
+      expect(JSON.parse(out)).toEqual({ undelivered: 3, timers: 0 });
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill("SIGKILL");
+      hung.open();
+    }
   });
 
   it("after close, write neither throws nor sends: the lines are dropped", async () => {

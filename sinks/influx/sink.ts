@@ -16,6 +16,9 @@
  *   turned into a success right after (writeSuccess follows).
  * - `writeRetrySkipped(entry)`: the retry buffer was over `maxBufferLines` and evicted this
  *   batch (the one closest to expiry): dropped.
+ *
+ * `dispose()` clears the RetryBuffer's timer, but a retry in flight then schedules the next one
+ * when it settles, as long as batches wait in the buffer: `close()` takes them out.
  */
 import http from "node:http";
 import https from "node:https";
@@ -421,11 +424,17 @@ export class InfluxSink {
   /**
    * Flushes (bounded), then stops: no more sends or retries. Lines still pending are counted
    * as dropped and returned as `undelivered` (take `pendingLines()` before, to keep them).
+   * Once it resolves, no timer or socket of the sink or the library keeps the process alive.
    */
   close(): Promise<{ undelivered: number }> {
     this.closing ??= (async () => {
       await this.flush();
       this.disposed = true;
+      this.api.dispose();
+      // A retry in flight would schedule the next one when it settles while batches wait in the
+      // library's retry buffer, for up to maxRetryDelayMs or a server's Retry-After. Take them
+      // out (a disposed WriteApi sends nothing), then clear a timer scheduled in the meantime.
+      await this.api.flush(true).catch(() => {});
       this.api.dispose();
       const undelivered = this.counts.pending;
       if (undelivered > 0) {
