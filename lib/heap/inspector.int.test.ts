@@ -68,6 +68,19 @@ describe("InspectorHeapTracer on a real Node.js process", () => {
     expect((await tracer.snapshot()).stacks.length).toBeGreaterThan(0);
   });
 
+  it("leaves nothing running in the target once the tracer disconnects", async () => {
+    const service = await startLeakyService();
+    const url = await service.inspectorUrl();
+    running.push({ service });
+    const tracer = await InspectorHeapTracer.connect(url);
+    await tracer.start();
+    await tracer.snapshot();
+    await tracer.close(); // without stop()
+    const next = await InspectorHeapTracer.connect(url, { collectGarbageFirst: false });
+    running[0]!.tracer = next;
+    await expect(next.snapshot()).rejects.toThrow(/not started/);
+  });
+
   it("fails calls with a closed connection when the process dies", async () => {
     const service = await startLeakyService();
     const tracer = await InspectorHeapTracer.connect(await service.inspectorUrl());
