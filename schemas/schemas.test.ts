@@ -76,6 +76,17 @@ describe("ground truth v1 schema", () => {
       { ...goodTruth, cause: "canary", version: "2", normalBytes: 1, grownBytes: 2 },
       undefined,
     ],
+    [
+      "with the leaking stack",
+      { ...goodTruth, stack: [{ fn: "lru.(*Cache).Add", file: "internal/cache/lru.go", line: 88 }] },
+      undefined,
+    ],
+    [
+      "stack frame without a function",
+      { ...goodTruth, stack: [{ fn: "", file: "a.go", line: 1 }] },
+      "stack[0].fn",
+    ],
+    ["empty stack", { ...goodTruth, stack: [] }, "stack"],
     ["negative rate", { ...goodTruth, ratePerHour: -1 }, "ratePerHour"],
     ["unknown pattern", { ...goodTruth, pattern: "zigzag" }, "pattern"],
     ["missing startTs", { ...goodTruth, startTs: undefined }, "startTs"],

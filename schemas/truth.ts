@@ -22,6 +22,21 @@ export const TruthRecord = z.looseObject({
   normalBytes: z.number().nonnegative().optional(),
   /** Leaked bytes held by the process at the end of the simulation (after any restart reset). */
   grownBytes: z.number().nonnegative().optional(),
+  /**
+   * The allocation stack that holds the leaked memory, leaf (allocating function) first, as a
+   * heap profile names it (lib/heap/profile.ts Frame; `line` 1-based, 0 = unknown). Process
+   * leaks only: a kernel pool has no heap profile. The diagnosis is right when it names it.
+   */
+  stack: z
+    .array(
+      z.object({
+        fn: z.string().min(1),
+        file: z.string(),
+        line: z.number().int().nonnegative(),
+      }),
+    )
+    .min(1)
+    .optional(),
 });
 export type TruthRecord = z.infer<typeof TruthRecord>;
 

@@ -4,6 +4,7 @@ import { KERNEL_COMPONENT } from "../schemas/telemetry.ts";
 import type { TruthRecord } from "../schemas/truth.ts";
 import type { ComponentSpec, PatternWeights, ProcessSpec, SimConfig } from "./config.ts";
 import { DAY, HOUR, MINUTE, parseDuration } from "./duration.ts";
+import { leakStackOf } from "./heap-stacks.ts";
 import { Rand, type Range } from "./rng.ts";
 
 /**
@@ -911,5 +912,6 @@ export function truthRecord(plan: Plan, entry: Plan["leaks"][number]): TruthReco
   if (leak.version !== undefined) rec.version = leak.version;
   rec.normalBytes = Math.round(leak.normalBytes);
   rec.grownBytes = Math.round(leakedBytesAt(proc, plan.end));
+  if (leak.kind === "process") rec.stack = leakStackOf(plan, entry);
   return rec;
 }
