@@ -1,0 +1,3 @@
+export * from "./config.ts";
+export * from "./render.ts";
+export * from "./sink.ts";
