@@ -287,7 +287,7 @@ export class SnapshotResponder {
       collected: 0,
     };
     this.sessions.set(req.trace, session);
-    this.options.log?.info({ trace: req.trace, pid: req.pid, process: req.process }, "trace started");
+    this.options.log?.info({ trace: req.trace, targetPid: req.pid, process: req.process }, "trace started");
     return this.startReply(session);
   }
 
