@@ -143,6 +143,71 @@ describe("diagnose", () => {
     expect(asSteady.culprits[0]!.growthShare).toBeCloseTo(0.5 / (50 + 0.5 + 1));
   });
 
+  it("names a leak that did not grow while traced by what it holds beyond every healthy host", () => {
+    // A stair leak between two steps: flat, but holding 40 MiB that healthy hosts do not.
+    const profiles = series({
+      retainSessionBuffers: [40, 40, 40, 40],
+      parseBody: [1, 2, 3, 4], // churn that happened to rise in every interval
+      config: [10, 10, 10, 10], // on this host a little more than elsewhere
+    });
+    const references = [
+      series({ parseBody: [2, 1, 3, 2], config: [9, 9, 9, 9] }),
+      // the leaking code runs here too, without leaking
+      series({ parseBody: [1, 3, 2, 2], config: [4, 4, 4, 4], retainSessionBuffers: [0.5, 0.2, 0.4, 0.3] }),
+    ];
+    const estimate: LeakEstimate = { pattern: "stair", growthBytesPerHour: 4 * MiB };
+    const d = diagnose({ profiles, references, estimate });
+    expect(d.culprits.map((c) => c.frames[0]!.fn)).toEqual(["retainSessionBuffers", "parseBody"]);
+    const [leak, churn] = d.culprits;
+    expect(leak).toMatchObject({
+      growthBytes: 0,
+      excessBytes: 38.5 * MiB,
+      score: 38.5 * MiB,
+      growthShare: 0,
+    });
+    expect(leak!.reason).toBe(
+      "did not grow (0 B over 3 intervals); held 38.5 MiB beyond 3× the most any of 2 healthy hosts held",
+    );
+    expect(churn).toMatchObject({ growthBytes: 3 * MiB, excessBytes: 0 });
+    expect(churn!.reason).not.toMatch(/beyond/);
+
+    // Growth and excess add up: the same leak still growing ranks higher still.
+    const growing = series({ retainSessionBuffers: [40, 41, 42, 43], parseBody: [1, 2, 3, 4] });
+    const g = diagnose({ profiles: growing, references, estimate: { ...estimate, pattern: "steady" } });
+    expect(g.culprits[0]).toMatchObject({ growthBytes: 3 * MiB, excessBytes: 38.5 * MiB });
+    expect(g.culprits[0]!.score).toBeCloseTo(3 * MiB + 38.5 * MiB);
+    expect(g.culprits[0]!.reason).toMatch(/^grew 3.0 MiB, in 3 of 3 intervals.*; held 38.5 MiB beyond/);
+
+    // Without references nothing tells the flat leak apart.
+    expect(leaves({ profiles, estimate })).toEqual(["parseBody"]);
+  });
+
+  it("counts only what was held throughout, and no more than the leak could have retained since it began", () => {
+    const profiles = series({
+      collectSamples: [0, 0, 30, 30], // a burst that began while we watched
+      loadTenantSnapshot: [50, 50, 50, 50], // far more than 2 MiB/h could have retained in 2 h
+      retainSessionBuffers: [5, 6, 7, 8],
+    });
+    const references = [series({ parseBody: [1, 2, 1, 2] }), series({ parseBody: [2, 1, 2, 1] })];
+    const since = profiles.at(-1)!.takenAt - 2 * 3_600_000;
+    const estimate: LeakEstimate = { pattern: "steady", growthBytesPerHour: 2 * MiB, since };
+    const d = diagnose({ profiles, references, estimate });
+    expect(d.culprits.map((c) => [c.frames[0]!.fn, c.excessBytes / MiB])).toEqual([
+      ["retainSessionBuffers", 5],
+    ]);
+    expect(d.dropped.tooLarge).toBe(1); // the burst's 30 MiB in 1.5 h
+
+    // A spike may have retained anything in one rise: no bound.
+    const spike = diagnose({ profiles, references, estimate: { ...estimate, pattern: "spike" } });
+    expect(spike.culprits.map((c) => c.frames[0]!.fn)).toEqual([
+      "loadTenantSnapshot",
+      "collectSamples",
+      "retainSessionBuffers",
+    ]);
+    expect(spike.culprits[0]!.excessBytes).toBe(50 * MiB);
+    expect(spike.culprits[1]!.excessBytes).toBe(0);
+  });
+
   it("falls back to the last two profiles when every stack is filtered out", () => {
     const profiles = series({ a: [0, 10, 20, 30], b: [0, 20, 20, 25], c: [5, 5, 5, 4] });
     const d = diagnose({ profiles, estimate: steady(0.5) });

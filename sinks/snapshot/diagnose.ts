@@ -7,6 +7,9 @@
  *   - churn goes up and down, so little of its movement is retained;
  *   - a cache fills and settles, so its growth is early and stops;
  *   - warm-up or fleet-wide growth happens on healthy hosts as well.
+ * And what a leak retained before the trace began is still there: a stack that holds far more
+ * than on any healthy host counts even when it did not grow while we watched (a stair between
+ * steps, a spike between spikes).
  * Pure and synchronous: profiles in, ranked culprits with readable reasons out.
  */
 import { type Frame, type HeapProfile, stackKey } from "../../lib/heap/profile.ts";
@@ -17,6 +20,12 @@ export interface LeakEstimate {
   pattern: "steady" | "stair" | "spike";
   /** Growth rate of the process's memory, bytes per hour. 0 when unknown. */
   growthBytesPerHour: number;
+  /**
+   * Since when the process has been accumulating the leak, epoch ms (the later of the suspicious
+   * interval's start and the process's start), when known: unless spike, a stack cannot hold more
+   * beyond the references than the leak could have retained since then.
+   */
+  since?: number;
 }
 
 export interface DiagnoseInput {
@@ -39,6 +48,11 @@ export interface DiagnoseOptions {
   maxGrowthOverEstimate: number;
   /** Drop stacks that grow on healthy hosts at least this fraction of their rate here. */
   referenceDropRatio: number;
+  /**
+   * A stack that held, throughout the series, more than this many times the most it held on any
+   * healthy host holds memory they do not: the bytes beyond that add to its score.
+   */
+  excessOverReferences: number;
 }
 
 export const DEFAULT_DIAGNOSE_OPTIONS: DiagnoseOptions = {
@@ -46,6 +60,7 @@ export const DEFAULT_DIAGNOSE_OPTIONS: DiagnoseOptions = {
   noiseBytes: 0,
   maxGrowthOverEstimate: 2,
   referenceDropRatio: 0.5,
+  excessOverReferences: 3,
 };
 
 export interface Culprit {
@@ -53,6 +68,11 @@ export interface Culprit {
   frames: Frame[];
   /** In-use bytes retained over the series: last profile minus first (last two in a fallback). */
   growthBytes: number;
+  /**
+   * Bytes it held throughout the series (its smallest size) beyond `excessOverReferences` × the
+   * most any healthy host held; 0 without references or when within that.
+   */
+  excessBytes: number;
   /** Share of the growth of every stack that grew (filtered out or not), 0..1. */
   growthShare: number;
   /** Intervals between consecutive profiles in which this stack grew (of `intervals`). */
@@ -88,46 +108,73 @@ export function diagnose(input: DiagnoseInput, options: Partial<DiagnoseOptions>
   const profiles = byTime(input.profiles);
   const series = seriesByStack(profiles);
   const windowMs = profiles.at(-1)!.takenAt - profiles[0]!.takenAt;
-  const references = (input.references ?? [])
-    .filter((r) => r.length >= 2)
-    .map((r) => referenceGrowth(byTime(r)));
+  const referenceSeries = (input.references ?? []).filter((r) => r.length >= 2).map(byTime);
+  const references = referenceSeries.map(referenceGrowth);
+  const referenceMax = largestOnReferences(referenceSeries);
   const dropped = { tooLarge: 0, onReferences: 0 };
 
   const candidates: Omit<Culprit, "growthShare">[] = [];
   let totalGrowth = 0;
-  const maxGrowth = opts.maxGrowthOverEstimate * input.estimate.growthBytesPerHour * (windowMs / HOUR_MS);
+  const { pattern, growthBytesPerHour, since } = input.estimate;
+  const maxGrowth = opts.maxGrowthOverEstimate * growthBytesPerHour * (windowMs / HOUR_MS);
+  const lastAt = profiles.at(-1)!.takenAt;
+  // Unless spike, no stack holds more of the leak than it could have retained since it began.
+  const maxExcess =
+    pattern !== "spike" && since !== undefined && growthBytesPerHour > 0
+      ? opts.maxGrowthOverEstimate * growthBytesPerHour * (Math.max(0, lastAt - since) / HOUR_MS)
+      : Number.POSITIVE_INFINITY;
   for (const s of series.values()) {
+    const key = stackKey(s.frames);
     const shape = growthShape(s.bytes, opts.noiseBytes);
-    if (shape.net <= opts.noiseBytes) continue;
-    totalGrowth += shape.net;
-    const reasons = [describeGrowth(shape)];
-    let score = shape.net * shape.retained;
+    const grew = shape.net > opts.noiseBytes;
+    if (grew) totalGrowth += shape.net;
+    let excess = 0;
+    if (referenceMax !== null) {
+      excess = Math.max(0, Math.min(...s.bytes) - opts.excessOverReferences * (referenceMax.get(key) ?? 0));
+      if (excess <= opts.noiseBytes || excess > maxExcess) excess = 0;
+    }
+    if (!grew && excess === 0) continue;
 
-    if (input.estimate.pattern !== "spike" && maxGrowth > 0 && shape.net > maxGrowth) {
-      dropped.tooLarge++;
-      continue;
+    const reasons: string[] = [];
+    let score = 0;
+    if (grew) {
+      reasons.push(describeGrowth(shape));
+      if (pattern !== "spike" && maxGrowth > 0 && shape.net > maxGrowth) {
+        dropped.tooLarge++;
+        continue;
+      }
+      score = shape.net * shape.retained;
+      if (pattern === "steady") {
+        // A steady leak grows in most intervals; growth in few of them is a burst or a fill.
+        score *= shape.growing / shape.intervals;
+      }
+      if (pattern !== "spike") {
+        // A cache stops growing once full; a leak does not. A spike's single rise may come early.
+        score *= shape.lateFactor;
+        if (shape.lateFactor < 0.5) reasons.push("grew early then settled, like a cache filling");
+      }
+      const ref = referenceFactor(key, shape.net, shape.intervals, windowMs, references, opts);
+      if (ref.drop) {
+        dropped.onReferences++;
+        continue;
+      }
+      score *= ref.factor;
+      if (ref.note) reasons.push(ref.note);
+    } else {
+      reasons.push(`did not grow (${formatBytes(shape.net)} over ${shape.intervals} intervals)`);
     }
-    if (input.estimate.pattern === "steady") {
-      // A steady leak grows in most intervals; growth in few of them is a burst or a fill.
-      score *= shape.growing / shape.intervals;
+    if (excess > 0) {
+      score += excess;
+      reasons.push(
+        `held ${formatBytes(excess)} beyond ${opts.excessOverReferences}× the most any of ` +
+          `${references.length} healthy hosts held`,
+      );
     }
-    if (input.estimate.pattern !== "spike") {
-      // A cache stops growing once full; a leak does not. A spike's single rise may come early.
-      score *= shape.lateFactor;
-      if (shape.lateFactor < 0.5) reasons.push("grew early then settled, like a cache filling");
-    }
-
-    const ref = referenceFactor(stackKey(s.frames), shape.net, shape.intervals, windowMs, references, opts);
-    if (ref.drop) {
-      dropped.onReferences++;
-      continue;
-    }
-    score *= ref.factor;
-    if (ref.note) reasons.push(ref.note);
 
     candidates.push({
       frames: s.frames,
       growthBytes: shape.net,
+      excessBytes: excess,
       growingIntervals: shape.growing,
       intervals: shape.intervals,
       score,
@@ -206,6 +253,19 @@ function referenceGrowth(series: HeapProfile[]): ReferenceGrowth {
   return { growth, ms: series.at(-1)!.takenAt - series[0]!.takenAt, intervals: series.length - 1 };
 }
 
+/** The most each stack held in any profile of any reference; null without references. */
+function largestOnReferences(series: HeapProfile[][]): Map<string, number> | null {
+  if (series.length === 0) return null;
+  const most = new Map<string, number>();
+  for (const r of series) {
+    for (const s of seriesByStack(r).values()) {
+      const key = stackKey(s.frames);
+      most.set(key, Math.max(most.get(key) ?? 0, ...s.bytes));
+    }
+  }
+  return most;
+}
+
 /**
  * How much healthy hosts explain this stack's growth: its growth rate there (median across
  * hosts, so one odd host decides nothing; absent from a host = 0 there) relative to here.
@@ -243,6 +303,7 @@ function lastTwo(profiles: HeapProfile[], opts: DiagnoseOptions): Culprit[] {
     candidates.push({
       frames: s.frames,
       growthBytes: net,
+      excessBytes: 0,
       growingIntervals: 1,
       intervals: 1,
       score: net,
@@ -266,7 +327,7 @@ function rank(candidates: Omit<Culprit, "growthShare">[], total: number, topN: n
         (stackKey(a.frames) < stackKey(b.frames) ? -1 : 1),
     )
     .slice(0, topN)
-    .map((c) => ({ ...c, growthShare: total > 0 ? c.growthBytes / total : 0 }));
+    .map((c) => ({ ...c, growthShare: total > 0 ? Math.max(0, c.growthBytes) / total : 0 }));
 }
 
 function seriesByStack(profiles: HeapProfile[]): Map<string, StackSeries> {
