@@ -117,6 +117,9 @@ export class SnapshotSink {
   private requestsInFlight = 0;
   private readonly waitingRequests: (() => void)[] = [];
   private wake: (() => void) | undefined;
+  /** Nothing due and nothing in hand since the last input (see `whenIdle`). */
+  private quiet = false;
+  private readonly idleWaiters: (() => void)[] = [];
   private closing = false;
   private loopDone: Promise<void> = Promise.resolve();
   private persisting: Promise<void> = Promise.resolve();
@@ -174,6 +177,20 @@ export class SnapshotSink {
   suspect(e: SuspectEvent): void {
     if (this.config.clock === "event") this.core.advance(e.detectedAt);
     this.core.observeSuspect(e);
+    this.poke();
+  }
+
+  /**
+   * Resolves once everything the inputs so far made due is done (requests answered, diagnoses
+   * made, reports handed over): with the event clock, the sink has caught up with the telemetry.
+   */
+  whenIdle(): Promise<void> {
+    if (this.quiet) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private poke(): void {
+    this.quiet = false;
     this.wake?.();
   }
 
@@ -205,13 +222,13 @@ export class SnapshotSink {
       });
     }
     this.core.observeWindow(streams, points);
-    this.wake?.();
+    this.poke();
   }
 
   /** Moves the event clock (tests, and callers with a clock of their own). */
   advance(now: number): void {
     this.core.advance(now);
-    this.wake?.();
+    this.poke();
   }
 
   /** Whether the state bucket answers. */
@@ -229,6 +246,7 @@ export class SnapshotSink {
     this.closing = true;
     this.wake?.();
     await this.loopDone;
+    for (const resolve of this.idleWaiters.splice(0)) resolve();
     await Promise.allSettled([...this.running]);
     await this.persist();
     return { undelivered: this.undelivered() };
@@ -242,8 +260,13 @@ export class SnapshotSink {
     while (!this.closing) {
       try {
         if (this.config.clock === "wall") this.core.advance(this.deps.now());
-        for (const action of this.core.due()) this.launch(action);
+        const actions = this.core.due();
+        for (const action of actions) this.launch(action);
         await this.persist();
+        if (actions.length === 0 && this.running.size === 0) {
+          this.quiet = true;
+          for (const resolve of this.idleWaiters.splice(0)) resolve();
+        }
       } catch (err) {
         this.deps.log.error({ err: (err as Error).message }, "snapshot sink step failed");
       }
@@ -267,7 +290,7 @@ export class SnapshotSink {
       )
       .finally(() => {
         this.running.delete(work);
-        this.wake?.();
+        this.poke();
       });
     this.running.add(work);
   }
