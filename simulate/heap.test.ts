@@ -199,6 +199,37 @@ describe("simulated heap profiles", () => {
     expect(distinct.size).toBe(keys.size);
   });
 
+  it("lets a leak's code churn a little where it does not leak: an isolated leak's everywhere, a canary's in its version", () => {
+    const isolated = processLeaks.find((l) => l.leak.cause === "isolated")!;
+    const canary = processLeaks.find((l) => l.leak.cause === "canary")!;
+    const at = Math.max(isolated.leak.startTs, canary.leak.startTs) + 2 * HOUR;
+    const peers = (l: typeof isolated) =>
+      plan.hosts.filter(
+        (h) =>
+          h !== l.host &&
+          h.downFrom > at &&
+          h.comps.some((c) => c.name === l.comp.name && c.procs.some((p) => p.name === l.proc.name)),
+      );
+    const held = (l: typeof isolated, hostId: string) => {
+      const { target } = targetAt(plan, hostId, l.comp.name, l.proc.name, at);
+      const p = simulatedHeapProfile(plan, target, at, { sampling: false });
+      return { leak: bytesOf(p, new Set([stackKey(leakStackOf(plan, l))])), total: total(p) };
+    };
+    const elsewhere = peers(isolated).map((h) => held(isolated, h.id));
+    expect(elsewhere.length).toBeGreaterThan(3);
+    for (const e of elsewhere) {
+      expect(e.leak).toBeGreaterThan(0);
+      expect(e.leak).toBeLessThan(0.01 * e.total);
+    }
+    const leaking = held(isolated, isolated.host.id);
+    expect(leaking.leak).toBe(Math.round(leakedBytesAt(isolated.proc, at)));
+
+    const canaryHosts = new Set(processLeaks.filter((l) => l.leak.cause === "canary").map((l) => l.host));
+    const others = peers(canary).filter((h) => !canaryHosts.has(h));
+    expect(others.length).toBeGreaterThan(3);
+    for (const h of others) expect(held(canary, h.id).leak).toBe(0);
+  });
+
   it("puts the leaking stack in the truth of process leaks only", () => {
     for (const r of sim.truth()) {
       expect(checkTruth(r).ok).toBe(true);

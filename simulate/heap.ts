@@ -14,7 +14,11 @@
  * - churn and load stacks share the rest (diurnal load included), each moving up and down
  *   around its mean (a random walk on a lattice of 10–60 min), load stacks with the local
  *   time of day on top;
- * - the leaking stack holds exactly leakedBytesAt(proc, t): its pattern, and a restart's reset.
+ * - per host, the shares vary (×e^(0.3·N)), and 1 stack in 20 serves a workload this host runs
+ *   3–10× more than its peers;
+ * - the leaking stack holds exactly leakedBytesAt(proc, t): its pattern, and a restart's reset;
+ * - where another host's leak is in the code but does not bite, its stack churns a little
+ *   (0.05–0.3% of the base size): an isolated leak's everywhere, a canary's in its version.
  * GC sawtooth memory is garbage awaiting collection: a heap profile (taken after a GC) does not
  * hold it, so profiles of a sawtooth process sum to its memory without the sawtooth.
  *
@@ -23,7 +27,7 @@
  * VM state) keeps its samples for the life of the process; churn is sampled afresh each profile;
  * the leak is a counting process over the leaked bytes, so its samples only accumulate.
  */
-import type { Frame, HeapProfile, HeapStack } from "../lib/heap/profile.ts";
+import { type Frame, type HeapProfile, type HeapStack, stackKey } from "../lib/heap/profile.ts";
 import { heapCatalog, leakStack, type StackRole } from "./heap-stacks.ts";
 import {
   type CompPlan,
@@ -76,7 +80,8 @@ export class NoHeapProfileError extends Error {
 
 interface ModelStack {
   frames: Frame[];
-  role: StackRole;
+  /** `dormant`: another leak's stack, where its code runs without leaking (a little churn). */
+  role: StackRole | "dormant";
   /** Share within its role on this host (weights of a role sum to 1). */
   share: number;
   /** Bytes per sample (s/p) and the probability that one allocation is sampled. */
@@ -88,6 +93,8 @@ interface ModelStack {
   /** cache: own capacity as a share of the base size, and its fill time constant. */
   capShare: number;
   tauMs: number;
+  /** dormant: present only while the host runs this version (a canary's code); undefined = always. */
+  version?: string | undefined;
 }
 
 interface ProcModel {
@@ -141,7 +148,7 @@ function modelOf(plan: Plan, target: Omit<HeapTarget, "pid">): ProcModel {
     return {
       frames: s.frames,
       role: s.role,
-      share: s.weight * Math.exp(0.3 * rng.normal()),
+      share: s.weight * Math.exp(0.3 * rng.normal()) * workloadSkew(s.role, rng),
       ...sampling(s.objectBytes),
       sigma: churn ? rng.range([0.15, 0.45]) : rng.range([0.05, 0.15]),
       stepMs: (churn ? rng.range([10, 60]) : rng.range([30, 120])) * MINUTE,
@@ -149,7 +156,7 @@ function modelOf(plan: Plan, target: Omit<HeapTarget, "pid">): ProcModel {
       tauMs: rng.range([0.3, 3]) * HOUR,
     };
   });
-  const roleTotals = new Map<StackRole, number>();
+  const roleTotals = new Map<ModelStack["role"], number>();
   for (const s of stacks) roleTotals.set(s.role, (roleTotals.get(s.role) ?? 0) + s.share);
   for (const s of stacks) s.share /= roleTotals.get(s.role)!;
 
@@ -171,8 +178,61 @@ function modelOf(plan: Plan, target: Omit<HeapTarget, "pid">): ProcModel {
     loadPeakHour: proc.diurnalAmp !== 0 ? proc.diurnalPeakHour : rng.range([11, 16]),
     leak,
   };
+  addDormantLeakStacks(plan, model, rng, sampling);
   perPlan.set(id, model);
   return model;
+}
+
+/**
+ * Hosts do not all run the same workload: now and then one uses a feature, a tenant or a key far
+ * more than its peers, and the stacks serving it hold several times what they hold elsewhere.
+ * (Caches are sized by configuration, VM and burst memory have their own causes.)
+ */
+function workloadSkew(role: StackRole, rng: Rand): number {
+  const skewed = rng.chance(0.05);
+  const factor = rng.logRange([3, 10]);
+  return skewed && (role === "static" || role === "churn" || role === "load") ? factor : 1;
+}
+
+/**
+ * A leak's code runs on every host that has it, but leaks only where the bug bites: elsewhere its
+ * stack allocates a little and frees it. An isolated leak's stack is in every host's copy of
+ * the process; a canary's only in the leaking version's.
+ */
+function addDormantLeakStacks(
+  plan: Plan,
+  m: ProcModel,
+  rng: Rand,
+  sampling: (objectBytes: number) => { p: number; unit: number },
+): void {
+  const seen = new Set<string>(m.leak === null ? [] : [stackKey(m.leak.frames)]);
+  for (const l of plan.leaks) {
+    if (l.proc === m.proc || l.leak.kind !== "process") continue;
+    if (l.comp.name !== m.comp.name || l.proc.name !== m.proc.name) continue;
+    const ls = leakStack(plan, l);
+    const key = stackKey(ls.frames);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const at = rng.int(0, m.stacks.length);
+    m.stacks.splice(at, 0, {
+      frames: ls.frames,
+      role: "dormant",
+      share: rng.range([0.0005, 0.003]),
+      ...sampling(ls.objectBytes),
+      sigma: rng.range([0.2, 0.5]),
+      stepMs: rng.range([10, 60]) * MINUTE,
+      capShare: 0,
+      tauMs: 1,
+      version: l.leak.cause === "canary" ? l.leak.version : undefined,
+    });
+    if (m.leak !== null && at <= m.leak.position) m.leak.position++;
+  }
+}
+
+function versionAt(comp: CompPlan, t: number): string {
+  let v = comp.versions[0]!;
+  for (let i = 1; i < comp.versionAt.length && comp.versionAt[i]! <= t; i++) v = comp.versions[i]!;
+  return v;
 }
 
 /**
@@ -265,16 +325,23 @@ function splitMemory(m: ProcModel, at: number, age: number): number[] {
     s.role === "cache" ? B * s.capShare * (1 - Math.exp(-age / s.tauMs)) : 0,
   );
   const cacheFill = fill.reduce((a, b) => a + b, 0);
-  const rest = Math.max(0, live - staticBytes - warmBytes - burstBytes - vmStackBytes - cacheFill);
+  const version = versionAt(comp, at);
+  const walk = (s: ModelStack, i: number) =>
+    Math.exp(s.sigma * latticeNormal(`${m.key}/${i}/walk`, at, s.stepMs) - (s.sigma * s.sigma) / 2);
+  const dormant = m.stacks.map((s, i) =>
+    s.role === "dormant" && (s.version === undefined || s.version === version) ? B * s.share * walk(s, i) : 0,
+  );
+  const dormantTotal = dormant.reduce((a, b) => a + b, 0);
+  const rest = Math.max(
+    0,
+    live - staticBytes - warmBytes - burstBytes - vmStackBytes - cacheFill - dormantTotal,
+  );
 
   // Churn and load share the rest, each wandering around its mean; load follows the time of day.
   const load = 1 + m.loadAmp * Math.cos(((localHour - m.loadPeakHour) * Math.PI) / 12);
   const moving = m.stacks.map((s, i) => {
     if (s.role !== "churn" && s.role !== "load") return 0;
-    const walk = Math.exp(
-      s.sigma * latticeNormal(`${m.key}/${i}/walk`, at, s.stepMs) - (s.sigma * s.sigma) / 2,
-    );
-    return s.share * walk * (s.role === "load" ? load : 1);
+    return s.share * walk(s, i) * (s.role === "load" ? load : 1);
   });
   const movingTotal = moving.reduce((a, b) => a + b, 0);
 
@@ -288,6 +355,8 @@ function splitMemory(m: ProcModel, at: number, age: number): number[] {
         return vmStackBytes * s.share;
       case "burst":
         return burstBytes * s.share;
+      case "dormant":
+        return dormant[i]!;
       default:
         return movingTotal > 0 ? (rest * moving[i]!) / movingTotal : 0;
     }
