@@ -10,7 +10,10 @@ import {
   renderTable,
   toJsonReport,
 } from "../eval/index.ts";
+import type { TruthRecord } from "../schemas/truth.ts";
+import { createSimulation } from "../simulate/index.ts";
 import { CliError, EXIT } from "./main.ts";
+import { overridesFromFlags, resolveForCli } from "./simulate.ts";
 
 interface EvalFlags {
   telemetry: string;
@@ -22,6 +25,39 @@ interface EvalFlags {
   staticHosts: string;
   plotCap: string;
   baselines: boolean;
+  diagnoseSim?: string;
+  hosts?: string;
+  days?: string;
+  interval?: string;
+  seed?: string;
+  start?: string;
+  lateness?: string;
+}
+
+/**
+ * Rebuilds the simulation that produced the truth (the same scenario and flags as `resin
+ * simulate`) and checks that it does: its truth must equal the file's, record by record, on
+ * target, pattern and start.
+ */
+function simulationFor(flags: EvalFlags, truth: readonly TruthRecord[]) {
+  const config = resolveForCli(flags.diagnoseSim!, overridesFromFlags(flags));
+  const sim = createSimulation(config);
+  const simulated = sim.truth();
+  const id = (r: TruthRecord) => `${r.host}/${r.component}/${r.process} ${r.pattern} from ${r.startTs}`;
+  const n = Math.max(simulated.length, truth.length);
+  for (let i = 0; i < n; i++) {
+    const a = simulated[i];
+    const b = truth[i];
+    if (a === undefined || b === undefined || id(a) !== id(b)) {
+      throw new CliError(
+        `--diagnose-sim: scenario ${config.name} (seed ${config.seed}, ${config.hosts} hosts, ${config.days} days) ` +
+          `does not reproduce --truth: record ${i + 1} is ${b ? id(b) : "missing"} in the file, ` +
+          `${a ? id(a) : "missing"} in the simulation (give the flags resin simulate was run with)`,
+        EXIT.invalidInput,
+      );
+    }
+  }
+  return sim;
 }
 
 function number(flag: string, text: string, min: number, integer = false): number {
@@ -70,6 +106,18 @@ export function registerEval(program: Command): void {
     .option("--static-hosts <n>", "static baseline: alert when >= n hosts exceed the threshold", "1")
     .option("--plot-cap <n>", "HTML: at most n plots per category", "60")
     .option("--no-baselines", "evaluate resin only")
+    .option(
+      "--diagnose-sim <name|file>",
+      "also measure the root-cause diagnosis: rebuild the simulation that made the telemetry (the\n" +
+        "scenario and the --hosts/--days/--interval/--seed/--start/--lateness it was simulated with),\n" +
+        "profile each leak resin found on simulated heap profiles and report top-1/top-3 accuracy",
+    )
+    .option("--hosts <n>", "with --diagnose-sim: as given to resin simulate")
+    .option("--days <d>", "with --diagnose-sim: as given to resin simulate")
+    .option("--interval <duration>", "with --diagnose-sim: as given to resin simulate")
+    .option("--seed <n>", "with --diagnose-sim: as given to resin simulate")
+    .option("--start <iso>", "with --diagnose-sim: as given to resin simulate")
+    .option("--lateness <n>", "with --diagnose-sim: as given to resin simulate")
     .action(async (flags: EvalFlags) => {
       const minGrowth = number("--min-growth", flags.minGrowth, 0);
       const staticHosts = number("--static-hosts", flags.staticHosts, 1, true);
@@ -82,7 +130,13 @@ export function registerEval(program: Command): void {
       if (flags.truth === "-" && (flags.telemetry === "-" || flags.suspects === "-")) {
         throw new CliError("only one input can be stdin");
       }
+      const simFlags = ["hosts", "days", "interval", "seed", "start", "lateness"] as const;
+      const stray = simFlags.filter((f) => flags[f] !== undefined);
+      if (flags.diagnoseSim === undefined && stray.length > 0) {
+        throw new CliError(`--${stray[0]} only goes with --diagnose-sim`);
+      }
       const truth = await load(() => loadTruth(flags.truth), flags.truth);
+      const sim = flags.diagnoseSim === undefined ? undefined : simulationFor(flags, truth);
       const suspects = flags.suspects
         ? await load(() => loadSuspects(flags.suspects!), flags.suspects)
         : undefined;
@@ -97,6 +151,7 @@ export function registerEval(program: Command): void {
         minGrowth,
         baselines: flags.baselines ? { static: { minHosts: staticHosts } } : false,
         plotCap,
+        ...(sim ? { diagnosis: { plan: sim.plan } } : {}),
         ...(process.stderr.isTTY
           ? {
               onProgress: (lines: number) =>

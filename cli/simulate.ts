@@ -49,7 +49,7 @@ interface SimulateFlags extends NatsFlags {
 }
 
 /** Turns the flags into scenario overrides; only flags actually given override the scenario. */
-export function overridesFromFlags(flags: SimulateFlags): SimOverrides {
+export function overridesFromFlags(flags: Partial<SimulateFlags>): SimOverrides {
   const o: SimOverrides = {};
   if (flags.hosts !== undefined) o.hosts = intFlag("--hosts", flags.hosts, 1, 1_000_000);
   if (flags.days !== undefined) {

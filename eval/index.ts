@@ -1,9 +1,11 @@
 import type { SuspectEvent } from "../schemas/suspect.ts";
 import type { TruthRecord } from "../schemas/truth.ts";
+import type { Plan } from "../simulate/plan.ts";
 import type { Baseline } from "./baselines/common.ts";
 import { PrecogBaseline, type PrecogOptions } from "./baselines/precog.ts";
 import { PredictLinearBaseline, type PredictLinearOptions } from "./baselines/predict-linear.ts";
 import { type StaticOptions, StaticThresholdBaseline } from "./baselines/static.ts";
+import type { DiagnosisOptions } from "./diagnosis.ts";
 import { ELIGIBILITY_RULE, judgeEligibility } from "./eligibility.ts";
 import { DELAY_RULE, detectionsFromSuspects, MATCHING_RULE, scoreDetector } from "./match.ts";
 import { buildPlots, DEFAULT_PLOT_CAP, plotsRule } from "./plots.ts";
@@ -39,6 +41,12 @@ export interface EvaluateOptions {
   baselines?: BaselineOptions | false;
   /** Plots per category in the HTML report; default 60. */
   plotCap?: number;
+  /**
+   * Also measure the root-cause diagnosis on simulated heap profiles (eval/diagnosis.ts): the
+   * plan of the simulation that produced the telemetry and truth (simulate/index.ts
+   * createSimulation(config).plan; the same configuration rebuilds it).
+   */
+  diagnosis?: { plan: Plan; options?: Partial<DiagnosisOptions> };
   onProgress?: (lines: number) => void;
 }
 
@@ -145,6 +153,26 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalResult> {
 
   const plots = buildPlots(detectors[0], truth, tracked, telemetry.lastTs ?? 0, plotCap);
 
+  let diagnosis: EvalResult["diagnosis"];
+  if (opts.diagnosis) {
+    // Loaded only when needed: it brings the simulator and the snapshot sink's diagnosis.
+    const { evaluateDiagnosis } = await import("./diagnosis.ts");
+    const resin = detectors[0]!;
+    diagnosis = evaluateDiagnosis(
+      opts.diagnosis.plan,
+      truth,
+      resin.truePositives,
+      resinDetections,
+      opts.diagnosis.options,
+    );
+    const notDiagnosed = diagnosis.overall.cases - diagnosis.overall.diagnosed;
+    if (notDiagnosed > 0) {
+      warnings.push(
+        `${notDiagnosed} leak(s) found by resin could not be diagnosed: their trace ended before ${diagnosis.options.minProfiles} profiles`,
+      );
+    }
+  }
+
   return {
     generatedBy: "resin eval",
     minGrowth,
@@ -162,6 +190,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalResult> {
     detectors,
     plots,
     warnings,
+    ...(diagnosis ? { diagnosis } : {}),
   };
 }
 

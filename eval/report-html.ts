@@ -1,4 +1,5 @@
-import { fmtHours, fmtRatio, METRIC_COLUMNS } from "./table.ts";
+import type { DiagnosisResult } from "./diagnosis.ts";
+import { DIAGNOSIS_COLUMNS, fmtHours, fmtRatio, METRIC_COLUMNS } from "./table.ts";
 import { DAY_MS, type EvalResult, HOUR_MS, type Metrics, type PlotCase, type PlotSection } from "./types.ts";
 
 export function escapeHtml(text: string): string {
@@ -163,6 +164,56 @@ function breakdown(
   return metricsTable(rows, header);
 }
 
+const TRACE_ENDS: Record<DiagnosisResult["cases"][number]["traceEnd"], string> = {
+  complete: "complete",
+  "max-duration": "max duration",
+  restarted: "process restarted",
+  "host-down": "host down",
+};
+
+/** Accuracy table, then one row per diagnosed leak: where the truth stack ranked and what ranked first. */
+function diagnosisHtml(d: DiagnosisResult): string {
+  const row = (group: string, m: DiagnosisResult["overall"]) =>
+    `<tr><td>${escapeHtml(group)}</td>${DIAGNOSIS_COLUMNS.map((c) => `<td class="num">${escapeHtml(c.cell(m))}</td>`).join("")}</tr>`;
+  const summary = `<table><thead><tr><th>truth pattern</th>${DIAGNOSIS_COLUMNS.map((c) => `<th>${escapeHtml(c.header)}</th>`).join("")}</tr></thead><tbody>
+${[row("all", d.overall), ...Object.entries(d.byPattern).map(([p, m]) => row(p, m))].join("\n")}
+</tbody></table>`;
+  const head = [
+    "target",
+    "truth",
+    "told",
+    "profiles",
+    "refs",
+    "trace",
+    "rank",
+    "truth leaf",
+    "first culprit",
+  ];
+  const cases = d.cases
+    .map((c) => {
+      const first = c.culprits[0];
+      const cls = c.rank === 1 ? "hit" : "miss";
+      const cells = [
+        `${c.host}/${c.component}/${c.process}`,
+        `${c.truthPattern}${c.cause ? ` ${c.cause}` : ""}`,
+        `${c.estimate.pattern} ${formatBytes(c.estimate.growthBytesPerHour)}/h`,
+        String(c.profiles),
+        String(c.referenceHosts.length),
+        TRACE_ENDS[c.traceEnd],
+        c.diagnosed ? (c.rank === null ? "–" : `#${c.rank}`) : "not diagnosed",
+        `${c.truthLeaf.fn} (${c.truthLeaf.file}:${c.truthLeaf.line})`,
+        first ? `${first.frame.fn} — ${first.reason}` : (c.reason ?? ""),
+      ];
+      return `<tr class="${cls}">${cells.map((x) => `<td>${escapeHtml(x)}</td>`).join("")}</tr>`;
+    })
+    .join("\n");
+  return `<h2>Root-cause diagnosis <small>simulated heap profiles of resin's true positives (process leaks)</small></h2>
+${summary}
+<table class="cases"><thead><tr>${head.map((h) => `<th>${escapeHtml(h)}</th>`).join("")}</tr></thead><tbody>
+${cases}
+</tbody></table>`;
+}
+
 const SECTION_TITLES: Record<PlotSection["category"], string> = {
   tp: "True positives (resin)",
   fp: "False positives (resin)",
@@ -202,6 +253,7 @@ export function renderHtml(result: EvalResult): string {
     ["Percentiles", result.rules.percentiles],
     ...result.detectors.map((d) => [`Detector: ${d.name}`, d.rule] as [string, string]),
     ["Plots", result.rules.plots],
+    ...(result.diagnosis ? [["Root-cause diagnosis", result.diagnosis.rule] as [string, string]] : []),
   ]
     .map(([k, v]) => `<dt>${escapeHtml(k!)}</dt><dd>${escapeHtml(v!)}</dd>`)
     .join("\n");
@@ -212,6 +264,10 @@ export function renderHtml(result: EvalResult): string {
       : "";
   const headline = resin
     ? `resin: precision ${fmtRatio(resin.overall.precision)}, recall ${fmtRatio(resin.overall.recallEligible)} (eligible), F1 ${fmtRatio(resin.overall.f1)}, delay p50 ${fmtHours(resin.overall.delayP50h)} h`
+    : "";
+  const d = result.diagnosis?.overall;
+  const rootCause = d
+    ? `; root cause: top-1 ${fmtRatio(d.top1Rate)}, top-3 ${fmtRatio(d.top3Rate)} of ${d.diagnosed} diagnosed leaks`
     : "";
 
   return `<!doctype html>
@@ -226,9 +282,10 @@ figcaption{font-size:12px;margin-bottom:2px;max-width:720px}
 figure.tp figcaption b{color:#1a7a30}figure.fp figcaption b{color:#b02020}figure.miss figcaption b{color:#a06000}
 .kind{color:#666;font-size:11px}small{font-weight:normal;color:#666}.warn{color:#a05000}
 .legend span{margin-right:14px;font-size:12px}
+table.cases td{font-size:12px}tr.miss td{background:#fff4e6}
 </style></head><body>
 <h1>resin eval</h1>
-<p>${escapeHtml(headline)}</p>
+<p>${escapeHtml(headline + rootCause)}</p>
 <p>Telemetry <code>${escapeHtml(tel.path)}</code>: ${tel.lines} lines (${tel.badLines} bad, skipped), ${tel.samples} process samples${tel.firstTs !== null ? `, ${escapeHtml(new Date(tel.firstTs).toISOString())} – ${escapeHtml(new Date(t1).toISOString())}` : ""}.
 Truth: ${result.truth.length} records, ${eligible} eligible at min-growth ${(result.minGrowth * 100).toFixed(0)}%.
 Resin: ${result.resinSource === "suspects-file" ? "suspect events read from a file" : "detector run in-process"} (${result.suspectEvents} events).</p>
@@ -240,6 +297,7 @@ ${breakdown(result, (d) => d.byPattern, "pattern")}
 <h2>By kind</h2>
 ${breakdown(result, (d) => d.byKind, "kind")}
 ${Object.keys(resin?.byCause ?? {}).length > 0 ? `<h2>By cause <small>recall side</small></h2>\n${breakdown(result, (d) => d.byCause, "cause")}` : ""}
+${result.diagnosis ? diagnosisHtml(result.diagnosis) : ""}
 <h2>Rules</h2>
 <dl>
 ${rules}

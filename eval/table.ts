@@ -1,3 +1,4 @@
+import type { DiagnosisMetrics, DiagnosisResult } from "./diagnosis.ts";
 import type { EvalResult, Metrics } from "./types.ts";
 
 export interface Column {
@@ -61,6 +62,39 @@ function section(
   return `${title}\n${alignRows(rows, 2)}\n`;
 }
 
+const countRate = (n: number, rate: number | null) => `${n} (${fmtRatio(rate)})`;
+
+export const DIAGNOSIS_COLUMNS: { header: string; cell: (m: DiagnosisMetrics) => string }[] = [
+  { header: "leaks", cell: (m) => String(m.cases) },
+  { header: "diagnosed", cell: (m) => String(m.diagnosed) },
+  { header: "top-1", cell: (m) => countRate(m.top1, m.top1Rate) },
+  { header: "top-3", cell: (m) => countRate(m.top3, m.top3Rate) },
+  { header: "complete traces", cell: (m) => String(m.complete) },
+];
+
+/** Where a case's truth stack ranked, and what ranked above it. */
+export function describeMiss(c: DiagnosisResult["cases"][number]): string {
+  const target = `${c.host}/${c.component}/${c.process} (${c.truthPattern}, told ${c.estimate.pattern})`;
+  if (!c.diagnosed) return `${target}: not diagnosed, ${c.reason ?? c.traceEnd}`;
+  const ranked = c.culprits.map((k, i) => `#${i + 1} ${k.frame.fn}`).join(", ");
+  const where = c.rank === null ? "not among the culprits" : `ranked #${c.rank}`;
+  return `${target}: ${c.truthLeaf.fn} (${c.truthLeaf.file}) ${where}; ${ranked || "no culprit"}`;
+}
+
+function diagnosisSection(d: DiagnosisResult): string {
+  const rows: string[][] = [["pattern", ...DIAGNOSIS_COLUMNS.map((c) => c.header)]];
+  rows.push(["all", ...DIAGNOSIS_COLUMNS.map((c) => c.cell(d.overall))]);
+  for (const [p, m] of Object.entries(d.byPattern))
+    rows.push([p, ...DIAGNOSIS_COLUMNS.map((c) => c.cell(m))]);
+  const misses = d.cases.filter((c) => c.rank !== 1).map((c) => `  ${describeMiss(c)}`);
+  return (
+    "Root-cause diagnosis on simulated heap profiles (resin's true positives of process leaks; by truth pattern)\n" +
+    `${alignRows(rows, 1)}\n` +
+    "top-k: one of the first k culprits has the truth stack's leaf function and file; rates over diagnosed leaks\n" +
+    (misses.length > 0 ? `not top-1:\n${misses.join("\n")}\n` : "")
+  );
+}
+
 /** The stdout report: summary table (resin and each baseline), then per-pattern, per-kind and per-cause breakdowns. */
 export function renderTable(result: EvalResult): string {
   const t = result.telemetry;
@@ -86,6 +120,7 @@ export function renderTable(result: EvalResult): string {
     ),
     section("By kind", result, (d) => d.byKind, "kind"),
     section("By cause (recall side)", result, (d) => d.byCause, "cause"),
+    result.diagnosis ? diagnosisSection(result.diagnosis) : "",
   ].filter((p) => p !== "");
   parts.push(
     "precision over distinct suspected (host, component, process) targets; recall(elig) over truth records that\n" +

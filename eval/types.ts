@@ -1,6 +1,7 @@
 import type { GrowthPattern, LeakKind } from "../schemas/suspect.ts";
 import { KERNEL_COMPONENT } from "../schemas/telemetry.ts";
 import type { TruthRecord } from "../schemas/truth.ts";
+import type { DiagnosisResult } from "./diagnosis.ts";
 
 export const HOUR_MS = 3_600_000;
 export const DAY_MS = 24 * HOUR_MS;
@@ -175,4 +176,6 @@ export interface EvalResult {
   /** Plots of resin's cases (baseline cases are listed, not plotted: their targets are unknown before the pass). */
   plots: PlotSection[];
   warnings: string[];
+  /** Root-cause accuracy on simulated heap profiles, when asked for (evaluate's `diagnosis`). */
+  diagnosis?: DiagnosisResult;
 }
