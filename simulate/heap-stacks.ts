@@ -401,6 +401,71 @@ function buildCatalog(seed: number, component: string, process: string, spec: Pr
   return { component, process, runtime: namer.runtime, samplingBytes: SAMPLING_BYTES[namer.runtime], stacks };
 }
 
+/** How one version changed a process's code, relative to the component's initial version. */
+export interface VersionChanges {
+  /** New leaf line of the catalogue stacks whose allocating function this version edited, by index. */
+  movedLines: Map<number, number>;
+  /** Stacks of code this version added (`weight`: their share of the process's base size). */
+  added: CatalogStack[];
+}
+
+const NO_CHANGES: VersionChanges = { movedLines: new Map(), added: [] };
+const versionCache = new WeakMap<SimConfig, Map<string, VersionChanges>>();
+
+/**
+ * What a release changes in the heap: about 1 allocating function in 10 is edited (its stacks
+ * move to another line, so they no longer match the old version's by line), and 0–2 new stacks
+ * come with new code. Each version is drawn against the initial one, the same on every host.
+ */
+export function versionChanges(
+  config: SimConfig,
+  component: string,
+  process: string,
+  version: string,
+): VersionChanges {
+  const initial = config.components.find((c) => c.name === component)?.version;
+  if (version === initial) return NO_CHANGES;
+  let perConfig = versionCache.get(config);
+  if (perConfig === undefined) {
+    perConfig = new Map();
+    versionCache.set(config, perConfig);
+  }
+  const key = `${component}\u0000${process}\u0000${version}`;
+  const cached = perConfig.get(key);
+  if (cached !== undefined) return cached;
+  const catalog = heapCatalog(config, component, process);
+  const { namer, entries } = namerOf(config.seed, component, process);
+  const rng = new Rand(config.seed, `heap-version/${component}/${process}/${version}`);
+  const movedLines = new Map<number, number>();
+  catalog.stacks.forEach((s, i) => {
+    if (!rng.chance(0.1)) return;
+    const shift = rng.int(1, 40) * (rng.chance(0.5) ? 1 : -1);
+    movedLines.set(i, Math.max(1, s.frames[0]!.line + shift));
+  });
+  const added: CatalogStack[] = [];
+  const n = rng.int(0, 2);
+  for (let i = 0; i < n; i++) {
+    const role: StackRole = rng.chance(0.5) ? "static" : "churn";
+    const pkg = rng.pick(namer.packages);
+    const leaf = namer.frame(
+      rng,
+      pkg,
+      capitalize(rng.pick(NOUNS[role])),
+      rng.pick(VERBS[role]),
+      rng.pick(NOUNS[role]),
+    );
+    added.push({
+      frames: [leaf, ...namer.callers(rng, pkg, entries)],
+      role,
+      weight: rng.range([0.005, 0.03]),
+      objectBytes: Math.round(rng.logRange(role === "static" ? [32, 4096] : [128, 131072])),
+    });
+  }
+  const changes = { movedLines, added };
+  perConfig.set(key, changes);
+  return changes;
+}
+
 /** The leaking allocation stack of a leak (process leaks only) and the size of one leaked object. */
 export interface LeakStack {
   frames: Frame[];

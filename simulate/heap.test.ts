@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type HeapProfile, stackKey } from "../lib/heap/profile.ts";
+import { type Frame, type HeapProfile, stackKey } from "../lib/heap/profile.ts";
 import { checkTruth } from "../schemas/truth.ts";
 import {
   heapCatalog,
@@ -9,6 +9,7 @@ import {
   poissonQuantile,
   simulatedHeapProfile,
 } from "./heap.ts";
+import { versionChanges } from "./heap-stacks.ts";
 import { createSimulation, resolveScenario } from "./index.ts";
 import { healthyBytesAt, leakedBytesAt, lifeAt, type Plan } from "./plan.ts";
 
@@ -228,6 +229,35 @@ describe("simulated heap profiles", () => {
     const others = peers(canary).filter((h) => !canaryHosts.has(h));
     expect(others.length).toBeGreaterThan(3);
     for (const h of others) expect(held(canary, h.id).leak).toBe(0);
+  });
+
+  it("lets a new version move some stacks to other lines and add a few", () => {
+    const canary = processLeaks.find((l) => l.leak.cause === "canary")!;
+    const version = canary.leak.version!;
+    const changes = versionChanges(plan.config, canary.comp.name, canary.proc.name, version);
+    const initial = versionChanges(plan.config, canary.comp.name, canary.proc.name, canary.comp.versions[0]!);
+    expect(initial.movedLines.size + initial.added.length).toBe(0);
+    expect(changes.movedLines.size).toBeGreaterThan(0);
+
+    const at = canary.leak.startTs + HOUR;
+    const old = plan.hosts.find(
+      (h) => h.comps.some((c) => c.name === canary.comp.name && c.versions.length === 1) && h.downFrom > at,
+    )!;
+    const profileOf = (host: string) =>
+      simulatedHeapProfile(plan, targetAt(plan, host, canary.comp.name, canary.proc.name, at).target, at, {
+        sampling: false,
+      });
+    const fnKey = (frames: Frame[]) => JSON.stringify(frames.map((f) => [f.fn, f.file]));
+    const before = profileOf(old.id).stacks;
+    const after = profileOf(canary.host.id).stacks;
+    const oldKeys = new Set(before.map((s) => stackKey(s.frames)));
+    const oldFunctions = new Set(before.map((s) => fnKey(s.frames)));
+    const moved = after.filter((s) => !oldKeys.has(stackKey(s.frames)) && oldFunctions.has(fnKey(s.frames)));
+    expect(moved.length).toBe(changes.movedLines.size);
+    for (const a of changes.added) {
+      expect(after.some((s) => stackKey(s.frames) === stackKey(a.frames))).toBe(true);
+      expect(before.some((s) => stackKey(s.frames) === stackKey(a.frames))).toBe(false);
+    }
   });
 
   it("puts the leaking stack in the truth of process leaks only", () => {

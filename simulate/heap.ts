@@ -18,7 +18,9 @@
  *   3–10× more than its peers;
  * - the leaking stack holds exactly leakedBytesAt(proc, t): its pattern, and a restart's reset;
  * - where another host's leak is in the code but does not bite, its stack churns a little
- *   (0.05–0.3% of the base size): an isolated leak's everywhere, a canary's in its version.
+ *   (0.05–0.3% of the base size): an isolated leak's everywhere, a canary's in its version;
+ * - a version other than the component's first has edited ~1 function in 10 (those stacks sit at
+ *   another line) and added 0–2 stacks of new code (0.5–3% of the base size).
  * GC sawtooth memory is garbage awaiting collection: a heap profile (taken after a GC) does not
  * hold it, so profiles of a sawtooth process sum to its memory without the sawtooth.
  *
@@ -28,7 +30,7 @@
  * the leak is a counting process over the leaked bytes, so its samples only accumulate.
  */
 import { type Frame, type HeapProfile, type HeapStack, stackKey } from "../lib/heap/profile.ts";
-import { heapCatalog, leakStack, type StackRole } from "./heap-stacks.ts";
+import { heapCatalog, leakStack, type StackRole, versionChanges } from "./heap-stacks.ts";
 import {
   type CompPlan,
   type HostPlan,
@@ -80,8 +82,13 @@ export class NoHeapProfileError extends Error {
 
 interface ModelStack {
   frames: Frame[];
-  /** `dormant`: another leak's stack, where its code runs without leaking (a little churn). */
-  role: StackRole | "dormant";
+  /**
+   * `dormant`: another leak's stack, where its code runs without leaking (a little churn);
+   * `added`: a stack of code a later version added.
+   */
+  role: StackRole | "dormant" | "added";
+  /** Index in the catalogue (a version may move its leaf line); -1 for stacks not in it. */
+  catalogIndex: number;
   /** Share within its role on this host (weights of a role sum to 1). */
   share: number;
   /** Bytes per sample (s/p) and the probability that one allocation is sampled. */
@@ -93,8 +100,10 @@ interface ModelStack {
   /** cache: own capacity as a share of the base size, and its fill time constant. */
   capShare: number;
   tauMs: number;
-  /** dormant: present only while the host runs this version (a canary's code); undefined = always. */
+  /** dormant, added: present only while the host runs this version; undefined = always. */
   version?: string | undefined;
+  /** added: its memory churns (else it stays). */
+  churns?: boolean;
 }
 
 interface ProcModel {
@@ -143,11 +152,12 @@ function modelOf(plan: Plan, target: Omit<HeapTarget, "pid">): ProcModel {
     return { p, unit: s / p };
   };
 
-  const stacks: ModelStack[] = catalog.stacks.map((s) => {
+  const stacks: ModelStack[] = catalog.stacks.map((s, catalogIndex) => {
     const churn = s.role === "churn";
     return {
       frames: s.frames,
       role: s.role,
+      catalogIndex,
       share: s.weight * Math.exp(0.3 * rng.normal()) * workloadSkew(s.role, rng),
       ...sampling(s.objectBytes),
       sigma: churn ? rng.range([0.15, 0.45]) : rng.range([0.05, 0.15]),
@@ -179,6 +189,7 @@ function modelOf(plan: Plan, target: Omit<HeapTarget, "pid">): ProcModel {
     leak,
   };
   addDormantLeakStacks(plan, model, rng, sampling);
+  addVersionStacks(plan, model, rng, sampling);
   perPlan.set(id, model);
   return model;
 }
@@ -217,6 +228,7 @@ function addDormantLeakStacks(
     m.stacks.splice(at, 0, {
       frames: ls.frames,
       role: "dormant",
+      catalogIndex: -1,
       share: rng.range([0.0005, 0.003]),
       ...sampling(ls.objectBytes),
       sigma: rng.range([0.2, 0.5]),
@@ -226,6 +238,34 @@ function addDormantLeakStacks(
       version: l.leak.cause === "canary" ? l.leak.version : undefined,
     });
     if (m.leak !== null && at <= m.leak.position) m.leak.position++;
+  }
+}
+
+/** The stacks each version this host will run added, each present while it runs that version. */
+function addVersionStacks(
+  plan: Plan,
+  m: ProcModel,
+  rng: Rand,
+  sampling: (objectBytes: number) => { p: number; unit: number },
+): void {
+  for (const version of new Set(m.comp.versions)) {
+    for (const a of versionChanges(plan.config, m.comp.name, m.proc.name, version).added) {
+      const at = rng.int(0, m.stacks.length);
+      m.stacks.splice(at, 0, {
+        frames: a.frames,
+        role: "added",
+        catalogIndex: -1,
+        share: a.weight * Math.exp(0.3 * rng.normal()),
+        ...sampling(a.objectBytes),
+        sigma: rng.range([0.15, 0.45]),
+        stepMs: rng.range([10, 60]) * MINUTE,
+        capShare: 0,
+        tauMs: 1,
+        version,
+        churns: a.role === "churn",
+      });
+      if (m.leak !== null && at <= m.leak.position) m.leak.position++;
+    }
   }
 }
 
@@ -284,14 +324,19 @@ export function simulatedHeapProfile(
     const key = `${m.key}/leak/life${lifeIndex}`;
     push(leak.frames, leaked, leak, () => sampledCount(key, plan.config.seed, leak.unit, leaked));
   };
+  // The version running now may have edited some allocating functions: their stacks moved line.
+  const moved = versionChanges(plan.config, m.comp.name, proc.name, versionAt(m.comp, at)).movedLines;
   for (let i = 0; i < m.stacks.length; i++) {
     if (m.leak?.position === i) pushLeak();
     const s = m.stacks[i]!;
     const live = bytes[i]!;
     // Memory that stays keeps its samples for the process's life; churn is sampled afresh.
-    const stays = s.role === "static" || s.role === "cache" || s.role === "vm";
+    const stays =
+      s.role === "static" || s.role === "cache" || s.role === "vm" || (s.role === "added" && !s.churns);
     const key = `${m.key}/${i}/${stays ? `life${lifeIndex}` : `t${at}`}`;
-    push(s.frames, live, s, () => poissonQuantile(live / s.unit, uniform(key, 7)));
+    const line = moved.get(s.catalogIndex);
+    const frames = line === undefined ? s.frames : [{ ...s.frames[0]!, line }, ...s.frames.slice(1)];
+    push(frames, live, s, () => poissonQuantile(live / s.unit, uniform(key, 7)));
   }
   if (m.leak?.position === m.stacks.length) pushLeak();
   return { takenAt: at, stacks };
@@ -328,13 +373,16 @@ function splitMemory(m: ProcModel, at: number, age: number): number[] {
   const version = versionAt(comp, at);
   const walk = (s: ModelStack, i: number) =>
     Math.exp(s.sigma * latticeNormal(`${m.key}/${i}/walk`, at, s.stepMs) - (s.sigma * s.sigma) / 2);
-  const dormant = m.stacks.map((s, i) =>
-    s.role === "dormant" && (s.version === undefined || s.version === version) ? B * s.share * walk(s, i) : 0,
-  );
-  const dormantTotal = dormant.reduce((a, b) => a + b, 0);
+  // Stacks outside the catalogue: other leaks' code, and code later versions added.
+  const extra = m.stacks.map((s, i) => {
+    if (s.role !== "dormant" && s.role !== "added") return 0;
+    if (s.version !== undefined && s.version !== version) return 0;
+    return B * s.share * (s.role === "dormant" || s.churns ? walk(s, i) : 1);
+  });
+  const extraTotal = extra.reduce((a, b) => a + b, 0);
   const rest = Math.max(
     0,
-    live - staticBytes - warmBytes - burstBytes - vmStackBytes - cacheFill - dormantTotal,
+    live - staticBytes - warmBytes - burstBytes - vmStackBytes - cacheFill - extraTotal,
   );
 
   // Churn and load share the rest, each wandering around its mean; load follows the time of day.
@@ -356,7 +404,8 @@ function splitMemory(m: ProcModel, at: number, age: number): number[] {
       case "burst":
         return burstBytes * s.share;
       case "dormant":
-        return dormant[i]!;
+      case "added":
+        return extra[i]!;
       default:
         return movingTotal > 0 ? (rest * moving[i]!) / movingTotal : 0;
     }
