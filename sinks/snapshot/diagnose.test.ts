@@ -208,6 +208,40 @@ describe("diagnose", () => {
     expect(spike.culprits[1]!.excessBytes).toBe(0);
   });
 
+  it("matches a reference's stacks by function when a release moved their lines", () => {
+    const profiles = series({ warmJitCache: [0, 2, 4, 6, 8, 10], retainSessionBuffers: [0, 1, 2, 3, 4, 5] });
+    // Two references run the previous release, where warmJitCache's allocation sat 4 lines higher.
+    const moved = (p: HeapProfile): HeapProfile => ({
+      ...p,
+      stacks: p.stacks.map((s) => ({ ...s, frames: [{ ...s.frames[0]!, line: 6 }, ...s.frames.slice(1)] })),
+    });
+    const references = [
+      series({ warmJitCache: [0, 2, 4, 6] }).map(moved),
+      series({ warmJitCache: [1, 3, 5, 7] }).map(moved),
+      series({ warmJitCache: [0, 1.9, 4.1, 5.9] }),
+    ];
+    const d = diagnose({ profiles, references, estimate: steady(10) });
+    expect(d.culprits.map((c) => c.frames[0]!.fn)).toEqual(["retainSessionBuffers"]);
+    expect(d.dropped.onReferences).toBe(1);
+  });
+
+  it("keeps a stack that grows on healthy hosts as fast as here when it holds far more than they do", () => {
+    // A small, slow leak: its code churns a little on healthy hosts, which happens to rise as much.
+    const profiles = series({
+      retainSessionBuffers: [10, 10, 10.5, 10.5, 11, 11],
+      parseBody: [1, 2, 1, 2, 1, 2],
+    });
+    const references = [
+      series({ retainSessionBuffers: [0.1, 0.4, 0.2, 0.9], parseBody: [2, 1, 2, 1] }),
+      series({ retainSessionBuffers: [0.2, 0.5, 0.8, 1.1], parseBody: [1, 2, 1, 2] }),
+    ];
+    const d = diagnose({ profiles, references, estimate: steady(0.4) });
+    expect(d.culprits[0]!.frames[0]!.fn).toBe("retainSessionBuffers");
+    expect(d.culprits[0]!.excessBytes).toBeCloseTo((10 - 3 * 1.1) * MiB);
+    expect(d.culprits[0]!.reason).toMatch(/grows \d+% as fast on healthy hosts; held 6.7 MiB beyond 3×/);
+    expect(d.dropped.onReferences).toBe(0);
+  });
+
   it("falls back to the last two profiles when every stack is filtered out", () => {
     const profiles = series({ a: [0, 10, 20, 30], b: [0, 20, 20, 25], c: [5, 5, 5, 4] });
     const d = diagnose({ profiles, estimate: steady(0.5) });

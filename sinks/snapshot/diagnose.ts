@@ -21,9 +21,9 @@ export interface LeakEstimate {
   /** Growth rate of the process's memory, bytes per hour. 0 when unknown. */
   growthBytesPerHour: number;
   /**
-   * Since when the process has been accumulating the leak, epoch ms (the later of the suspicious
-   * interval's start and the process's start), when known: unless spike, a stack cannot hold more
-   * beyond the references than the leak could have retained since then.
+   * Since when the process may have been accumulating the leak, epoch ms, when known (its start is
+   * a safe bound; a detector's suspicious interval may begin long after the leak did): unless
+   * spike, a stack cannot hold more beyond the references than the leak could have retained since.
    */
   since?: number;
 }
@@ -124,13 +124,12 @@ export function diagnose(input: DiagnoseInput, options: Partial<DiagnoseOptions>
       ? opts.maxGrowthOverEstimate * growthBytesPerHour * (Math.max(0, lastAt - since) / HOUR_MS)
       : Number.POSITIVE_INFINITY;
   for (const s of series.values()) {
-    const key = stackKey(s.frames);
     const shape = growthShape(s.bytes, opts.noiseBytes);
     const grew = shape.net > opts.noiseBytes;
     if (grew) totalGrowth += shape.net;
     let excess = 0;
     if (referenceMax !== null) {
-      excess = Math.max(0, Math.min(...s.bytes) - opts.excessOverReferences * (referenceMax.get(key) ?? 0));
+      excess = Math.max(0, Math.min(...s.bytes) - opts.excessOverReferences * referenceMax.get(s.frames));
       if (excess <= opts.noiseBytes || excess > maxExcess) excess = 0;
     }
     if (!grew && excess === 0) continue;
@@ -153,11 +152,12 @@ export function diagnose(input: DiagnoseInput, options: Partial<DiagnoseOptions>
         score *= shape.lateFactor;
         if (shape.lateFactor < 0.5) reasons.push("grew early then settled, like a cache filling");
       }
-      const ref = referenceFactor(key, shape.net, shape.intervals, windowMs, references, opts);
-      if (ref.drop) {
+      const ref = referenceFactor(s.frames, shape.net, shape.intervals, windowMs, references, opts);
+      if (ref.drop && excess === 0) {
         dropped.onReferences++;
         continue;
       }
+      // Growth that healthy hosts share explains nothing; what it holds beyond theirs still may.
       score *= ref.factor;
       if (ref.note) reasons.push(ref.note);
     } else {
@@ -240,30 +240,56 @@ function describeGrowth(g: GrowthShape): string {
 
 /** A healthy host's growth per stack over its series, and how long the series lasted. */
 interface ReferenceGrowth {
-  growth: Map<string, number>;
+  growth: StackMap;
   ms: number;
   intervals: number;
 }
 
 function referenceGrowth(series: HeapProfile[]): ReferenceGrowth {
-  const growth = new Map<string, number>();
+  const growth = new StackMap();
   for (const s of seriesByStack([series[0]!, series.at(-1)!]).values()) {
-    growth.set(stackKey(s.frames), s.bytes[1]! - s.bytes[0]!);
+    growth.add(s.frames, s.bytes[1]! - s.bytes[0]!);
   }
   return { growth, ms: series.at(-1)!.takenAt - series[0]!.takenAt, intervals: series.length - 1 };
 }
 
 /** The most each stack held in any profile of any reference; null without references. */
-function largestOnReferences(series: HeapProfile[][]): Map<string, number> | null {
+function largestOnReferences(series: HeapProfile[][]): StackMap | null {
   if (series.length === 0) return null;
-  const most = new Map<string, number>();
+  const most = new Map<string, { frames: Frame[]; bytes: number }>();
   for (const r of series) {
     for (const s of seriesByStack(r).values()) {
       const key = stackKey(s.frames);
-      most.set(key, Math.max(most.get(key) ?? 0, ...s.bytes));
+      most.set(key, { frames: s.frames, bytes: Math.max(most.get(key)?.bytes ?? 0, ...s.bytes) });
     }
   }
-  return most;
+  const map = new StackMap();
+  for (const m of most.values()) map.add(m.frames, m.bytes);
+  return map;
+}
+
+/**
+ * Bytes per stack of a reference, found by the exact stack or, when a release moved lines (the
+ * reference runs another version), by the same functions and files: the sum over its stacks
+ * that differ from it only in lines.
+ */
+class StackMap {
+  private readonly byStack = new Map<string, number>();
+  private readonly byFunctions = new Map<string, number>();
+
+  add(frames: Frame[], bytes: number): void {
+    this.byStack.set(stackKey(frames), bytes);
+    const f = functionsKey(frames);
+    this.byFunctions.set(f, (this.byFunctions.get(f) ?? 0) + bytes);
+  }
+
+  get(frames: Frame[]): number {
+    return this.byStack.get(stackKey(frames)) ?? this.byFunctions.get(functionsKey(frames)) ?? 0;
+  }
+}
+
+function functionsKey(frames: Frame[]): string {
+  return JSON.stringify(frames.map((f) => [f.fn, f.file]));
 }
 
 /**
@@ -272,7 +298,7 @@ function largestOnReferences(series: HeapProfile[][]): Map<string, number> | nul
  * Rates are per hour, or per interval when some series has no time span.
  */
 function referenceFactor(
-  key: string,
+  frames: Frame[],
   net: number,
   intervals: number,
   windowMs: number,
@@ -283,8 +309,10 @@ function referenceFactor(
   const useHours = windowMs > 0 && references.every((r) => r.ms > 0);
   const rate = (growth: number, ms: number, n: number) => growth / (useHours ? ms / HOUR_MS : n);
   const here = rate(net, windowMs, intervals);
-  const there = median(references.map((r) => rate(r.growth.get(key) ?? 0, r.ms, r.intervals)));
-  if (there >= opts.referenceDropRatio * here) return { drop: true, factor: 0 };
+  const there = median(references.map((r) => rate(r.growth.get(frames), r.ms, r.intervals)));
+  if (there >= opts.referenceDropRatio * here) {
+    return { drop: true, factor: 0, note: `grows ${percent(there / here)} as fast on healthy hosts` };
+  }
   if (there <= 0) return { drop: false, factor: 1 };
   return {
     drop: false,
