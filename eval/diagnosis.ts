@@ -28,7 +28,7 @@ import {
   diagnose,
   type LeakEstimate,
 } from "../sinks/snapshot/diagnose.ts";
-import { fitLine } from "./stats.ts";
+import { fitLine, median } from "./stats.ts";
 import { type Detection, HOUR_MS, type Target, type TruePositive, type TruthEval } from "./types.ts";
 
 export interface DiagnosisOptions {
@@ -54,7 +54,7 @@ export const DEFAULT_DIAGNOSIS_OPTIONS: DiagnosisOptions = {
   minProfiles: 3,
   references: 3,
   referenceHistoryMs: 24 * HOUR_MS,
-  referenceMinAgeMs: 2 * HOUR_MS,
+  referenceMinAgeMs: 3 * HOUR_MS,
   referenceMaxGrowthRatio: 0.25,
 };
 
@@ -65,11 +65,11 @@ export const DIAGNOSIS_RULE =
   "and R² < 0.1; spike: a rise ≥ 0.5 × the largest 1 h rise of the suspicious interval; on the process's " +
   "5-min memory) with at least 3 profiles, or for 6 h; a restart or the host going down ends the trace. " +
   "Reference profiles at the same times from up to 3 hosts running the same process that resin has not " +
-  "flagged by then and whose memory over their current life (at least 2 h, at most the last 24 h) grew " +
-  "slower than 25% of the suspect's rate; same version and cluster first, then same version, then same " +
-  "cluster, then any. diagnose() is told resin's pattern, resin's rate (or the traced memory's slope when " +
-  "faster) and since when the process has been leaking (the later of the suspicious interval's start and " +
-  "the process's start). Top-k is right when one of the first k culprits has the truth stack's leaf " +
+  "flagged by then and whose memory over their current life (at least 3 h, at most the last 24 h; " +
+  "Theil–Sen slope of hourly medians) grew slower than 25% of the suspect's rate; hosts running the " +
+  "version most hosts run (the baseline a canary is compared with) in the suspect's cluster first, then " +
+  "elsewhere, then other versions in the cluster, then any. diagnose() is told resin's pattern, resin's rate (or the traced memory's slope when " +
+  "faster) and the process's start (since when it may have been leaking). Top-k is right when one of the first k culprits has the truth stack's leaf " +
   "function and file. Rates are over diagnosed leaks (traces with at least 3 profiles).";
 
 /** How a trace ended. */
@@ -207,7 +207,7 @@ function diagnoseCase(
   const estimate: LeakEstimate = {
     pattern: tp.pattern ?? "steady",
     growthBytesPerHour: Math.max(0, tp.growthBytesPerHour ?? 0),
-    since: Math.max(tp.start ?? start, life.startedAt),
+    since: life.startedAt,
   };
   const truthLeaf = (t.record.stack ?? leakStackOf(plan, entry))[0]!;
   const target = { host: host.id, component: comp.name, process: proc.name };
@@ -368,6 +368,26 @@ interface Reference {
   target: { host: string; component: string; process: string; pid: number };
 }
 
+/** Theil–Sen slope (bytes per ms) of the hourly medians of a series; null below 3 hours. */
+export function hourlyTheilSen(xs: readonly number[], ys: readonly number[]): number | null {
+  const hours = new Map<number, number[]>();
+  xs.forEach((x, i) => {
+    const h = Math.floor(x / HOUR_MS);
+    const list = hours.get(h);
+    if (list) list.push(ys[i]!);
+    else hours.set(h, [ys[i]!]);
+  });
+  const points = [...hours].map(([h, v]) => [h * HOUR_MS, median(v)!] as const);
+  if (points.length < 3) return null;
+  const slopes: number[] = [];
+  for (let i = 0; i < points.length; i++) {
+    for (let j = i + 1; j < points.length; j++) {
+      slopes.push((points[j]![1] - points[i]![1]) / (points[j]![0] - points[i]![0]));
+    }
+  }
+  return median(slopes);
+}
+
 function versionAt(comp: CompPlan, t: number): string {
   let v = comp.versions[0]!;
   for (let i = 1; i < comp.versionAt.length && comp.versionAt[i]! <= t; i++) v = comp.versions[i]!;
@@ -394,20 +414,27 @@ function pickReferences(
       .filter((d) => d.component === comp.name && d.process === proc.name && d.detectedAt <= start)
       .map((d) => d.host),
   );
-  const version = versionAt(comp, start);
   const end = start + opts.maxTraceMs;
-  const candidates: { h: HostPlan; c: CompPlan; p: ProcPlan; rank: number; tie: number }[] = [];
+  const running: { h: HostPlan; c: CompPlan; p: ProcPlan; version: string }[] = [];
   for (const h of plan.hosts) {
-    if (h === host || flagged.has(h.id)) continue;
-    if (h.downFrom <= end && h.downTo > start - opts.referenceHistoryMs) continue;
+    if (h.downFrom <= start && h.downTo > start) continue;
     const c = h.comps.find((x) => x.name === comp.name);
     const p = c?.procs.find((x) => x.name === proc.name);
-    if (c === undefined || p === undefined) continue;
+    if (c !== undefined && p !== undefined) running.push({ h, c, p, version: versionAt(c, start) });
+  }
+  // What most of the fleet runs is the baseline: a canary of a new version is compared with the
+  // version it replaces, not with other canaries that may carry the same bug.
+  const counts = new Map<string, number>();
+  for (const r of running) counts.set(r.version, (counts.get(r.version) ?? 0) + 1);
+  const baseline = [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))[0]?.[0];
+  const candidates: { h: HostPlan; c: CompPlan; p: ProcPlan; rank: number; tie: number }[] = [];
+  for (const { h, c, p, version } of running) {
+    if (h === host || flagged.has(h.id)) continue;
+    if (h.downFrom <= end && h.downTo > start - opts.referenceHistoryMs) continue;
     const life = lifeAt(p, start);
     if (life.startedAt > start || lifeAt(p, end) !== life) continue;
-    const sameVersion = versionAt(c, start) === version;
     const sameCluster = h.cluster === host.cluster;
-    const rank = sameVersion ? (sameCluster ? 0 : 1) : sameCluster ? 2 : 3;
+    const rank = version === baseline ? (sameCluster ? 0 : 1) : sameCluster ? 2 : 3;
     candidates.push({ h, c, p, rank, tie: hash32(`${host.id}/${h.id}/${start}`, 9) });
   }
   candidates.sort((a, b) => a.rank - b.rank || a.tie - b.tie);
@@ -416,13 +443,14 @@ function pickReferences(
   const out: Reference[] = [];
   for (const x of candidates) {
     if (out.length >= opts.references) break;
-    // Judge its growth over its current life only: a restart's drop would hide a leak (a canary
-    // deploy restarts the process just when the leak starts).
+    // Judge its growth over its current life only (a canary deploy restarts the process just when
+    // its leak starts, and the drop would hide it), robustly: the slope of hourly medians through
+    // their pairwise slopes' median, so noise and a burst cannot make a leaking host look flat.
     const since = Math.max(start - opts.referenceHistoryMs, lifeAt(x.p, start).startedAt);
     if (start - since < opts.referenceMinAgeMs) continue;
     const { xs, ys } = memorySeries(plan, { host: x.h, comp: x.c, proc: x.p }, since, start);
-    const fit = fitLine(xs, ys);
-    if (fit === null || fit.slope * HOUR_MS > maxGrowth) continue;
+    const slope = hourlyTheilSen(xs, ys);
+    if (slope === null || slope * HOUR_MS > maxGrowth) continue;
     out.push({
       target: { host: x.h.id, component: comp.name, process: proc.name, pid: lifeAt(x.p, start).pid },
     });
