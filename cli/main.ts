@@ -1,4 +1,5 @@
 import { Command, CommanderError } from "commander";
+import { registerAgentSim } from "./agent-sim.ts";
 import { registerBench } from "./bench.ts";
 import { registerDemo } from "./demo.ts";
 import { registerEval } from "./eval.ts";
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerSimulate(program);
   registerReplay(program);
   registerRun(program);
+  registerAgentSim(program);
   registerEval(program);
   registerExplain(program);
   registerDemo(program);

@@ -10,8 +10,16 @@ import { CliError, EXIT } from "./main.ts";
 import { addNatsAuthOptions, type NatsFlags, natsSettingsFromFlags } from "./nats-flags.ts";
 import { intFlag, parseDurationMs } from "./options.ts";
 import { addInfluxOptions, checkInfluxInBackground, influxSinkFromFlags } from "./run-influx.ts";
+import {
+  addSnapshotOptions,
+  openSnapshotSinks,
+  registerSnapshotMetrics,
+  type SnapshotFlags,
+  snapshotSettingsFromFlags,
+  snapshotStateKey,
+} from "./run-snapshots.ts";
 
-interface RunFlags extends NatsFlags {
+interface RunFlags extends NatsFlags, SnapshotFlags {
   partition: string;
   batch: string;
   maxAckPending: string;
@@ -123,6 +131,7 @@ export function registerRun(program: Command): void {
     );
   addNatsAuthOptions(cmd);
   addInfluxOptions(cmd);
+  addSnapshotOptions(cmd);
   cmd
     .addHelpText(
       "after",
@@ -134,6 +143,13 @@ hand are processed, outputs published, the state checkpointed and acknowledged, 
 Outputs: suspect events on resin.suspects.<component> (stream RESIN_SUSPECTS), dead letters on
 resin.deadletter (stream RESIN_DEADLETTER), checkpoints in KV bucket resin_checkpoints with the
 state in Object Store bucket resin_state.
+
+With --snapshots, each leaking component's best-ranked suspects are heap-profiled through the
+agents (request/reply on resin.agent.<host>.snapshot; profiles in Object Store bucket
+resin_profiles), the leaking stacks diagnosed, and a ticket written (--tickets-dir), published on
+resin.tickets (stream RESIN_TICKETS) and POSTed to --ticket-webhook. Traces survive a restart
+(KV bucket resin_snapshots). Simulated fleets: run \`resin agent-sim\` with the simulation's flags
+and keep the default --snapshot-clock event; real agents: --snapshot-clock wall.
 
 Example:
   resin run --nats nats://127.0.0.1:4222 --influx-url http://127.0.0.1:8086 \\
@@ -169,11 +185,16 @@ async function runCommand(flags: RunFlags): Promise<void> {
     maxBytes: bytesFlag("--stream-max-bytes", flags.streamMaxBytes),
   };
   const allowedLatenessMs = parseDurationMs(flags.lateness, "--lateness");
+  const snapshotSettings = snapshotSettingsFromFlags(flags);
 
   const log = pino({ level: flags.logLevel, base: { instance: live.instance, partition: flags.partition } });
   const influx = influxSinkFromFlags(flags, { instance: live.instance, partition: flags.partition }, log);
-  const sink: SeriesSink | undefined = influx?.series;
   if (influx !== undefined) checkInfluxInBackground(influx.sink, log);
+  const snapshots =
+    snapshotSettings === undefined
+      ? undefined
+      : await openSnapshotSinks(snapshotSettings, nats, snapshotStateKey(partition), influx?.series, log);
+  const sink: SeriesSink | undefined = snapshots ?? influx?.series;
   const pipeline = new LivePipeline(
     live,
     nats,
@@ -186,6 +207,7 @@ async function runCommand(flags: RunFlags): Promise<void> {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   registerMetrics(registry, pipeline, sink);
+  if (snapshots !== undefined) registerSnapshotMetrics(registry, snapshots);
   const server =
     metricsPort === 0
       ? undefined

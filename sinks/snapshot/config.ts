@@ -90,7 +90,7 @@ export const SnapshotSinkConfig = z
       ctx.addIssue({
         code: "custom",
         path: ["referenceProfiles"],
-        message: `must not exceed ringSize (${c.ringSize})`,
+        message: `(${c.referenceProfiles}) must not exceed ringSize (${c.ringSize})`,
       });
     if (c.referenceRefreshMs > c.referenceMaxAgeMs)
       ctx.addIssue({
