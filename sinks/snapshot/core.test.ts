@@ -58,6 +58,11 @@ function answer(c: SnapshotCore, actions: Action[], bytes: (host: string, n: num
   }
 }
 
+/** Answers until nothing more is due now (a trace on event time catches up with the clock). */
+function settle(c: SnapshotCore, bytes: (host: string, n: number) => number): void {
+  for (let actions = c.due(); actions.length > 0; actions = c.due()) answer(c, actions, bytes);
+}
+
 const report = (caseId: string) => ({ id: "r1", caseId }) as unknown as DiagnosisReport;
 
 describe("SnapshotCore", () => {
@@ -177,11 +182,26 @@ describe("SnapshotCore", () => {
     const noisy = (_: string, n: number) => [5, 1, 6, 2, 5, 1][n]! * MiB;
     for (let i = 0; i <= 4; i++) {
       c.advance(T0 + i * 30 * MIN);
-      answer(c, c.due(), noisy);
+      settle(c, noisy);
     }
     const t = c.cases()[0]!.traces[0]!;
     expect(t.status).toBe("complete");
-    expect(t.outcome).toMatch(/time limit: 3 profiles in 2.0 h/);
+    expect(t.outcome).toMatch(/time limit: 4 profiles in 2.0 h/);
+  });
+
+  it("on event time, collects at its schedule however far the clock jumped, within the budget", () => {
+    const c = core({ tracesPerCase: 1, maxCollectionsPerClusterHour: 1, minProfiles: 20 });
+    c.observeSuspect(suspect("a", 9));
+    answer(c, c.due(), () => 0); // started at T0
+    c.advance(T0 + 5 * H); // a backlog of telemetry went through at once
+    const times: number[] = [];
+    for (let actions = c.due(); actions.length > 0; actions = c.due()) {
+      for (const a of actions) if (a.kind === "collect") times.push(a.at - T0);
+      answer(c, actions, (_, n) => n * MiB);
+    }
+    // Due every 30 min from T0, but 1 per hour: each waits for the previous one to be an hour old.
+    expect(times.map((t) => t / MIN)).toEqual([0, 60, 120, 180, 240, 300]);
+    expect(c.stats.collectionsDeferred).toBeGreaterThan(0);
   });
 
   it("stops tracing a suspect the detector resolved and moves to the next", () => {

@@ -117,8 +117,9 @@ export interface CoreState {
 }
 
 export type Action =
-  | { kind: "start"; trace: TraceState }
-  | { kind: "collect"; trace: TraceState }
+  /** `at`: the time the request is for (sent to agents on the event clock). */
+  | { kind: "start"; trace: TraceState; at: number }
+  | { kind: "collect"; trace: TraceState; at: number }
   | { kind: "stop"; trace: TraceState }
   | {
       kind: "diagnose";
@@ -559,30 +560,39 @@ export class SnapshotCore {
     if (!isActive(t) || t.nextAt > now || this.inFlight.has(`req:${t.trace}`)) return;
     if (t.status === "starting") {
       this.inFlight.add(`req:${t.trace}`);
-      actions.push({ kind: "start", trace: t });
+      actions.push({ kind: "start", trace: t, at: now });
       return;
     }
-    if (t.startedAt !== undefined && now - t.startedAt >= this.config.maxTraceMs) {
-      if (t.purpose === "suspect" && t.ring.length >= 2)
-        this.endTrace(t, "complete", `time limit: ${t.ring.length} profiles in ${hours(now - t.startedAt)}`);
-      else this.endTrace(t, "failed", `failed: time limit with ${t.ring.length} profiles`);
-      this.touch(t);
-      return;
-    }
-    const cluster = t.cluster || UNKNOWN_CLUSTER;
-    if (!this.limiter.allows(cluster, now)) {
+    // On event time a trace collects at its schedule, however far the clock jumped (a backlog
+    // of telemetry, a slow turn of the shell): the agents answer for any time, so the profiles
+    // stay evenly spaced. On the wall clock it collects now.
+    for (;;) {
+      const at = this.config.clock === "event" ? t.nextAt : now;
+      if (t.startedAt !== undefined && at - t.startedAt >= this.config.maxTraceMs) {
+        if (t.purpose === "suspect" && t.ring.length >= 2)
+          this.endTrace(t, "complete", `time limit: ${t.ring.length} profiles in ${hours(at - t.startedAt)}`);
+        else this.endTrace(t, "failed", `failed: time limit with ${t.ring.length} profiles`);
+        this.touch(t);
+        return;
+      }
+      const cluster = t.cluster || UNKNOWN_CLUSTER;
+      if (this.limiter.allows(cluster, at)) {
+        t.deferred = false;
+        this.limiter.take(cluster, at);
+        this.dirty.add("meta");
+        this.stats.collections++;
+        this.inFlight.add(`req:${t.trace}`);
+        actions.push({ kind: "collect", trace: t, at });
+        return;
+      }
       if (!t.deferred) {
         t.deferred = true;
         this.stats.collectionsDeferred++;
       }
-      return;
+      t.nextAt = this.limiter.nextAllowedAt(cluster, at);
+      this.touch(t);
+      if (t.nextAt > now) return;
     }
-    t.deferred = false;
-    this.limiter.take(cluster, now);
-    this.dirty.add("meta");
-    this.stats.collections++;
-    this.inFlight.add(`req:${t.trace}`);
-    actions.push({ kind: "collect", trace: t });
   }
 
   /** Starts a reference trace for the lineage of `t` when no fresh reference or trace covers it. */
@@ -695,7 +705,7 @@ export class SnapshotCore {
     if (profile.version !== undefined && t.version === "") t.version = profile.version;
     t.failures = 0;
     delete t.lastError;
-    t.nextAt = this.now + this.config.collectIntervalMs;
+    t.nextAt = (this.config.clock === "event" ? t.nextAt : this.now) + this.config.collectIntervalMs;
     if (t.purpose === "reference") {
       if (t.ring.length >= this.config.referenceProfiles) this.completeReference(t);
     } else {

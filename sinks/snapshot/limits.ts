@@ -15,34 +15,45 @@ export class CollectionLimiter {
     readonly state: LimiterState = {},
   ) {}
 
-  /** Whether a collection in `cluster` at `now` stays within the budget. */
-  allows(cluster: string, now: number): boolean {
-    return this.recent(cluster, now).length < this.perHour;
+  /**
+   * Whether a collection in `cluster` at `at` stays within the budget. Collections of simulated
+   * agents may be charged out of order (a trace catching up on event time charges its scheduled
+   * times), so every collection within an hour of `at`, before or after it, counts.
+   */
+  allows(cluster: string, at: number): boolean {
+    return this.near(cluster, at) < this.perHour;
   }
 
   /** Counts a collection; call only when `allows` said yes. */
-  take(cluster: string, now: number): void {
-    const times = this.recent(cluster, now);
-    times.push(now);
+  take(cluster: string, at: number): void {
+    const times = this.state[cluster] ?? [];
+    times.push(at);
+    times.sort((a, b) => a - b);
     this.state[cluster] = times;
   }
 
-  /** When the next collection in `cluster` will be allowed (now if it is). */
-  nextAllowedAt(cluster: string, now: number): number {
-    const times = this.recent(cluster, now);
-    if (times.length < this.perHour) return now;
-    return times[times.length - this.perHour]! + HOUR_MS;
+  /** The earliest time from `at` on at which a collection in `cluster` is allowed. */
+  nextAllowedAt(cluster: string, at: number): number {
+    if (this.allows(cluster, at)) return at;
+    for (const t of this.state[cluster] ?? []) {
+      const candidate = t + HOUR_MS;
+      if (candidate > at && this.allows(cluster, candidate)) return candidate;
+    }
+    return at + HOUR_MS;
   }
 
-  /** Forgets clusters with nothing in the last hour. */
+  /** Forgets collections long before `now` (a day: room for traces catching up on event time). */
   prune(now: number): void {
-    for (const cluster of Object.keys(this.state))
-      if (this.recent(cluster, now).length === 0) delete this.state[cluster];
+    for (const [cluster, times] of Object.entries(this.state)) {
+      const kept = times.filter((t) => t > now - 24 * HOUR_MS);
+      if (kept.length === 0) delete this.state[cluster];
+      else this.state[cluster] = kept;
+    }
   }
 
-  private recent(cluster: string, now: number): number[] {
-    const times = (this.state[cluster] ?? []).filter((t) => t > now - HOUR_MS && t <= now);
-    this.state[cluster] = times;
-    return times;
+  private near(cluster: string, at: number): number {
+    let n = 0;
+    for (const t of this.state[cluster] ?? []) if (Math.abs(t - at) < HOUR_MS) n++;
+    return n;
   }
 }

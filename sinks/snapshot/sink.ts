@@ -312,7 +312,8 @@ export class SnapshotSink {
 
   private async request(action: Extract<Action, { kind: "start" | "collect" | "stop" }>): Promise<void> {
     const t = action.trace;
-    const at = this.config.clock === "event" ? { at: this.core.now } : {};
+    const time = action.kind === "stop" ? this.core.now : action.at;
+    const at = this.config.clock === "event" ? { at: time } : {};
     this.shellStats.requests++;
     try {
       if (action.kind === "start") {
