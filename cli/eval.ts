@@ -26,6 +26,7 @@ interface EvalFlags {
   plotCap: string;
   baselines: boolean;
   diagnoseSim?: string;
+  diagnoseReferences?: string;
   hosts?: string;
   days?: string;
   interval?: string;
@@ -112,6 +113,11 @@ export function registerEval(program: Command): void {
         "scenario and the --hosts/--days/--interval/--seed/--start/--lateness it was simulated with),\n" +
         "profile each leak resin found on simulated heap profiles and report top-1/top-3 accuracy",
     )
+    .option(
+      "--diagnose-references <policy>",
+      "with --diagnose-sim: how references are chosen, baseline (default: the version most hosts run,\n" +
+        "similar load, memory not growing) or lineage (the snapshot sink's catalogue: same version)",
+    )
     .option("--hosts <n>", "with --diagnose-sim: as given to resin simulate")
     .option("--days <d>", "with --diagnose-sim: as given to resin simulate")
     .option("--interval <duration>", "with --diagnose-sim: as given to resin simulate")
@@ -130,10 +136,25 @@ export function registerEval(program: Command): void {
       if (flags.truth === "-" && (flags.telemetry === "-" || flags.suspects === "-")) {
         throw new CliError("only one input can be stdin");
       }
-      const simFlags = ["hosts", "days", "interval", "seed", "start", "lateness"] as const;
+      const simFlags = [
+        "hosts",
+        "days",
+        "interval",
+        "seed",
+        "start",
+        "lateness",
+        "diagnoseReferences",
+      ] as const;
       const stray = simFlags.filter((f) => flags[f] !== undefined);
       if (flags.diagnoseSim === undefined && stray.length > 0) {
-        throw new CliError(`--${stray[0]} only goes with --diagnose-sim`);
+        const flag = stray[0]!.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+        throw new CliError(`--${flag} only goes with --diagnose-sim`);
+      }
+      const policy = flags.diagnoseReferences ?? "baseline";
+      if (policy !== "baseline" && policy !== "lineage") {
+        throw new CliError(
+          `--diagnose-references must be baseline or lineage, got ${JSON.stringify(policy)}`,
+        );
       }
       const truth = await load(() => loadTruth(flags.truth), flags.truth);
       const sim = flags.diagnoseSim === undefined ? undefined : simulationFor(flags, truth);
@@ -151,7 +172,7 @@ export function registerEval(program: Command): void {
         minGrowth,
         baselines: flags.baselines ? { static: { minHosts: staticHosts } } : false,
         plotCap,
-        ...(sim ? { diagnosis: { plan: sim.plan } } : {}),
+        ...(sim ? { diagnosis: { plan: sim.plan, options: { referencePolicy: policy } } } : {}),
         ...(process.stderr.isTTY
           ? {
               onProgress: (lines: number) =>

@@ -5,7 +5,13 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { registerEval } from "../cli/eval.ts";
 import { LineWriter } from "../lib/ndjson.ts";
 import { createSimulation, resolveScenario, writeLines } from "../simulate/index.ts";
-import { type DiagnosisCase, type DiagnosisResult, rankOf, scoreCases } from "./diagnosis.ts";
+import {
+  type DiagnosisCase,
+  type DiagnosisResult,
+  evaluateDiagnosis,
+  rankOf,
+  scoreCases,
+} from "./diagnosis.ts";
 import { tempDir } from "./fixtures.ts";
 
 const leaf = (fn: string, file = `src/${fn}.go`, line = 10) => ({ fn, file, line });
@@ -144,6 +150,19 @@ describe("resin eval --diagnose-sim", () => {
     expect(page).toContain("<h2>Root-cause diagnosis");
     expect(page).toContain(d.cases[0]!.truthLeaf.fn.replace(/&/g, "&amp;").replace(/</g, "&lt;"));
 
+    // The snapshot sink's own reference policy, for comparison, on the same true positives.
+    const report = JSON.parse(readFileSync(json, "utf8"));
+    const resin = report.detectors[0];
+    const plan = createSimulation(resolveScenario("mixed", { hosts: 60, days: 2, seed: 3 })).plan;
+    const detections = [...resin.truePositives, ...resin.falsePositives];
+    const lineage = evaluateDiagnosis(plan, report.truth, resin.truePositives, detections, {
+      referencePolicy: "lineage",
+    });
+    expect(lineage.options.referencePolicy).toBe("lineage");
+    expect(d.options.referencePolicy).toBe("baseline");
+    expect(lineage.overall.cases).toBe(d.overall.cases);
+    expect(evaluateDiagnosis(plan, report.truth, resin.truePositives, detections).overall).toEqual(d.overall);
+
     // A simulation that did not produce the truth is refused, naming the first record that differs.
     const err = await program()
       .parseAsync([
@@ -175,5 +194,24 @@ describe("resin eval --diagnose-sim", () => {
         (e: unknown) => e as { code: number; message: string },
       );
     expect(err?.message).toMatch(/--seed only goes with --diagnose-sim/);
+    const bad = await program()
+      .parseAsync([
+        "node",
+        "resin",
+        "eval",
+        "--telemetry",
+        "t",
+        "--truth",
+        "g",
+        "--diagnose-sim",
+        "mixed",
+        "--diagnose-references",
+        "nearest",
+      ])
+      .then(
+        () => null,
+        (e: unknown) => e as { code: number; message: string },
+      );
+    expect(bad?.message).toMatch(/--diagnose-references must be baseline or lineage, got "nearest"/);
   });
 });

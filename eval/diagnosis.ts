@@ -2,12 +2,12 @@
  * Root-cause accuracy of the diagnosis on a simulated fleet. For each leak resin found (a
  * true-positive suspect of a process leak), heap profiles are taken the way the snapshot sink
  * takes them (DESIGN.md "Heap snapshots"): every 30 min from the suspect's detectedAt, until
- * the pattern's completion rule holds over the traced span (at least 3 profiles) or for at most
- * 6 h, together with profiles of up to 3 healthy hosts running the same process at the same times.
+ * the sink's completion rule for the pattern holds (at least 3 profiles) or for at most 6 h,
+ * together with profiles of up to 3 healthy hosts running the same process at the same times.
  * `diagnose` ranks the stacks; the diagnosis is right at rank k when the k-th culprit's leaf
  * (function and file) is the leaf of the stack the truth names.
- * The profiles come from the simulator's heap model (simulate/heap.ts), the process memory the
- * sink would read from telemetry from the plan (with per-sample noise).
+ * The profiles come from the simulator's heap model (simulate/heap.ts); the memory telemetry a
+ * sink would judge references by comes from the plan (with per-sample noise).
  */
 import type { Frame, HeapProfile } from "../lib/heap/profile.ts";
 import type { GrowthPattern } from "../schemas/suspect.ts";
@@ -23,12 +23,19 @@ import {
 } from "../simulate/plan.ts";
 import { hash32 } from "../simulate/rng.ts";
 import {
+  linearFit,
+  type ProfilePoint,
+  type TracedLeak,
+  traceCompletion,
+} from "../sinks/snapshot/completion.ts";
+import { parseSnapshotSinkConfig } from "../sinks/snapshot/config.ts";
+import {
   type Culprit,
   DEFAULT_DIAGNOSE_OPTIONS,
   diagnose,
   type LeakEstimate,
 } from "../sinks/snapshot/diagnose.ts";
-import { fitLine, median } from "./stats.ts";
+import { median } from "./stats.ts";
 import { type Detection, HOUR_MS, type Target, type TruePositive, type TruthEval } from "./types.ts";
 
 export interface DiagnosisOptions {
@@ -46,6 +53,14 @@ export interface DiagnosisOptions {
   referenceMinAgeMs: number;
   /** ...faster than this fraction of the suspect's estimated rate. */
   referenceMaxGrowthRatio: number;
+  /**
+   * How references are chosen. `baseline`: hosts of the suspect's cluster running the version
+   * most hosts run (a canary is compared with what it replaces), then the cluster's other
+   * version, then elsewhere; as many VMs as the suspect first; only hosts whose memory did not
+   * grow (above). `lineage`: as sinks/snapshot/references.ts does: same cluster, OS and version,
+   * else the same version anywhere, fewer VMs first, no growth check.
+   */
+  referencePolicy: "baseline" | "lineage";
 }
 
 export const DEFAULT_DIAGNOSIS_OPTIONS: DiagnosisOptions = {
@@ -56,21 +71,27 @@ export const DEFAULT_DIAGNOSIS_OPTIONS: DiagnosisOptions = {
   referenceHistoryMs: 24 * HOUR_MS,
   referenceMinAgeMs: 3 * HOUR_MS,
   referenceMaxGrowthRatio: 0.25,
+  referencePolicy: "baseline",
 };
 
 export const DIAGNOSIS_RULE =
   "Root-cause accuracy, on simulated heap profiles (simulate/heap.ts). For each resin true positive of a " +
-  "process leak: one profile of the suspect's pid every 30 min from its detectedAt, until the completion " +
-  "rule of resin's pattern holds over the traced span (steady: R² > 0.8; stair: |1 − slope/slope_k| < 0.1 " +
-  "and R² < 0.1; spike: a rise ≥ 0.5 × the largest 1 h rise of the suspicious interval; on the process's " +
-  "5-min memory) with at least 3 profiles, or for 6 h; a restart or the host going down ends the trace. " +
+  "process leak: one profile of the suspect's pid every 30 min from its detectedAt, until the snapshot " +
+  "sink's completion rule for resin's pattern holds (sinks/snapshot/completion.ts, on the profiles' " +
+  "totals: steady R² > 0.8; stair the detected slope within 10% and a flat end; spike more than half the " +
+  "detected rise) with at least 3 profiles, or for 6 h; a restart or the host going down ends the trace. " +
   "Reference profiles at the same times from up to 3 hosts running the same process that resin has not " +
-  "flagged by then and whose memory over their current life (at least 3 h, at most the last 24 h; " +
-  "Theil–Sen slope of hourly medians) grew slower than 25% of the suspect's rate; hosts running the " +
-  "version most hosts run (the baseline a canary is compared with) in the suspect's cluster first, then " +
-  "elsewhere, then other versions in the cluster, then any. diagnose() is told resin's pattern, resin's rate (or the traced memory's slope when " +
-  "faster) and the process's start (since when it may have been leaking). Top-k is right when one of the first k culprits has the truth stack's leaf " +
-  "function and file. Rates are over diagnosed leaks (traces with at least 3 profiles).";
+  "flagged by then. Policy `baseline` (default): the suspect's cluster first, hosts of the version most " +
+  "hosts run before others (a canary is compared with what it replaces), as many VMs as the suspect " +
+  "first, and only hosts whose memory over their current life (3–24 h; Theil–Sen slope of hourly " +
+  "medians) grew slower than 25% of the suspect's rate. Policy `lineage`: the sink's catalogue (same " +
+  "cluster, OS and version, else same version; fewer VMs first). diagnose() is told resin's pattern, " +
+  "resin's rate (or the profiles' slope when faster) and the process's start. Top-k is right when one of " +
+  "the first k culprits has the truth stack's leaf function and file; rates are over diagnosed leaks " +
+  "(traces with at least 3 profiles).";
+
+/** The snapshot sink's completion rules, at its defaults (sinks/snapshot/config.ts). */
+const COMPLETION_RULES = parseSnapshotSinkConfig({});
 
 /** How a trace ended. */
 export type TraceEnd = "complete" | "max-duration" | "restarted" | "host-down";
@@ -217,10 +238,18 @@ function diagnoseCase(
   const references: HeapProfile[][] = refs.map(() => []);
   const refAlive = refs.map(() => true);
   let traceEnd: TraceEnd = "max-duration";
-  const spikeSize = estimate.pattern === "spike" ? largestRise(plan, host, comp, proc, tp, HOUR_MS) : 0;
+  const traced: TracedLeak = {
+    pattern: estimate.pattern,
+    growthBytesPerHour: estimate.growthBytesPerHour,
+    start: tp.start ?? start,
+    end: tp.end ?? start,
+  };
+  const points: ProfilePoint[] = [];
   for (let at = start; at <= start + opts.maxTraceMs; at += opts.profileEveryMs) {
     try {
-      profiles.push(simulatedHeapProfile(plan, { ...target, pid }, at));
+      const profile = simulatedHeapProfile(plan, { ...target, pid }, at);
+      profiles.push(profile);
+      points.push({ takenAt: at, bytes: profile.stacks.reduce((a, x) => a + x.bytes, 0) });
     } catch (err) {
       if (!(err instanceof NoHeapProfileError)) throw err;
       traceEnd = err.reason === "host-down" ? "host-down" : "restarted";
@@ -235,7 +264,7 @@ function diagnoseCase(
         refAlive[i] = false; // that reference's series ends here
       }
     });
-    if (profiles.length >= opts.minProfiles && traceComplete(plan, entry, start, at, estimate, spikeSize)) {
+    if (traceCompletion(points, traced, { ...COMPLETION_RULES, minProfiles: opts.minProfiles }).complete) {
       traceEnd = "complete";
       break;
     }
@@ -262,10 +291,12 @@ function diagnoseCase(
   if (profiles.length < opts.minProfiles) {
     return { ...base, reason: `only ${profiles.length} profile(s) before the trace ended (${traceEnd})` };
   }
-  // The sink watches the memory while it traces: when the leak runs faster than the detector
-  // estimated, it tells the diagnosis the faster rate (which bounds how much a stack may grow).
-  const traced = memorySeries(plan, entry, start, profiles.at(-1)!.takenAt);
-  const tracedSlope = (fitLine(traced.xs, traced.ys)?.slope ?? 0) * HOUR_MS;
+  // When the profiles grew faster than the detector estimated, the diagnosis is told the faster
+  // rate (it bounds how much a stack may grow).
+  const tracedSlope = linearFit(
+    points.map((p) => (p.takenAt - start) / HOUR_MS),
+    points.map((p) => p.bytes),
+  ).slope;
   const told = { ...estimate, growthBytesPerHour: Math.max(estimate.growthBytesPerHour, tracedSlope) };
   const d = diagnose({ profiles, references, estimate: told }, { topN: DEFAULT_DIAGNOSE_OPTIONS.topN });
   return {
@@ -318,52 +349,6 @@ function memorySeries(
   return { xs, ys };
 }
 
-/** The largest rise of memory within any `windowMs` of the suspicious interval (the spike's size). */
-function largestRise(
-  plan: Plan,
-  host: HostPlan,
-  comp: CompPlan,
-  proc: ProcPlan,
-  tp: TruePositive,
-  windowMs: number,
-): number {
-  const from = tp.start ?? tp.detectedAt - 24 * HOUR_MS;
-  const to = tp.end ?? tp.detectedAt;
-  const { ys } = memorySeries(plan, { host, comp, proc }, from, to);
-  const w = Math.max(1, Math.round(windowMs / plan.intervalMs));
-  let best = 0;
-  for (let j = 1; j < ys.length; j++) {
-    for (let i = Math.max(0, j - w); i < j; i++) best = Math.max(best, ys[j]! - ys[i]!);
-  }
-  return best > 0 ? best : (tp.growthBytesPerHour ?? 0) * (windowMs / HOUR_MS);
-}
-
-/** DESIGN.md's completion rule of the estimated pattern, over the memory of the traced span so far. */
-function traceComplete(
-  plan: Plan,
-  entry: LeakEntry,
-  from: number,
-  now: number,
-  estimate: LeakEstimate,
-  spikeSize: number,
-): boolean {
-  const { xs, ys } = memorySeries(plan, entry, from, now);
-  if (estimate.pattern === "spike") {
-    let low = Number.POSITIVE_INFINITY;
-    let rise = 0;
-    for (const y of ys) {
-      low = Math.min(low, y);
-      rise = Math.max(rise, y - low);
-    }
-    return spikeSize > 0 && rise / spikeSize > 0.5;
-  }
-  const fit = fitLine(xs, ys);
-  if (fit === null) return false;
-  if (estimate.pattern === "steady") return fit.r2 > 0.8;
-  const known = estimate.growthBytesPerHour / HOUR_MS;
-  return known > 0 && Math.abs(1 - fit.slope / known) < 0.1 && fit.r2 < 0.1;
-}
-
 interface Reference {
   target: { host: string; component: string; process: string; pid: number };
 }
@@ -395,10 +380,10 @@ function versionAt(comp: CompPlan, t: number): string {
 }
 
 /**
- * Healthy hosts running the same process, as the sink would choose them at `start`: not flagged
- * by resin by then, up, and with a memory that did not grow over the last day by more than a
- * fraction of the suspect's rate; same version and cluster preferred. The process must keep its
- * pid through the trace (a sink would replace one that restarts; it comes to the same).
+ * Healthy hosts running the same process, as a sink would choose them at `start`, with the
+ * process keeping its pid through the trace (a sink would replace one that restarts; it comes to
+ * the same). Not flagged by resin by then. `baseline`: see DiagnosisOptions.referencePolicy;
+ * `lineage`: what the snapshot sink's reference catalogue does today.
  */
 function pickReferences(
   plan: Plan,
@@ -415,6 +400,11 @@ function pickReferences(
       .map((d) => d.host),
   );
   const end = start + opts.maxTraceMs;
+  const vmsAt = (h: HostPlan) => {
+    let v = 0;
+    for (let i = 0; i < h.vmAt.length && h.vmAt[i]! <= start; i++) v = h.vmCount[i]!;
+    return v;
+  };
   const running: { h: HostPlan; c: CompPlan; p: ProcPlan; version: string }[] = [];
   for (const h of plan.hosts) {
     if (h.downFrom <= start && h.downTo > start) continue;
@@ -422,20 +412,35 @@ function pickReferences(
     const p = c?.procs.find((x) => x.name === proc.name);
     if (c !== undefined && p !== undefined) running.push({ h, c, p, version: versionAt(c, start) });
   }
+  const version = versionAt(comp, start);
   // What most of the fleet runs is the baseline: a canary of a new version is compared with the
   // version it replaces, not with other canaries that may carry the same bug.
   const counts = new Map<string, number>();
   for (const r of running) counts.set(r.version, (counts.get(r.version) ?? 0) + 1);
   const baseline = [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))[0]?.[0];
-  const candidates: { h: HostPlan; c: CompPlan; p: ProcPlan; rank: number; tie: number }[] = [];
-  for (const { h, c, p, version } of running) {
+  const vms = vmsAt(host);
+  const candidates: { h: HostPlan; p: ProcPlan; rank: number; tie: number; c: CompPlan }[] = [];
+  for (const { h, c, p, version: v } of running) {
     if (h === host || flagged.has(h.id)) continue;
     if (h.downFrom <= end && h.downTo > start - opts.referenceHistoryMs) continue;
     const life = lifeAt(p, start);
     if (life.startedAt > start || lifeAt(p, end) !== life) continue;
     const sameCluster = h.cluster === host.cluster;
-    const rank = version === baseline ? (sameCluster ? 0 : 1) : sameCluster ? 2 : 3;
-    candidates.push({ h, c, p, rank, tie: hash32(`${host.id}/${h.id}/${start}`, 9) });
+    let rank: number;
+    let tie: number;
+    if (opts.referencePolicy === "lineage") {
+      // The sink's catalogue: same cluster, OS and version, else the same version anywhere;
+      // fewer VMs first (pickReferenceHost).
+      if (v !== version) continue;
+      rank = sameCluster && h.os === host.os ? 0 : 1;
+      tie = vmsAt(h);
+    } else {
+      // Same cluster (same time of day, same rollout), baseline version first; then a host as
+      // loaded as the suspect, as VM memory would otherwise look like memory only it holds.
+      rank = sameCluster ? (v === baseline ? 0 : 1) : v === baseline ? 2 : 3;
+      tie = Math.abs(Math.log((vmsAt(h) + 1) / (vms + 1)));
+    }
+    candidates.push({ h, c, p, rank, tie: tie + hash32(`${host.id}/${h.id}/${start}`, 9) / 2 ** 40 });
   }
   candidates.sort((a, b) => a.rank - b.rank || a.tie - b.tie);
 
@@ -443,14 +448,16 @@ function pickReferences(
   const out: Reference[] = [];
   for (const x of candidates) {
     if (out.length >= opts.references) break;
-    // Judge its growth over its current life only (a canary deploy restarts the process just when
-    // its leak starts, and the drop would hide it), robustly: the slope of hourly medians through
-    // their pairwise slopes' median, so noise and a burst cannot make a leaking host look flat.
-    const since = Math.max(start - opts.referenceHistoryMs, lifeAt(x.p, start).startedAt);
-    if (start - since < opts.referenceMinAgeMs) continue;
-    const { xs, ys } = memorySeries(plan, { host: x.h, comp: x.c, proc: x.p }, since, start);
-    const slope = hourlyTheilSen(xs, ys);
-    if (slope === null || slope * HOUR_MS > maxGrowth) continue;
+    if (opts.referencePolicy === "baseline") {
+      // Judge its growth over its current life only (a canary deploy restarts the process just
+      // when its leak starts, and the drop would hide it), robustly: the slope of hourly medians
+      // through their pairwise slopes' median, so noise and a burst cannot make a leak look flat.
+      const since = Math.max(start - opts.referenceHistoryMs, lifeAt(x.p, start).startedAt);
+      if (start - since < opts.referenceMinAgeMs) continue;
+      const { xs, ys } = memorySeries(plan, { host: x.h, comp: x.c, proc: x.p }, since, start);
+      const slope = hourlyTheilSen(xs, ys);
+      if (slope === null || slope * HOUR_MS > maxGrowth) continue;
+    }
     out.push({
       target: { host: x.h.id, component: comp.name, process: proc.name, pid: lifeAt(x.p, start).pid },
     });
