@@ -14,6 +14,12 @@ export const DetectConfig = z.strictObject({
   minR2: z.number().min(0).max(1).default(0.5),
   /** Fit the interval through a 5-hour running median (bursts of an hour or two are not trend). */
   despikeFit: z.boolean().default(true),
+  /**
+   * Judge "above yesterday", "above the day before" and the peers' daily wander on levels
+   * without bursts (running medians, trimmed ranges): a component with bursts a few times a
+   * day otherwise sets a bar that no leak clears.
+   */
+  burstRobust: z.boolean().default(true),
   /** A single hour may not carry more than this share of the growth, unless there are ≥ 2 jumps. */
   maxStepShare: z.number().min(0).max(1).default(0.6),
   /** An hourly change above this many noise units is a jump. */

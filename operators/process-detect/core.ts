@@ -116,6 +116,7 @@ export class ProcessDetectCore {
   private readonly baseDecay: number;
   private readonly scratchT: number[] = [];
   private readonly scratchZ: number[] = [];
+  private readonly scratchW: number[] = [];
   private readonly scratchS: number[] = [];
 
   /** Called with the reason whenever a candidate interval is rejected (debugging aid). */
@@ -318,7 +319,7 @@ export class ProcessDetectCore {
     }
     this.pushRing(slot, z, gapHours);
     if (c.ringLen[slot]! > 24 && c.suspected[slot] !== 1) {
-      c.wander[slot] = this.rangeOf(slot, 0, 24);
+      c.wander[slot] = cfg.burstRobust ? this.robustRangeOf(slot, 24) : this.rangeOf(slot, 0, 24);
       pushTo(acc.wanderSeen, c.coarse[slot]!, c.wander[slot]!);
       // Day-over-day change: what the same hour yesterday says. A healthy series repeats its
       // day (diurnal load, its own phase and amplitude), so this stays near its typical size.
@@ -513,7 +514,11 @@ export class ProcessDetectCore {
     const history = c.ringLen[slot]! - 1 - hours;
     if (c.ringLen[slot]! - 1 >= 24) {
       // Higher than the same hour yesterday by more than the series' own day-over-day wobble.
-      const dayOverDay = z - this.ringAt(slot, 24);
+      // Both ends without bursts: the last three hours' median (never above now) against the
+      // smoothed same hour yesterday.
+      const dayOverDay = cfg.burstRobust
+        ? Math.min(z, median3(z, this.ringAt(slot, 1), this.ringAt(slot, 2))) - this.smoothAt(slot, 24)
+        : z - this.ringAt(slot, 24);
       if (dayOverDay < cfg.seasonalSigmas * Math.max(c.sig24[slot]!, cfg.noiseFloor))
         return this.reject(slot, now, "not above yesterday");
     }
@@ -523,7 +528,7 @@ export class ProcessDetectCore {
       let top2 = Number.NEGATIVE_INFINITY;
       let top3 = Number.NEGATIVE_INFINITY;
       for (let back = hours + 1; back <= hours + cfg.breakoutHours; back++) {
-        const v = this.ringAt(slot, back);
+        const v = cfg.burstRobust ? this.smoothAt(slot, back) : this.ringAt(slot, back);
         if (v > top1) {
           top3 = top2;
           top2 = top1;
@@ -613,6 +618,45 @@ export class ProcessDetectCore {
   }
 
   /** max − min of the ring over `hours` hours, starting `from` hours back. */
+  /**
+   * The level `back` hours back through a 5-hour running median (fewer at the ring's ends): a
+   * burst of an hour or two is not the level the series was at.
+   */
+  private smoothAt(slot: number, back: number): number {
+    const last = this.cols.ringLen[slot]! - 1;
+    const from = Math.max(0, back - 2);
+    const to = Math.min(last, back + 2);
+    const win = this.scratchW;
+    win.length = 0;
+    for (let b = from; b <= to; b++) win.push(this.ringAt(slot, b));
+    win.sort((a, b) => a - b);
+    const mid = win.length >> 1;
+    return win.length % 2 === 1 ? win[mid]! : (win[mid - 1]! + win[mid]!) / 2;
+  }
+
+  /**
+   * Third-highest minus third-lowest level over the last `hours` hours: the day's range without
+   * the two highest and lowest hours, so a burst or two does not count as the day's wander.
+   */
+  private robustRangeOf(slot: number, hours: number): number {
+    let h1 = Number.NEGATIVE_INFINITY;
+    let h2 = h1;
+    let h3 = h1;
+    let l1 = Number.POSITIVE_INFINITY;
+    let l2 = l1;
+    let l3 = l1;
+    for (let back = 0; back <= hours; back++) {
+      const v = this.ringAt(slot, back);
+      if (v > h1) [h1, h2, h3] = [v, h1, h2];
+      else if (v > h2) [h2, h3] = [v, h2];
+      else if (v > h3) h3 = v;
+      if (v < l1) [l1, l2, l3] = [v, l1, l2];
+      else if (v < l2) [l2, l3] = [v, l2];
+      else if (v < l3) l3 = v;
+    }
+    return h3 - l3;
+  }
+
   private rangeOf(slot: number, from: number, hours: number): number {
     let lo = Number.POSITIVE_INFINITY;
     let hi = Number.NEGATIVE_INFINITY;
@@ -801,4 +845,9 @@ function runningMedian5(values: readonly number[], out: number[]): number[] {
     out[k] = win.length % 2 === 1 ? win[mid]! : (win[mid - 1]! + win[mid]!) / 2;
   }
   return out;
+}
+
+/** The median of three numbers. */
+function median3(a: number, b: number, c: number): number {
+  return Math.max(Math.min(a, b), Math.min(Math.max(a, b), c));
 }

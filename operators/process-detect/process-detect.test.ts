@@ -21,6 +21,8 @@ interface HostPlan {
   leakFrom?: number;
   leakPerHour?: number;
   stepAt?: number;
+  /** Two-hour bursts of +40% every 12 hours, each host at its own hours. */
+  bursts?: boolean;
   restartAt?: number;
   /** Hours the warm-up after the restart takes (time constant). */
   warmupTau?: number;
@@ -44,6 +46,7 @@ function fleet(hosts: number, days: number, plans: Record<number, HostPlan>, see
       if (restarted)
         bytes *= 1 + 0.5 * (1 - Math.exp(-(hour - plan.restartAt!) / (plan.warmupTau ?? 2))) - 0.5;
       if (plan.stepAt !== undefined && hour >= plan.stepAt) bytes *= 1.2;
+      if (plan.bursts && (Math.floor(hour) + h * 5) % 12 < 2) bytes *= 1.4;
       if (plan.leakFrom !== undefined && hour >= plan.leakFrom) {
         let leakHours = hour - plan.leakFrom;
         if (plan.stairs) leakHours = Math.floor(leakHours / 10) * 4 + Math.min(leakHours % 10, 4);
@@ -110,6 +113,18 @@ describe("process-level detection", () => {
       const warmupOnly = await replayLines(fleet(20, 4, { 4: { restartAt: 30, warmupTau } }, 11));
       expect(warmupOnly.events).toEqual([]);
     }
+  });
+
+  it("finds a leak on a host with bursts a few times a day, and raises nothing for the bursts alone", async () => {
+    const bursty = Object.fromEntries(
+      Array.from({ length: 20 }, (_, h) => [h, { bursts: true } as HostPlan]),
+    );
+    const { events } = await replayLines(
+      fleet(20, 4, { ...bursty, 6: { bursts: true, leakFrom: 40, leakPerHour: 6e6 } }, 17),
+    );
+    expect(events.filter((e) => e.state === "open").map((e) => e.host)).toEqual(["h6"]);
+    const quiet = await replayLines(fleet(20, 4, bursty, 17));
+    expect(quiet.events).toEqual([]);
   });
 
   it("gives the same events for the same input", async () => {
