@@ -168,6 +168,17 @@ export class GroupTrends {
     for (let back = start + 1; back <= start + DAY_HOURS; back++)
       dayBeforeTop = Math.max(dayBeforeTop, hist[last - back]!);
     if (now <= dayBeforeTop + 2 * noise) return undefined;
+    // Still rising against the same hours of the day before: a leak's day-over-day change keeps
+    // growing through its first day, a config step's (on a diurnal slope, say) is flat after it.
+    const dod = (back: number) => hist[last - back]! - hist[last - back - DAY_HOURS]!;
+    const recent = Math.min(6, start);
+    const rise = dod(0) - dod(recent);
+    if (rise < Math.max(3 * noise, 0.2 * dod(0))) return undefined;
+    // ... and rising hour by hour, not in one jump (the step itself, which the daily shape hides
+    // from the levels but not from their day-over-day change).
+    let maxJump = 0;
+    for (let back = 0; back < recent; back++) maxJump = Math.max(maxJump, dod(back) - dod(back + 1));
+    if (maxJump > 0.5 * rise) return undefined;
     return start;
   }
 

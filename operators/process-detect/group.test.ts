@@ -1,0 +1,55 @@
+import { describe, expect, it } from "vitest";
+import { GroupTrends } from "./group.ts";
+
+const H = 3_600_000;
+const T0 = 1767571200000;
+
+function trends(): GroupTrends {
+  return new GroupTrends({
+    historyHours: 96,
+    sigmas: 5,
+    minGrowth: 0.04,
+    minR2: 0.5,
+    maxStepShare: 0.6,
+    seasonalSigmas: 3,
+    pace: 0.6,
+    confirmWindows: 2,
+  });
+}
+
+/** Hours at which the group was judged to be leaking as a whole, for a common mode `m(hour)`. */
+function flaggedHours(m: (hour: number) => number, hours = 96): number[] {
+  const t = trends();
+  const out: number[] = [];
+  for (let hour = 0; hour < hours; hour++) {
+    const v = t.observe(0, T0 + hour * H, m(hour));
+    if (v?.backfill !== undefined) out.push(hour);
+  }
+  return out;
+}
+
+// A strong daily load curve (±0.3 in log scale) with a little deterministic wobble.
+const daily = (hour: number) => 0.3 * Math.sin((2 * Math.PI * hour) / 24) + 0.004 * Math.sin(hour * 1.7);
+
+describe("group trends (the common mode of a whole peer group)", () => {
+  it("flags a leak the whole group has, with the history to give back to its members", () => {
+    const leak = (hour: number) => daily(hour) + (hour >= 60 ? 0.012 * (hour - 60) : 0);
+    const flagged = flaggedHours(leak);
+    expect(flagged.length).toBe(1);
+    expect(flagged[0]).toBeGreaterThan(60);
+    expect(flagged[0]).toBeLessThanOrEqual(60 + 18);
+  });
+
+  it("does not flag a fleet-wide config step wherever it lands on the daily curve", () => {
+    for (let stepAt = 48; stepAt < 72; stepAt += 2) {
+      const step = (hour: number) => daily(hour) + (hour >= stepAt ? 0.17 : hour >= stepAt - 1 ? 0.08 : 0);
+      expect(flaggedHours(step), `step at ${stepAt} h`).toEqual([]);
+    }
+  });
+
+  it("does not flag the daily curve alone or a warm-up after a rolling restart", () => {
+    expect(flaggedHours(daily)).toEqual([]);
+    const warmup = (hour: number) => daily(hour) + (hour >= 50 ? -0.3 * Math.exp(-(hour - 50) / 4) : 0);
+    expect(flaggedHours(warmup)).toEqual([]);
+  });
+});
