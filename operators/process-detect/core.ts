@@ -647,12 +647,22 @@ export class ProcessDetectCore {
     let l3 = l1;
     for (let back = 0; back <= hours; back++) {
       const v = this.ringAt(slot, back);
-      if (v > h1) [h1, h2, h3] = [v, h1, h2];
-      else if (v > h2) [h2, h3] = [v, h2];
-      else if (v > h3) h3 = v;
-      if (v < l1) [l1, l2, l3] = [v, l1, l2];
-      else if (v < l2) [l2, l3] = [v, l2];
-      else if (v < l3) l3 = v;
+      if (v > h1) {
+        h3 = h2;
+        h2 = h1;
+        h1 = v;
+      } else if (v > h2) {
+        h3 = h2;
+        h2 = v;
+      } else if (v > h3) h3 = v;
+      if (v < l1) {
+        l3 = l2;
+        l2 = l1;
+        l1 = v;
+      } else if (v < l2) {
+        l3 = l2;
+        l2 = v;
+      } else if (v < l3) l3 = v;
     }
     return h3 - l3;
   }
