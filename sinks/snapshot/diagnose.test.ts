@@ -254,6 +254,35 @@ describe("diagnose", () => {
     expect(d.culprits[0]!.reason).toMatch(/filtered out over the series; grew 10.0 MiB between the last two/);
   });
 
+  it("says no stack grew when the fallback comes from no growth rather than filtering", () => {
+    // Each stack ends where it began, but the last interval rose.
+    const profiles = series({ a: [10, 12, 8, 10], b: [5, 7, 3, 5] });
+    const d = diagnose({ profiles, estimate: steady(1) });
+    expect(d.method).toBe("last-two");
+    expect(d.dropped).toEqual({ tooLarge: 0, onReferences: 0 });
+    expect(d.culprits[0]!.reason).toMatch(
+      /^no stack grew over the series; grew 2.0 MiB between the last two/,
+    );
+    expect(d.culprits[0]!.reason).not.toMatch(/filtered/);
+  });
+
+  it("still counts what a stack growing faster than the estimate holds beyond healthy hosts", () => {
+    // The detector underestimated the rate: the leak's 30 MiB in 1.5 h is "too large" for 2 MiB/h,
+    // but it holds far more than any healthy host.
+    const profiles = series({
+      retainSessionBuffers: [20, 30, 40, 50],
+      parseBody: [1, 2, 1, 2],
+    });
+    const references = [series({ parseBody: [1, 2, 1, 2], retainSessionBuffers: [0.5, 0.4, 0.5, 0.6] })];
+    const d = diagnose({ profiles, references, estimate: steady(2) });
+    expect(d.method).toBe("series");
+    expect(d.culprits[0]!.frames[0]!.fn).toBe("retainSessionBuffers");
+    expect(d.culprits[0]).toMatchObject({ growthBytes: 30 * MiB, excessBytes: (20 - 3 * 0.6) * MiB });
+    expect(d.culprits[0]!.score).toBeCloseTo((20 - 3 * 0.6) * MiB);
+    expect(d.culprits[0]!.reason).toMatch(/growth not scored; held 18.2 MiB beyond 3×/);
+    expect(d.dropped.tooLarge).toBe(0);
+  });
+
   it("works from two profiles, in any order, merging repeated stacks and honouring topN", () => {
     const [p0, p1] = series({ leak: [1, 3], other: [1, 2] });
     const doubled = {

@@ -136,12 +136,17 @@ export function diagnose(input: DiagnoseInput, options: Partial<DiagnoseOptions>
 
     const reasons: string[] = [];
     let score = 0;
-    if (grew) {
-      reasons.push(describeGrowth(shape));
-      if (pattern !== "spike" && maxGrowth > 0 && shape.net > maxGrowth) {
+    const tooLarge = grew && pattern !== "spike" && maxGrowth > 0 && shape.net > maxGrowth;
+    if (tooLarge) {
+      // More growth than the leak's rate allows: not scored as growth. What it holds beyond
+      // healthy hosts still counts (the detector may have underestimated the rate).
+      if (excess === 0) {
         dropped.tooLarge++;
         continue;
       }
+      reasons.push(`${describeGrowth(shape)}, more than the leak's rate allows: growth not scored`);
+    } else if (grew) {
+      reasons.push(describeGrowth(shape));
       score = shape.net * shape.retained;
       if (pattern === "steady") {
         // A steady leak grows in most intervals; growth in few of them is a burst or a fill.
@@ -183,7 +188,8 @@ export function diagnose(input: DiagnoseInput, options: Partial<DiagnoseOptions>
   }
 
   if (candidates.length === 0) {
-    return { culprits: lastTwo(profiles, opts), method: "last-two", dropped, windowMs };
+    const why = totalGrowth > 0 ? "every stack that grew was filtered out" : "no stack grew";
+    return { culprits: lastTwo(profiles, opts, why), method: "last-two", dropped, windowMs };
   }
   return { culprits: rank(candidates, totalGrowth, opts.topN), method: "series", dropped, windowMs };
 }
@@ -322,7 +328,7 @@ function referenceFactor(
 }
 
 /** RESIN's fallback: what grew between the last two profiles, unfiltered. */
-function lastTwo(profiles: HeapProfile[], opts: DiagnoseOptions): Culprit[] {
+function lastTwo(profiles: HeapProfile[], opts: DiagnoseOptions, why: string): Culprit[] {
   const last = seriesByStack(profiles.slice(-2));
   const candidates: Omit<Culprit, "growthShare">[] = [];
   for (const s of last.values()) {
@@ -335,7 +341,7 @@ function lastTwo(profiles: HeapProfile[], opts: DiagnoseOptions): Culprit[] {
       growingIntervals: 1,
       intervals: 1,
       score: net,
-      reason: `every stack was filtered out over the series; grew ${formatBytes(net)} between the last two profiles`,
+      reason: `${why} over the series; grew ${formatBytes(net)} between the last two profiles`,
     });
   }
   return rank(
