@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { type Frame, type HeapProfile, stackKey } from "../lib/heap/profile.ts";
 import { checkTruth } from "../schemas/truth.ts";
 import {
@@ -330,5 +330,58 @@ describe("sampling helpers", () => {
     expect(inverseNormal(0.5)).toBeCloseTo(0, 9);
     expect(inverseNormal(0.975)).toBeCloseTo(1.959964, 5);
     expect(inverseNormal(0.01)).toBeCloseTo(-2.326348, 5);
+  });
+});
+
+describe("simulated heap profiles across seeds", () => {
+  /** The same plan, but for its seed (a fresh object: its own models). */
+  const reseeded = (p: Plan, seed: number): Plan => ({ ...p, config: { ...p.config, seed } });
+
+  it("do not depend on what another plan profiled before in the same process", async () => {
+    const l = processLeaks[0]!;
+    const at = l.leak.startTs + 6 * HOUR;
+    const { target } = targetAt(plan, l.host.id, l.comp.name, l.proc.name, at);
+    vi.resetModules();
+    const fresh = await import("./heap.ts");
+    const alone = fresh.simulatedHeapProfile(reseeded(plan, 4), target, at);
+    vi.resetModules();
+    const after = await import("./heap.ts");
+    after.simulatedHeapProfile(plan, target, at);
+    expect(after.simulatedHeapProfile(reseeded(plan, 4), target, at)).toEqual(alone);
+  });
+
+  it("draw the churn's samples afresh for another seed", () => {
+    // Same catalogue under both seeds (cached before the seed changes), so the same stacks churn.
+    const l = processLeaks.find((x) => x.comp.name === "storage-cache")!;
+    const configB = { ...plan.config };
+    const cat = heapCatalog(configB, l.comp.name, l.proc.name);
+    (configB as { seed: number }).seed = plan.config.seed + 1;
+    const planB: Plan = { ...plan, config: configB };
+    const churn = cat.stacks.filter((s) => s.role === "churn").map((s) => stackKey(s.frames));
+    // Where the profiler sampled above or below a stack's exact bytes: the draw's side of its median.
+    const sides = (p: Plan, at: number) => {
+      const { target } = targetAt(p, l.host.id, l.comp.name, l.proc.name, at);
+      const exact = simulatedHeapProfile(p, target, at, { sampling: false });
+      const sampled = simulatedHeapProfile(p, target, at);
+      // Only stacks with many samples' worth of bytes, where the side is the draw's, not rounding's.
+      return churn.map((k) => {
+        const e = bytesOf(exact, new Set([k]));
+        return e < 8 * 2 ** 20 ? Number.NaN : Math.sign(bytesOf(sampled, new Set([k])) - e);
+      });
+    };
+    let same = 0;
+    let n = 0;
+    for (let h = 0; h < 24; h++) {
+      const at = l.leak.startTs + h * HOUR;
+      const a = sides(plan, at);
+      const b = sides(planB, at);
+      for (let i = 0; i < a.length; i++) {
+        if (Number.isNaN(a[i]!) || Number.isNaN(b[i]!)) continue;
+        n++;
+        if (a[i] === b[i]) same++;
+      }
+    }
+    expect(n).toBeGreaterThan(100);
+    expect(same / n).toBeLessThan(0.75);
   });
 });

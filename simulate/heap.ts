@@ -116,6 +116,10 @@ interface ProcModel {
   loadAmp: number;
   loadPeakHour: number;
   leak: { frames: Frame[]; unit: number; p: number; position: number } | null;
+  /** The plan's seed: every draw of this process depends on it. */
+  seed: number;
+  /** The leak's sample points per life (this plan's seed and sampling unit). */
+  samplePoints: Map<number, { rng: Rand; points: number[] }>;
 }
 
 const models = new WeakMap<Plan, Map<string, ProcModel>>();
@@ -187,6 +191,8 @@ function modelOf(plan: Plan, target: Omit<HeapTarget, "pid">): ProcModel {
     loadAmp: rng.range([0.1, 0.3]),
     loadPeakHour: proc.diurnalAmp !== 0 ? proc.diurnalPeakHour : rng.range([11, 16]),
     leak,
+    seed,
+    samplePoints: new Map(),
   };
   addDormantLeakStacks(plan, model, rng, sampling);
   addVersionStacks(plan, model, rng, sampling);
@@ -322,7 +328,7 @@ export function simulatedHeapProfile(
     const leak = m.leak!;
     const leaked = leakedBytesAt(proc, at);
     const key = `${m.key}/leak/life${lifeIndex}`;
-    push(leak.frames, leaked, leak, () => sampledCount(key, plan.config.seed, leak.unit, leaked));
+    push(leak.frames, leaked, leak, () => sampledCount(m, lifeIndex, key, leak.unit, leaked));
   };
   // The version running now may have edited some allocating functions: their stacks moved line.
   const moved = versionChanges(plan.config, m.comp.name, proc.name, versionAt(m.comp, at)).movedLines;
@@ -336,7 +342,7 @@ export function simulatedHeapProfile(
     const key = `${m.key}/${i}/${stays ? `life${lifeIndex}` : `t${at}`}`;
     const line = moved.get(s.catalogIndex);
     const frames = line === undefined ? s.frames : [{ ...s.frames[0]!, line }, ...s.frames.slice(1)];
-    push(frames, live, s, () => poissonQuantile(live / s.unit, uniform(key, 7)));
+    push(frames, live, s, () => poissonQuantile(live / s.unit, uniform(m.seed, key, 7)));
   }
   if (m.leak?.position === m.stacks.length) pushLeak();
   return { takenAt: at, stacks };
@@ -372,7 +378,7 @@ function splitMemory(m: ProcModel, at: number, age: number): number[] {
   const cacheFill = fill.reduce((a, b) => a + b, 0);
   const version = versionAt(comp, at);
   const walk = (s: ModelStack, i: number) =>
-    Math.exp(s.sigma * latticeNormal(`${m.key}/${i}/walk`, at, s.stepMs) - (s.sigma * s.sigma) / 2);
+    Math.exp(s.sigma * latticeNormal(m.seed, `${m.key}/${i}/walk`, at, s.stepMs) - (s.sigma * s.sigma) / 2);
   // Stacks outside the catalogue: other leaks' code, and code later versions added.
   const extra = m.stacks.map((s, i) => {
     if (s.role !== "dormant" && s.role !== "added") return 0;
@@ -412,18 +418,18 @@ function splitMemory(m: ProcModel, at: number, age: number): number[] {
   });
 }
 
-/** Uniform in (0, 1) from a key: the same key, the same value. */
-function uniform(key: string, salt: number): number {
-  return (hash32(key, salt) + 0.5) / 4_294_967_296;
+/** Uniform in (0, 1) from a seed and a key: the same seed and key, the same value. */
+export function uniform(seed: number, key: string, salt: number): number {
+  return (hash32(`${seed}\u0000${key}`, salt) + 0.5) / 4_294_967_296;
 }
 
 /** A standard normal process over time: iid values on a lattice, linearly interpolated. */
-function latticeNormal(key: string, at: number, stepMs: number): number {
+function latticeNormal(seed: number, key: string, at: number, stepMs: number): number {
   const x = at / stepMs;
   const k = Math.floor(x);
   const f = x - k;
-  const a = inverseNormal(uniform(`${key}/${k}`, 11));
-  const b = inverseNormal(uniform(`${key}/${k + 1}`, 11));
+  const a = inverseNormal(uniform(seed, `${key}/${k}`, 11));
+  const b = inverseNormal(uniform(seed, `${key}/${k + 1}`, 11));
   // Interpolating two independent normals shrinks the variance; rescale to keep it 1.
   return (a * (1 - f) + b * f) / Math.sqrt((1 - f) * (1 - f) + f * f);
 }
@@ -447,16 +453,17 @@ export function poissonQuantile(mean: number, u: number): number {
  * Samples among the first `bytes` bytes a leak allocated in one life: a Poisson process over
  * the bytes (gaps ~ Exp(unit)), so a larger amount always holds the samples of a smaller one.
  */
-const samplePoints = new Map<string, { rng: Rand; points: number[] }>();
 const SAMPLE_POINTS_CACHE = 64;
 
-function sampledCount(key: string, seed: number, unit: number, bytes: number): number {
+/** Cached on the plan's model of the process, so another plan (seed, unit) never reuses them. */
+function sampledCount(m: ProcModel, life: number, key: string, unit: number, bytes: number): number {
   if (!(bytes > 0)) return 0;
-  let s = samplePoints.get(key);
+  const cache = m.samplePoints;
+  let s = cache.get(life);
   if (s === undefined) {
-    if (samplePoints.size >= SAMPLE_POINTS_CACHE) samplePoints.delete(samplePoints.keys().next().value!);
-    s = { rng: new Rand(seed, key), points: [] };
-    samplePoints.set(key, s);
+    if (cache.size >= SAMPLE_POINTS_CACHE) cache.delete(cache.keys().next().value!);
+    s = { rng: new Rand(m.seed, key), points: [] };
+    cache.set(life, s);
   }
   const pts = s.points;
   while (pts.length === 0 || pts[pts.length - 1]! <= bytes) {
