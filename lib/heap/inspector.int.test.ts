@@ -9,6 +9,7 @@ import { type LeakyService, startLeakyService } from "./fixtures/leaky-service.t
 import {
   activateInspector,
   InspectorClosedError,
+  InspectorError,
   InspectorHeapTracer,
   InspectorProtocolError,
 } from "./inspector.ts";
@@ -66,6 +67,21 @@ describe("InspectorHeapTracer on a real Node.js process", () => {
     service.go();
     await new Promise((r) => setTimeout(r, 300));
     expect((await tracer.snapshot()).stacks.length).toBeGreaterThan(0);
+  });
+
+  it("refuses the inspector of another process that already held the port", async () => {
+    const holder = await startLeakyService();
+    running.push({ service: holder });
+    const port = Number(new URL(await holder.inspectorUrl()).port);
+    const service = await startLeakyService({ inspectorPort: port });
+    running.push({ service });
+    const err = await activateInspector(service.pid, { port, timeoutMs: 30_000 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InspectorError);
+    expect((err as Error).message).toMatch(
+      new RegExp(
+        `^the inspector on 127\\.0\\.0\\.1:${port} belongs to process ${holder.pid}, not ${service.pid}`,
+      ),
+    );
   });
 
   it("leaves nothing running in the target once the tracer disconnects", async () => {

@@ -2,6 +2,7 @@
  * The tracer against a fake inspector on loopback (a ws server and its /json/list), for what a
  * real Node.js process will not do on demand: answer late, never, or with malformed profiles.
  */
+import { spawn } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
@@ -184,6 +185,25 @@ describe("InspectorHeapTracer", () => {
     await expect(InspectorHeapTracer.connect("127.0.0.1:1", { samplingIntervalBytes: 0 })).rejects.toThrow(
       RangeError,
     );
+  });
+
+  it("refuses to signal a process that does not run node, which stays alive", async () => {
+    const sleeper = spawn("sleep", ["30"], { stdio: "ignore" });
+    try {
+      await new Promise((r) => sleeper.once("spawn", r));
+      const pid = sleeper.pid!;
+      const err = await activateInspector(pid, { timeoutMs: 500 }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InspectorError);
+      expect((err as Error).message).toMatch(
+        new RegExp(`^refusing to send SIGUSR1 to process ${pid}: it runs \\S*sleep\\b.*not node`),
+      );
+      await new Promise((r) => setTimeout(r, 50));
+      expect(sleeper.exitCode).toBeNull();
+      expect(sleeper.signalCode).toBeNull();
+      expect(() => process.kill(pid, 0)).not.toThrow();
+    } finally {
+      sleeper.kill();
+    }
   });
 
   it("cannot activate the inspector of a process that does not exist", async () => {

@@ -11,6 +11,8 @@
  *   await tracer.stop();
  *   await tracer.close();
  */
+import { readFileSync, readlinkSync } from "node:fs";
+import { basename } from "node:path";
 import WebSocket from "ws";
 import type { HeapProfile } from "./profile.ts";
 import { V8SamplingHeapProfileSchema, v8ToHeapProfile } from "./v8.ts";
@@ -148,6 +150,16 @@ export class InspectorHeapTracer {
     return profile;
   }
 
+  /** The target's `process.pid`, as it says itself. */
+  async pid(): Promise<number> {
+    const result = await this.#call("Runtime.evaluate", { expression: "process.pid", returnByValue: true });
+    const value = (result as { result?: { value?: unknown } } | undefined)?.result?.value;
+    if (typeof value !== "number") {
+      throw new InspectorError(`Runtime.evaluate(process.pid) at ${this.url} returned no number`);
+    }
+    return value;
+  }
+
   /** Disconnect. Sampling the tracer started ends with the session, so the target pays nothing after. */
   async close(): Promise<void> {
     this.#fail(`tracer for ${this.url} was closed`);
@@ -265,15 +277,64 @@ export async function resolveInspectorUrl(target: string, timeoutMs: number): Pr
 }
 
 /**
+ * What process `pid` runs, from /proc (Linux): its executable and command line, when readable.
+ * Throws InspectorUnreachableError when there is no such process; undefined without /proc.
+ */
+function processRuns(pid: number): { exe?: string; argv: string[] } | undefined {
+  let exe: string | undefined;
+  let argv: string[] = [];
+  try {
+    argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    try {
+      readlinkSync("/proc/self/exe");
+    } catch {
+      return undefined; // no /proc here
+    }
+    throw new InspectorUnreachableError(`cannot send SIGUSR1 to process ${pid}: no such process`, {
+      cause: err,
+    });
+  }
+  try {
+    exe = readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    // another user's process: its command line still says what it runs
+  }
+  return exe === undefined ? { argv } : { exe, argv };
+}
+
+const NODE_BINARY = /^(node|nodejs)[\d.-]*$/;
+
+/**
  * Open the inspector of a running Node.js process that was started without `--inspect`: send it
  * SIGUSR1 (what `node --inspect` does on demand) and wait until it listens. It listens on
  * `--inspect-port` if the process was started with one, else 127.0.0.1:9229, so `port` must
  * match. Returns the WebSocket URL.
+ *
+ * Refuses a process that /proc does not show running node (SIGUSR1 kills most other programs),
+ * and an inspector on `host:port` that belongs to another process (one already held the port).
  */
 export async function activateInspector(
   pid: number,
   { host = "127.0.0.1", port = 9229, timeoutMs = 10_000 } = {},
 ): Promise<string> {
+  const runs = processRuns(pid);
+  if (runs === undefined) {
+    throw new InspectorUnreachableError(
+      `refusing to send SIGUSR1 to process ${pid}: cannot tell whether it runs node (no /proc)`,
+    );
+  }
+  const isNode =
+    (runs.exe !== undefined && NODE_BINARY.test(basename(runs.exe.replace(/ \(deleted\)$/, "")))) ||
+    (runs.argv[0] !== undefined && NODE_BINARY.test(basename(runs.argv[0])));
+  if (!isNode) {
+    const what = runs.exe ?? runs.argv.join(" ");
+    throw new InspectorUnreachableError(
+      `refusing to send SIGUSR1 to process ${pid}: it runs ${what || "an unknown program"}, not node ` +
+        "(SIGUSR1 would kill it)",
+    );
+  }
   try {
     process.kill(pid, "SIGUSR1");
   } catch (err) {
@@ -288,8 +349,9 @@ export async function activateInspector(
   }
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    let url: string;
     try {
-      return await resolveInspectorUrl(`${host}:${port}`, Math.max(100, deadline - Date.now()));
+      url = await resolveInspectorUrl(`${host}:${port}`, Math.max(100, deadline - Date.now()));
     } catch (err) {
       if (Date.now() >= deadline) {
         throw new InspectorUnreachableError(
@@ -298,6 +360,24 @@ export async function activateInspector(
         );
       }
       await new Promise((r) => setTimeout(r, 100));
+      continue;
     }
+    // Another process may have held the port already: ask the inspector whose it is.
+    const tracer = await InspectorHeapTracer.connect(url, {
+      timeoutMs: Math.max(1000, deadline - Date.now()),
+    });
+    let answered: number;
+    try {
+      answered = await tracer.pid();
+    } finally {
+      await tracer.close();
+    }
+    if (answered !== pid) {
+      throw new InspectorUnreachableError(
+        `the inspector on ${host}:${port} belongs to process ${answered}, not ${pid} ` +
+          `(the port was taken; start ${pid} with another --inspect-port and pass it)`,
+      );
+    }
+    return url;
   }
 }
