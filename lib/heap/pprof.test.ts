@@ -1,7 +1,7 @@
-import { gunzipSync } from "node:zlib";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { Location, Function as PprofFunction, Profile, StringTable, ValueType } from "pprof-format";
 import { describe, expect, it } from "vitest";
-import { fromPprof, PprofError, toPprof } from "./pprof.ts";
+import { fromPprof, MAX_PPROF_BYTES, PprofError, toPprof } from "./pprof.ts";
 import type { HeapProfile } from "./profile.ts";
 
 const profile: HeapProfile = {
@@ -154,6 +154,36 @@ describe("pprof", () => {
     expect(() => fromPprof(cpu)).toThrow(
       /no in-use bytes \(sample type inuse_space or space\); it has: alloc_objects\/count, alloc_space\/bytes/,
     );
+  });
+
+  it("refuses gzip that decompresses to more than the cap, 256 MiB by default", () => {
+    expect(MAX_PPROF_BYTES).toBe(256 * 2 ** 20);
+    const bomb = new Uint8Array(gzipSync(Buffer.alloc(2 * 2 ** 20)));
+    expect(() => fromPprof(bomb, { maxBytes: 2 ** 20 })).toThrow(PprofError);
+    expect(() => fromPprof(bomb, { maxBytes: 2 ** 20 })).toThrow(
+      `gzip-compressed pprof decompresses to more than ${2 ** 20} bytes: refused`,
+    );
+    const small = toPprof(profile);
+    expect(fromPprof(small, { maxBytes: 2 ** 20 })).toEqual(profile);
+  });
+
+  it("writes period and period_type together: the sampling interval when known, else neither", () => {
+    const decode = (bytes: Uint8Array) => {
+      const d = Profile.decode(gunzipSync(bytes));
+      const str = (i: number | bigint) => d.stringTable.strings[Number(i)];
+      return {
+        period: Number(d.period),
+        periodType: d.periodType && `${str(d.periodType.type)}/${str(d.periodType.unit)}`,
+      };
+    };
+    expect(decode(toPprof(profile, { samplingIntervalBytes: 32768 }))).toEqual({
+      period: 32768,
+      periodType: "space/bytes",
+    });
+    const unknown = decode(toPprof(profile));
+    expect(unknown.period).toBe(0);
+    expect(unknown.periodType === undefined || unknown.periodType === "/").toBe(true);
+    expect(() => toPprof(profile, { samplingIntervalBytes: 0 })).toThrow(RangeError);
   });
 
   it("rejects bytes that are not pprof", () => {

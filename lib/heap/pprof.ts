@@ -13,6 +13,9 @@ const SPACE_TYPES = ["inuse_space", "space"];
 /** Sample type names of live objects, likewise. */
 const OBJECT_TYPES = ["inuse_objects", "objects"];
 
+/** Largest pprof we decompress: a heap profile is a few MiB at most; more is a gzip bomb or not ours. */
+export const MAX_PPROF_BYTES = 256 * 2 ** 20;
+
 /** A pprof profile we cannot turn into a HeapProfile: not pprof at all, or not a live-heap profile. */
 export class PprofError extends Error {
   override name = "PprofError";
@@ -21,8 +24,21 @@ export class PprofError extends Error {
 /**
  * Encode as pprof with sample types inuse_objects/count and inuse_space/bytes (the in-use half
  * of Go's heap profile, same names and order), gzip-compressed as Go serves it.
+ * inuse_objects is `HeapStack.objects` as is: from V8's sampling heap profiler that is the
+ * count of sampled live objects, not an estimate of all of them (inuse_space is an estimate).
+ * period_type space/bytes and period are the sampling interval when `samplingIntervalBytes` is
+ * given (as Go writes them), and absent otherwise.
  */
-export function toPprof(profile: HeapProfile): Uint8Array {
+export function toPprof(
+  profile: HeapProfile,
+  { samplingIntervalBytes }: { samplingIntervalBytes?: number } = {},
+): Uint8Array {
+  if (
+    samplingIntervalBytes !== undefined &&
+    !(samplingIntervalBytes > 0 && Number.isFinite(samplingIntervalBytes))
+  ) {
+    throw new RangeError(`samplingIntervalBytes must be positive, got ${samplingIntervalBytes}`);
+  }
   const strings = new StringTable();
   const functions: PprofFunction[] = [];
   const functionIds = new Map<string, number>();
@@ -55,7 +71,12 @@ export function toPprof(profile: HeapProfile): Uint8Array {
       new ValueType({ type: strings.dedup("inuse_objects"), unit: strings.dedup("count") }),
       new ValueType({ type: strings.dedup("inuse_space"), unit: strings.dedup("bytes") }),
     ],
-    periodType: new ValueType({ type: strings.dedup("space"), unit: strings.dedup("bytes") }),
+    ...(samplingIntervalBytes === undefined
+      ? {}
+      : {
+          periodType: new ValueType({ type: strings.dedup("space"), unit: strings.dedup("bytes") }),
+          period: Math.round(samplingIntervalBytes),
+        }),
     sample: profile.stacks.map((s) => ({
       locationId: s.frames.map(locationOf),
       value: [Math.round(s.objects), Math.round(s.bytes)],
@@ -76,13 +97,22 @@ export function toPprof(profile: HeapProfile): Uint8Array {
  * become frames of their own, innermost first; a location without symbols becomes a frame
  * named by its address. Samples with the same stack (Go splits them by size bucket) merge.
  * `takenAt` is the profile's time_nanos in ms, 0 when the producer did not set it.
+ * Refuses gzip that decompresses to more than `maxBytes` (default MAX_PPROF_BYTES).
  */
-export function fromPprof(bytes: Uint8Array): HeapProfile {
+export function fromPprof(
+  bytes: Uint8Array,
+  { maxBytes = MAX_PPROF_BYTES }: { maxBytes?: number } = {},
+): HeapProfile {
   let raw = bytes;
   if (isGzip(bytes)) {
     try {
-      raw = gunzipSync(bytes);
+      raw = gunzipSync(bytes, { maxOutputLength: maxBytes });
     } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE") {
+        throw new PprofError(`gzip-compressed pprof decompresses to more than ${maxBytes} bytes: refused`, {
+          cause: err,
+        });
+      }
       throw new PprofError(`gzip-compressed pprof that does not decompress (${(err as Error).message})`, {
         cause: err,
       });
