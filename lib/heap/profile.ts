@@ -18,7 +18,11 @@ export interface HeapStack {
   frames: Frame[];
   /** Live (in-use) bytes. */
   bytes: number;
-  /** Live (in-use) objects. */
+  /**
+   * Live (in-use) objects, as the source counts them: from pprof, the producer's figure (Go's
+   * is an estimate of all objects); from V8's sampling heap profiler, the number of sampled live
+   * objects, not scaled (unlike `bytes`, V8's estimate of all). Compare it within one source only.
+   */
   objects: number;
 }
 
