@@ -50,7 +50,7 @@ function answer(c: SnapshotCore, actions: Action[], bytes: (host: string, n: num
     else if (a.kind === "collect")
       c.collected(a.trace.trace, {
         id: `${a.trace.trace}/${a.trace.ring.length}`,
-        takenAt: c.now,
+        takenAt: a.at,
         bytes: bytes(a.trace.host, a.trace.ring.length),
       });
     else if (a.kind === "stop") c.stopped(a.trace.trace);
@@ -296,6 +296,37 @@ describe("SnapshotCore", () => {
     expect(d?.references?.match).toBe("exact");
     expect(d?.references?.records.map((r) => r.host)).toEqual(["well"]);
     expect(d?.candidate.vms).toBe(3);
+  });
+
+  it("waits a little for a reference being taken before diagnosing", () => {
+    const c = core({ tracesPerCase: 1, referenceProfiles: 4, minProfiles: 3 });
+    c.observeSuspect(suspect("sick", 9));
+    c.observeWindow(
+      [
+        { host: "sick", component: "api", cluster: "c1", version: "1.0", vms: 3 },
+        { host: "well", component: "api", cluster: "c1", version: "1.0", vms: 1 },
+      ],
+      [
+        { host: "sick", component: "api", process: "api", pid: 100, ts: T0 - H, bytes: 5 },
+        { host: "well", component: "api", process: "api", pid: 200, ts: T0 - H, bytes: 5 },
+      ],
+    );
+    const grow = (_: string, n: number) => (10 + n) * MiB;
+    let diagnosedAt: number | undefined;
+    let d: Extract<Action, { kind: "diagnose" }> | undefined;
+    for (let i = 0; i <= 6 && d === undefined; i++) {
+      c.advance(T0 + i * 30 * MIN);
+      for (let actions = c.due(); actions.length > 0 && d === undefined; actions = c.due()) {
+        d = actions.find((a) => a.kind === "diagnose") as typeof d;
+        if (d !== undefined) diagnosedAt = c.now;
+        answer(c, actions, grow);
+      }
+    }
+    // The suspect's trace was complete at T0 + 1 h (3 profiles); the reference (4) at T0 + 1.5 h,
+    // on the same schedule as the suspect's.
+    expect(c.references()[0]?.profiles.map((p) => (p.takenAt - T0) / MIN)).toEqual([0, 30, 60, 90]);
+    expect(diagnosedAt).toBe(T0 + 90 * MIN);
+    expect(d?.references?.records).toHaveLength(1);
   });
 
   it("records the memory series of the suspects it follows and ranks by clarity", () => {

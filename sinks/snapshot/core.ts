@@ -94,6 +94,8 @@ export interface CaseState {
   traces: TraceState[];
   /** The trace being diagnosed. */
   completeTrace?: string;
+  /** Clock when the trace completed (the diagnosis waits a little for a reference being taken). */
+  completedAt?: number;
   report?: DiagnosisReport;
 }
 
@@ -394,6 +396,15 @@ export class SnapshotCore {
           c.version = s.version;
           if (s.vms !== undefined) c.vms = s.vms;
           else delete c.vms;
+          this.dirty.add(`suspects.${s.component}`);
+        }
+      // A trace started before its host was seen in a window learns its cluster (for the budget
+      // and the references) and version now.
+      for (const t of this.state.cases[s.component]?.traces ?? [])
+        if (t.host === s.host && (t.cluster === "" || t.version === "")) {
+          if (t.cluster === "") t.cluster = s.cluster;
+          if (t.version === "") t.version = s.version;
+          this.dirty.add(`case.${s.component}`);
         }
     }
     const byTarget = new Map<string, Candidate>();
@@ -483,6 +494,7 @@ export class SnapshotCore {
       if (done !== undefined) {
         c.status = "diagnosing";
         c.completeTrace = done.trace;
+        c.completedAt = this.now;
         for (const t of c.traces)
           if (isActive(t)) this.endTrace(t, "stopped", `stopped: ${done.host} completed first`);
         this.dirty.add(key);
@@ -500,6 +512,18 @@ export class SnapshotCore {
     }
     if (c.status === "diagnosing" && !this.inFlight.has(`diagnose:${c.id}`)) {
       const t = c.traces.find((x) => x.trace === c.completeTrace)!;
+      // A reference of the same lineage being taken now is worth waiting for, briefly: without
+      // one the diagnosis cannot tell the leak from growth every host has.
+      const referencePending = this.state.meta.referenceTraces.some(
+        (r) =>
+          isActive(r) &&
+          r.component === t.component &&
+          r.cluster === t.cluster &&
+          r.version === t.version &&
+          (r.os === undefined || r.os === (t.os ?? "")),
+      );
+      const waitMs = (this.config.referenceProfiles + 1) * this.config.collectIntervalMs;
+      if (referencePending && this.now - (c.completedAt ?? this.now) < waitMs) return;
       const candidate = this.candidateOf(c, t);
       this.inFlight.add(`diagnose:${c.id}`);
       actions.push({
@@ -523,12 +547,25 @@ export class SnapshotCore {
     const open = Object.values(this.state.suspects[c.component] ?? {}).filter(
       (s) => !c.attempted.includes(s.suspectId),
     );
+    // On event time the first traces start when the case opened, whenever the shell gets to
+    // them, so that the schedule follows from the telemetry alone.
+    const startAt = this.config.clock === "event" && c.traces.length === 0 ? c.openedAt : this.now;
     for (const s of rankCandidates(open, this.config)) {
       if (running >= this.config.tracesPerCase) break;
       c.attempted.push(s.suspectId);
-      c.traces.push(
-        this.newTrace("suspect", s.host, s.pid, s.process, c.component, s.cluster, s.version, c.id, s),
+      const t = this.newTrace(
+        "suspect",
+        s.host,
+        s.pid,
+        s.process,
+        c.component,
+        s.cluster,
+        s.version,
+        c.id,
+        s,
       );
+      t.nextAt = startAt;
+      c.traces.push(t);
       this.stats.tracesStarted++;
       running++;
       this.dirty.add(`case.${c.component}`);
@@ -560,7 +597,7 @@ export class SnapshotCore {
     if (!isActive(t) || t.nextAt > now || this.inFlight.has(`req:${t.trace}`)) return;
     if (t.status === "starting") {
       this.inFlight.add(`req:${t.trace}`);
-      actions.push({ kind: "start", trace: t, at: now });
+      actions.push({ kind: "start", trace: t, at: this.config.clock === "event" ? t.nextAt : now });
       return;
     }
     // On event time a trace collects at its schedule, however far the clock jumped (a backlog
@@ -620,9 +657,19 @@ export class SnapshotCore {
       REFERENCE_HOST_SILENCE_MS,
     );
     if (host === undefined) return;
-    this.state.meta.referenceTraces.push(
-      this.newTrace("reference", host.host, host.pid, t.process, t.component, host.cluster, host.version),
+    const ref = this.newTrace(
+      "reference",
+      host.host,
+      host.pid,
+      t.process,
+      t.component,
+      host.cluster,
+      host.version,
     );
+    // On event time the reference follows the suspect's schedule, so it is ready when the
+    // suspect's trace is, even if the clock jumped meanwhile or stops (the telemetry ended).
+    if (this.config.clock === "event" && t.startedAt !== undefined) ref.nextAt = t.startedAt;
+    this.state.meta.referenceTraces.push(ref);
     this.dirty.add("meta");
   }
 
@@ -673,8 +720,9 @@ export class SnapshotCore {
     }
     t.status = "tracing";
     t.needsStop = true;
-    t.startedAt ??= this.now;
-    t.nextAt = this.now; // the first profile is the baseline
+    // The first profile is the baseline, taken at once (on event time: when the start was for).
+    if (this.config.clock !== "event") t.nextAt = this.now;
+    t.startedAt ??= t.nextAt;
     t.failures = 0;
     if (reply.os !== undefined) t.os = reply.os;
     this.touch(t);

@@ -16,12 +16,20 @@ export class CollectionLimiter {
   ) {}
 
   /**
-   * Whether a collection in `cluster` at `at` stays within the budget. Collections of simulated
-   * agents may be charged out of order (a trace catching up on event time charges its scheduled
-   * times), so every collection within an hour of `at`, before or after it, counts.
+   * Whether a collection in `cluster` at `at` keeps every hour-long window within the budget.
+   * Collections of simulated agents may be charged out of order (a trace catching up on event
+   * time charges its scheduled times), so collections after `at` count as well as those before.
    */
   allows(cluster: string, at: number): boolean {
-    return this.near(cluster, at) < this.perHour;
+    const times = this.state[cluster] ?? [];
+    // The fullest window [w, w + 1 h) holding `at` starts just after `at` − 1 h or at a collection.
+    const starts = [at - HOUR_MS + 1, ...times.filter((t) => t > at - HOUR_MS && t <= at)];
+    for (const w of starts) {
+      let n = 1;
+      for (const t of times) if (t >= w && t < w + HOUR_MS) n++;
+      if (n > this.perHour) return false;
+    }
+    return true;
   }
 
   /** Counts a collection; call only when `allows` said yes. */
@@ -35,6 +43,7 @@ export class CollectionLimiter {
   /** The earliest time from `at` on at which a collection in `cluster` is allowed. */
   nextAllowedAt(cluster: string, at: number): number {
     if (this.allows(cluster, at)) return at;
+    // Allowance changes only when a collection leaves the hour before the candidate time.
     for (const t of this.state[cluster] ?? []) {
       const candidate = t + HOUR_MS;
       if (candidate > at && this.allows(cluster, candidate)) return candidate;
@@ -49,11 +58,5 @@ export class CollectionLimiter {
       if (kept.length === 0) delete this.state[cluster];
       else this.state[cluster] = kept;
     }
-  }
-
-  private near(cluster: string, at: number): number {
-    let n = 0;
-    for (const t of this.state[cluster] ?? []) if (Math.abs(t - at) < HOUR_MS) n++;
-    return n;
   }
 }

@@ -312,8 +312,9 @@ export class SnapshotSink {
 
   private async request(action: Extract<Action, { kind: "start" | "collect" | "stop" }>): Promise<void> {
     const t = action.trace;
-    const time = action.kind === "stop" ? this.core.now : action.at;
-    const at = this.config.clock === "event" ? { at: time } : {};
+    // A stop needs no time; sent with the clock's, it could expire the agent's other traces that
+    // are behind in their schedule.
+    const at = this.config.clock === "event" && action.kind !== "stop" ? { at: action.at } : {};
     this.shellStats.requests++;
     try {
       if (action.kind === "start") {
@@ -342,7 +343,7 @@ export class SnapshotSink {
         });
         this.deps.log.debug({ trace: t.trace, id: reply.id, bytes: reply.bytes }, "profile collected");
       } else {
-        await this.client.stop(t.host, { trace: t.trace, ...at }).catch((err: Error) => {
+        await this.client.stop(t.host, { trace: t.trace }).catch((err: Error) => {
           this.count(err);
           this.deps.log.warn(
             { trace: t.trace, host: t.host, err: err.message },

@@ -1,0 +1,113 @@
+/**
+ * `resin run --snapshots` with `resin agent-sim`, as users run them: both CLIs in child
+ * processes against a real nats-server carrying a simulated fleet's telemetry. The live
+ * pipeline's suspects make the snapshot sink trace simulated hosts on event time, the simulated
+ * agents answer from the simulator's heap model, and tickets come out in the directory and on
+ * resin.tickets, naming the stacks the simulator leaks from.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectWithRetry, NatsSettings } from "../lib/nats.ts";
+import { ResinProcess, streamMessages } from "../lib/testing/live.ts";
+import { startNats, type TestServer, waitFor } from "../lib/testing/servers.ts";
+import { leakStackOf } from "../simulate/heap.ts";
+import { createSimulation, resolveScenario } from "../simulate/index.ts";
+import { publishTelemetry } from "../simulate/publish.ts";
+import { DiagnosisReport } from "../sinks/snapshot/report.ts";
+
+const ROOT = resolve(import.meta.dirname, "..");
+const FLEET = ["--scenario", "mixed", "--hosts", "20", "--days", "3", "--seed", "11"];
+const sim = createSimulation(resolveScenario("mixed", { hosts: 20, days: 3, seed: 11 }));
+
+let server: TestServer;
+let nc: NatsConnection;
+let dir: string;
+const children: { kill(signal: NodeJS.Signals): void }[] = [];
+
+beforeAll(async () => {
+  server = await startNats();
+  nc = await connectWithRetry(NatsSettings.parse({ servers: server.url }));
+  dir = mkdtempSync(join(tmpdir(), "resin-tickets-"));
+});
+
+afterAll(async () => {
+  for (const c of children) c.kill("SIGKILL");
+  await nc?.close();
+  await server?.dispose();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function agentSim(): { child: ChildProcess; output: () => string } {
+  const child = spawn(
+    process.execPath,
+    [resolve(ROOT, "bin/resin.js"), "agent-sim", "--nats", server.url, ...FLEET, "--log-level", "info"],
+    { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let out = "";
+  child.stdout!.on("data", (d) => {
+    out += d;
+  });
+  child.stderr!.on("data", (d) => {
+    out += d;
+  });
+  children.push(child);
+  return { child, output: () => out };
+}
+
+const tickets = () => readdirSync(dir).filter((f) => f.endsWith(".json"));
+
+describe("resin run --snapshots with resin agent-sim", { timeout: 300_000 }, () => {
+  it("diagnoses the simulated fleet's leaks into tickets naming the leaking stacks", async () => {
+    await publishTelemetry(nc, [...sim.lines()], { giveUpAfterMs: 120_000 });
+    const agents = agentSim();
+    await waitFor("the simulated agents", () => agents.output().includes("simulated agents ready"), 60_000);
+
+    const run = new ResinProcess([
+      "--nats",
+      server.url,
+      "--metrics-port",
+      "0",
+      "--checkpoint-interval",
+      "300ms",
+      "--snapshots",
+      "--tickets-dir",
+      dir,
+    ]);
+    children.push(run);
+    await run.logged("snapshot and ticket sinks ready", 60_000);
+    // The fleet's two process leaks (an isolated one, a canary), each diagnosed once.
+    await waitFor("two tickets", () => tickets().length >= 2, 180_000).catch((err: Error) => {
+      throw new Error(
+        `${err.message}\n${run.logs.map((l) => JSON.stringify(l)).join("\n")}\n${agents.output()}`,
+      );
+    });
+    const { code } = await run.stop();
+    expect(code).toBe(0);
+    agents.child.kill("SIGTERM");
+
+    const reports = tickets().map((f) =>
+      DiagnosisReport.parse(JSON.parse(readFileSync(join(dir, f), "utf8"))),
+    );
+    expect(reports).toHaveLength(2);
+    for (const r of reports) {
+      for (const ext of ["md", "html"]) expect(readdirSync(dir)).toContain(`${r.id}.${ext}`);
+      expect(r.profiles.length).toBeGreaterThanOrEqual(3);
+      const leak = sim.plan.leaks.find(
+        (l) => l.host.id === r.host && l.comp.name === r.component && l.proc.name === r.process,
+      );
+      expect(leak, `${r.host} ${r.component} is no simulated leak`).toBeDefined();
+      const culprits = r.culprits.map((c) => c.frames);
+      expect(culprits, r.id).toContainEqual(leakStackOf(sim.plan, leak!));
+      // With a reference from a healthy host of the same fingerprint, the leak ranks first.
+      if (r.references.length > 0) expect(culprits[0]).toEqual(leakStackOf(sim.plan, leak!));
+    }
+    // The isolated leak has healthy peers running its version: it got a reference.
+    expect(reports.find((r) => r.component === "storage-cache")?.references).toHaveLength(1);
+    const published = await streamMessages(nc, "RESIN_TICKETS");
+    expect(published.map((m) => m.msgId).sort()).toEqual(reports.map((r) => r.id).sort());
+  });
+});
