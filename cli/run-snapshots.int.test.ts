@@ -13,7 +13,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectWithRetry, NatsSettings } from "../lib/nats.ts";
 import { ResinProcess, streamMessages } from "../lib/testing/live.ts";
-import { startNats, type TestServer, waitFor } from "../lib/testing/servers.ts";
+import { freePort, startNats, type TestServer, waitFor } from "../lib/testing/servers.ts";
 import { leakStackOf } from "../simulate/heap.ts";
 import { createSimulation, resolveScenario } from "../simulate/index.ts";
 import { publishTelemetry } from "../simulate/publish.ts";
@@ -66,11 +66,14 @@ describe("resin run --snapshots with resin agent-sim", { timeout: 300_000 }, () 
     const agents = agentSim();
     await waitFor("the simulated agents", () => agents.output().includes("simulated agents ready"), 60_000);
 
+    const port = await freePort();
     const run = new ResinProcess([
       "--nats",
       server.url,
       "--metrics-port",
-      "0",
+      String(port),
+      "--metrics-host",
+      "127.0.0.1",
       "--checkpoint-interval",
       "300ms",
       "--snapshots",
@@ -85,6 +88,17 @@ describe("resin run --snapshots with resin agent-sim", { timeout: 300_000 }, () 
         `${err.message}\n${run.logs.map((l) => JSON.stringify(l)).join("\n")}\n${agents.output()}`,
       );
     });
+    // The sinks' counters are on /metrics.
+    let metrics = "";
+    const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1]);
+    await waitFor("the diagnoses counted", async () => {
+      metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      return metric("resin_snapshot_diagnoses_total") === 2;
+    });
+    expect(metric("resin_tickets_total")).toBe(2);
+    expect(metric("resin_snapshot_collections_total")).toBeGreaterThanOrEqual(6);
+    expect(metric("resin_snapshot_request_failures_total")).toBe(0);
+    expect(metric("resin_ticket_webhook_dropped_total")).toBe(0);
     const { code } = await run.stop();
     expect(code).toBe(0);
     agents.child.kill("SIGTERM");
