@@ -17,7 +17,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NodeSnapshotSource } from "../../agent/snapshot-node.ts";
 import { ProfileStore } from "../../lib/agent/profiles.ts";
-import { SnapshotResponder } from "../../lib/agent/responder.ts";
+import { AgentSourceError, SnapshotResponder } from "../../lib/agent/responder.ts";
 import {
   LEAKY_SERVICE_PATH,
   type LeakyService,
@@ -186,6 +186,92 @@ describe("snapshot sink on a real leaking Node.js process", () => {
     // A later replay of the same open suspect opens nothing.
     second.snapshots.suspect(suspect);
     expect(second.snapshots.core.activeCases).toBe(0);
+  });
+});
+
+describe("snapshot sink with failing agents", () => {
+  it("moves on from a host without an agent, one that does not answer and one whose process is gone, counting each", async () => {
+    // "silent" takes requests and never answers; "gone" refuses (the process exited); "ok" leaks.
+    const silent = nc.subscribe("resin.agent.silent.snapshot", { callback: () => undefined });
+    const gone = await SnapshotResponder.start(nc, {
+      host: "gone",
+      source: {
+        start: async () => {
+          throw new AgentSourceError("no-such-process", "no process 2");
+        },
+        collect: async () => ({ takenAt: 0, stacks: [] }),
+      },
+    });
+    let n = 0;
+    const ok = await SnapshotResponder.start(nc, {
+      host: "ok",
+      source: async () => {
+        n++;
+        return {
+          takenAt: Date.now(),
+          stacks: [
+            { frames: [{ fn: "hoard", file: "/srv/ok.js", line: 7 }], bytes: n * 1_000_000, objects: n },
+            { frames: [{ fn: "churn", file: "/srv/ok.js", line: 20 }], bytes: (n % 2) * 500_000, objects: 1 },
+          ],
+        };
+      },
+    });
+    const reports: DiagnosisReport[] = [];
+    const sink = await SnapshotSink.open(
+      nc,
+      {
+        clock: "wall",
+        collectIntervalMs: 50,
+        tracesPerCase: 1,
+        maxFailuresPerHost: 2,
+        retryDelayMs: 10,
+        requestTimeoutMs: 300,
+        maxCollectionsPerClusterHour: 10_000,
+        pollMs: 20,
+      },
+      { log, stateKey: "failing", onDiagnosis: async (r) => void reports.push(r) },
+    );
+    sinks.push(sink, { close: async () => silent.unsubscribe() }, gone, ok);
+    const now = Date.now();
+    const event = (host: string, pid: number, severity: number): SuspectEvent => ({
+      v: 1,
+      id: `svc/${host}/svc/${pid}`,
+      state: "open",
+      kind: "process",
+      component: "svc",
+      host,
+      process: "svc",
+      pid,
+      start: now - 3_600_000,
+      end: now,
+      detectedAt: now,
+      severity,
+      pattern: "steady",
+      growthBytesPerHour: 1e12,
+    });
+    sink.suspect(event("nobody", 1, 9));
+    sink.suspect(event("silent", 1, 8));
+    sink.suspect(event("gone", 2, 7));
+    sink.suspect(event("ok", 3, 1));
+    await waitFor("a diagnosis", () => reports.length > 0, 60_000);
+    const r = reports[0]!;
+    expect(r.host).toBe("ok");
+    expect(r.culprits[0]?.frames[0]?.fn).toBe("hoard");
+    const outcome = Object.fromEntries(r.candidates.map((c) => [c.host, c.outcome]));
+    expect(outcome).toMatchObject({
+      nobody: expect.stringMatching(/^failed: no agent answers for host nobody/),
+      silent: expect.stringMatching(/^failed: agent on silent did not answer start within 300 ms/),
+      gone: expect.stringMatching(/^failed: agent on gone refused start: no-such-process/),
+      ok: "diagnosed",
+    });
+    expect(sink.stats).toMatchObject({
+      hostsGivenUp: 3,
+      noResponders: 2,
+      requestTimeouts: 2,
+      refusals: 1,
+      requestFailures: 5,
+      tracesStarted: 4,
+    });
   });
 });
 
