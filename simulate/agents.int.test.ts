@@ -167,7 +167,7 @@ describe("simulated agents", () => {
     );
     expect(report.references).toEqual([
       expect.objectContaining({
-        match: "exact",
+        match: "cluster",
         fingerprint: expect.objectContaining({ cluster: host.cluster, os: host.os, version }),
       }),
     ]);

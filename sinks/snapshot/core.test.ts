@@ -293,7 +293,7 @@ describe("SnapshotCore", () => {
     });
     expect(c.stats.referencesTaken).toBe(1);
     expect(d?.trace.host).toBe("sick");
-    expect(d?.references?.match).toBe("exact");
+    expect(d?.references?.match).toBe("cluster");
     expect(d?.references?.records.map((r) => r.host)).toEqual(["well"]);
     expect(d?.candidate.vms).toBe(3);
   });

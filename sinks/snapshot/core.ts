@@ -16,14 +16,15 @@ import type { SnapshotSinkConfig } from "./config.ts";
 import { CollectionLimiter, type LimiterState } from "./limits.ts";
 import { clarityOf, rankCandidates } from "./ranking.ts";
 import {
+  baselineVersion,
   type ChosenReferences,
   dateOf,
   type KnownHost,
-  type Lineage,
   type ProfileRef,
   pickReferenceHost,
   ReferenceCatalog,
   type ReferenceRecord,
+  type ReferenceWant,
 } from "./references.ts";
 import type { DiagnosisReport } from "./report.ts";
 
@@ -515,12 +516,7 @@ export class SnapshotCore {
       // A reference of the same lineage being taken now is worth waiting for, briefly: without
       // one the diagnosis cannot tell the leak from growth every host has.
       const referencePending = this.state.meta.referenceTraces.some(
-        (r) =>
-          isActive(r) &&
-          r.component === t.component &&
-          r.cluster === t.cluster &&
-          r.version === t.version &&
-          (r.os === undefined || r.os === (t.os ?? "")),
+        (r) => isActive(r) && r.component === t.component && (r.caseId === c.id || r.cluster === t.cluster),
       );
       const waitMs = (this.config.referenceProfiles + 1) * this.config.collectIntervalMs;
       if (referencePending && this.now - (c.completedAt ?? this.now) < waitMs) return;
@@ -531,7 +527,7 @@ export class SnapshotCore {
         caseId: c.id,
         trace: t,
         candidate,
-        references: this.catalog.choose(lineageOf(t), this.now),
+        references: this.catalog.choose(this.referenceWant(t), this.now),
       });
     }
     if (c.status === "reporting" && c.report !== undefined && !this.inFlight.has(`report:${c.id}`)) {
@@ -632,17 +628,18 @@ export class SnapshotCore {
     }
   }
 
-  /** Starts a reference trace for the lineage of `t` when no fresh reference or trace covers it. */
+  /** What references a suspect's trace wants: its component, in its cluster, on the baseline version. */
+  private referenceWant(t: TraceState): ReferenceWant {
+    const version = baselineVersion([...(this.hosts.get(t.component)?.values() ?? [])]) ?? t.version;
+    return { component: t.component, cluster: t.cluster, version };
+  }
+
+  /** Starts a reference trace for a suspect's trace when no fresh reference or running trace covers it. */
   private wantReference(t: TraceState): void {
-    const want = lineageOf(t);
+    const want = this.referenceWant(t);
     if (!this.catalog.needsRefresh(want, this.now)) return;
     const running = this.state.meta.referenceTraces.some(
-      (r) =>
-        isActive(r) &&
-        r.component === want.component &&
-        r.cluster === want.cluster &&
-        r.version === want.version &&
-        (r.os === undefined || r.os === want.os),
+      (r) => isActive(r) && r.component === t.component && (r.caseId === t.caseId || r.cluster === t.cluster),
     );
     if (running) return;
     const exclude = new Set<string>([
@@ -651,7 +648,7 @@ export class SnapshotCore {
     ]);
     const host = pickReferenceHost(
       [...(this.hosts.get(t.component)?.values() ?? [])],
-      { cluster: t.cluster, version: t.version, process: t.process },
+      { ...want, process: t.process, vms: this.candidateOf(this.state.cases[t.component], t).vms },
       exclude,
       this.now,
       REFERENCE_HOST_SILENCE_MS,
@@ -665,6 +662,7 @@ export class SnapshotCore {
       t.component,
       host.cluster,
       host.version,
+      t.caseId,
     );
     // On event time the reference follows the suspect's schedule, so it is ready when the
     // suspect's trace is, even if the clock jumped meanwhile or stops (the telemetry ended).
@@ -970,7 +968,7 @@ function withoutSeries(c: Candidate): Omit<Candidate, "series"> {
   return rest;
 }
 
-function lineageOf(t: TraceState): Lineage {
+function lineageOf(t: TraceState): Omit<ReferenceRecord["fingerprint"], "date"> {
   return { component: t.component, cluster: t.cluster, os: t.os ?? "", version: t.version };
 }
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  baselineVersion,
   dateOf,
   fingerprintKey,
   type KnownHost,
@@ -31,13 +32,18 @@ function record(host: string, createdAt: number, over: Partial<typeof lineage> =
 
 describe("ReferenceCatalog", () => {
   const policy = { refreshMs: D, maxAgeMs: 7 * D };
+  const want = { component: "api", cluster: "c1", version: "1.2.0" };
 
   it("is fresh for refreshMs, then a case asks for a new one", () => {
     const cat = new ReferenceCatalog(policy, [record("h1", T0)]);
-    expect(cat.needsRefresh(lineage, T0 + D - 1)).toBe(false);
-    expect(cat.needsRefresh(lineage, T0 + D)).toBe(true);
-    expect(cat.needsRefresh({ ...lineage, version: "1.3.0" }, T0)).toBe(true);
-    expect(cat.needsRefresh({ ...lineage, os: "linux-5.15" }, T0)).toBe(true);
+    expect(cat.needsRefresh(want, T0 + D - 1)).toBe(false);
+    expect(cat.needsRefresh(want, T0 + D)).toBe(true);
+    expect(cat.needsRefresh({ ...want, version: "1.3.0" }, T0)).toBe(true); // the baseline moved on
+    expect(cat.needsRefresh({ ...want, cluster: "c2" }, T0)).toBe(true);
+    // The OS is in the key, not in the choice.
+    expect(
+      new ReferenceCatalog(policy, [record("h1", T0, { os: "linux-5.15" })]).needsRefresh(want, T0),
+    ).toBe(false);
   });
 
   it("keys by fingerprint, date included: one reference per fingerprint, a new day adds one", () => {
@@ -46,33 +52,35 @@ describe("ReferenceCatalog", () => {
     const replaced = cat.add(record("h2", T0 + H));
     expect(replaced?.host).toBe("h1"); // same day: replaced, its profiles to be deleted
     expect(cat.add(record("h3", T0 + D))).toBeUndefined();
-    expect(cat.records().map((r) => r.host)).toEqual(["h2", "h3"]);
+    expect(cat.add(record("h4", T0 + D, { os: "linux-5.15" }))).toBeUndefined();
+    expect(cat.records().map((r) => r.host)).toEqual(["h2", "h3", "h4"]);
     expect(fingerprintKey(record("h1", T0).fingerprint)).toMatch(/^[A-Za-z0-9_-]+$/);
   });
 
-  it("chooses the newest reference per host of the same lineage, else of the same version", () => {
+  it("chooses the suspect's cluster on the baseline version first, then its cluster, then elsewhere", () => {
     const cat = new ReferenceCatalog(policy, [
       record("h1", T0 - 2 * D),
-      record("h1", T0 - D),
-      record("h2", T0 - 3 * D),
-      record("h9", T0, { cluster: "c2" }),
-      record("h8", T0, { version: "0.9.0" }),
+      record("h1", T0 - D, { os: "linux-5.15" }),
+      record("canary", T0, { version: "1.3.0" }),
+      record("far", T0, { cluster: "c9" }),
+      record("other", T0, { component: "db" }),
     ]);
-    const exact = cat.choose(lineage, T0);
-    expect(exact?.match).toBe("exact");
-    expect(exact?.records.map((r) => [r.host, r.createdAt])).toEqual([
+    const best = cat.choose(want, T0);
+    expect(best?.match).toBe("cluster");
+    expect(best?.records.map((r) => [r.host, r.createdAt])).toEqual([
       ["h1", T0 - D],
-      ["h2", T0 - 3 * D],
+      ["canary", T0],
+      ["far", T0],
     ]);
-    const elsewhere = cat.choose({ ...lineage, cluster: "c3" }, T0);
-    expect(elsewhere?.match).toBe("version");
-    expect(elsewhere?.records.map((r) => r.host)).toEqual(["h9", "h1", "h2"]);
-    expect(cat.choose({ ...lineage, version: "2.0.0" }, T0)).toBeUndefined();
+    const elsewhere = cat.choose({ ...want, cluster: "c3" }, T0, 2);
+    expect(elsewhere?.match).toBe("elsewhere");
+    expect(elsewhere?.records.map((r) => r.host)).toEqual(["far", "h1"]);
+    expect(cat.choose({ ...want, component: "web" }, T0)).toBeUndefined();
   });
 
   it("removes references older than maxAgeMs and never chooses them", () => {
     const cat = new ReferenceCatalog(policy, [record("old", T0 - 8 * D), record("new", T0 - D)]);
-    expect(cat.choose(lineage, T0)?.records.map((r) => r.host)).toEqual(["new"]);
+    expect(cat.choose(want, T0)?.records.map((r) => r.host)).toEqual(["new"]);
     const stale = cat.removeStale(T0);
     expect(stale.map((r) => r.host)).toEqual(["old"]);
     expect(cat.records().map((r) => r.host)).toEqual(["new"]);
@@ -90,22 +98,33 @@ describe("pickReferenceHost", () => {
     processes: { api: 100 },
     ...over,
   });
-  const want = { cluster: "c1", version: "1.2.0", process: "api" };
+  const want = { component: "api", cluster: "c1", version: "1.2.0", process: "api", vms: 8 };
 
-  it("takes a healthy host of the same cluster, version and process, fewest VMs first", () => {
+  it("takes a healthy host of the suspect's cluster on the baseline version, with about as many VMs", () => {
     const hosts = [
-      host("sick", { vms: 0 }),
-      host("busy", { vms: 9 }),
-      host("quiet", { vms: 2, processes: { api: 4242 } }),
-      host("other-cluster", { cluster: "c2", vms: 0 }),
-      host("other-version", { version: "1.1.0", vms: 0 }),
-      host("no-api", { processes: { worker: 1 }, vms: 0 }),
-      host("silent", { lastSeen: T0 - 5 * H, vms: 0 }),
+      host("sick", { vms: 8 }),
+      host("empty", { vms: 0 }),
+      host("alike", { vms: 6, processes: { api: 4242 } }),
+      host("canary", { version: "1.3.0", vms: 8 }),
+      host("far", { cluster: "c2", vms: 8 }),
+      host("no-api", { processes: { worker: 1 }, vms: 8 }),
+      host("silent", { lastSeen: T0 - 5 * H, vms: 8 }),
     ];
     expect(pickReferenceHost(hosts, want, new Set(["sick"]), T0, 3 * H)).toMatchObject({
-      host: "quiet",
+      host: "alike",
       pid: 4242,
     });
+    // Without one there: the cluster's other version, then the baseline elsewhere.
+    expect(pickReferenceHost(hosts.slice(3), want, new Set(), T0, 3 * H)?.host).toBe("canary");
+    expect(pickReferenceHost(hosts.slice(4), want, new Set(), T0, 3 * H)?.host).toBe("far");
     expect(pickReferenceHost([host("sick")], want, new Set(["sick"]), T0, 3 * H)).toBeUndefined();
+  });
+
+  it("names the version most hosts run as the baseline", () => {
+    const hosts = ["1.2.0", "1.3.0", "1.2.0", "", "1.3.0", "1.2.0"].map((v, i) =>
+      host(`h${i}`, { version: v }),
+    );
+    expect(baselineVersion(hosts)).toBe("1.2.0");
+    expect(baselineVersion([])).toBeUndefined();
   });
 });

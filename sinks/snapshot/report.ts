@@ -73,7 +73,8 @@ export const DiagnosisReport = z.looseObject({
   references: z.array(
     z.looseObject({
       host: z.string(),
-      match: z.enum(["exact", "version"]),
+      /** "cluster": the suspect's cluster; "elsewhere": another (see the fingerprint for the version). */
+      match: z.enum(["cluster", "elsewhere"]),
       fingerprint: z.looseObject({
         component: z.string(),
         cluster: z.string(),
@@ -182,7 +183,7 @@ export function buildReport(input: ReportInput): DiagnosisReport {
     profiles: input.profiles.map((p) => ({ ...p.ref })),
     references: (input.references?.records ?? []).map((r) => ({
       host: r.host,
-      match: input.references!.match,
+      match: r.fingerprint.cluster === t.cluster ? ("cluster" as const) : ("elsewhere" as const),
       fingerprint: { ...r.fingerprint },
       profiles: r.profiles.map((p) => p.id),
     })),

@@ -85,12 +85,15 @@ export function ticketMarkdown(r: DiagnosisReport): string {
 function summaryRows(r: DiagnosisReport): [string, string][] {
   const refs =
     r.references.length === 0
-      ? "none (no healthy host of the same fingerprint was profiled)"
-      : `${r.references.length} healthy host${r.references.length === 1 ? "" : "s"} (${r.references.map((x) => x.host).join(", ")}; ${
-          r.references[0]!.match === "exact"
-            ? "same cluster, OS and version"
-            : "same version, other cluster or OS"
-        })`;
+      ? "none (no healthy host of the component was profiled)"
+      : r.references
+          .map(
+            (x) =>
+              `${x.host} (${x.match === "cluster" ? "same cluster" : `cluster ${x.fingerprint.cluster}`}, version ${
+                x.fingerprint.version
+              })`,
+          )
+          .join(", ");
   return [
     ["Component", r.component],
     ["Host", `${r.host}${r.cluster !== undefined ? ` (cluster ${r.cluster})` : ""}`],

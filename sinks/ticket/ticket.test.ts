@@ -71,7 +71,7 @@ function report(over: Partial<DiagnosisReport> = {}): DiagnosisReport {
     references: [
       {
         host: "h7",
-        match: "exact",
+        match: "cluster",
         fingerprint: {
           component: "api",
           cluster: "c1",
@@ -131,6 +131,7 @@ describe("ticket rendering", () => {
     expect(bare.html).toContain("No memory series of the process was recorded");
     expect(bare.html).toContain("No stack grew between the profiles.");
     expect(ticketMarkdown(report({ references: [] }))).toContain("| References | none (no healthy host");
+    expect(ticketMarkdown(report())).toContain("| References | h7 (same cluster, version 1.2.0) |");
   });
 
   it("plots the shaded interval only where it overlaps the series", () => {
