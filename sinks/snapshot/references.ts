@@ -7,8 +7,9 @@
  * the sink's state; the profiles live in the Object Store. Pure.
  *
  * Which healthy hosts: RESIN takes the suspect's own fingerprint. Measured on simulated fleets
- * (`resin eval --diagnose-sim`, mixed, seed 101, 200 hosts: top-1 root cause 1.00 against 0.33),
- * the better reference runs the version most hosts of the component run, in the suspect's
+ * (`resin eval --diagnose-sim`, mixed, seed 101, 200 hosts: top-1 root cause 1.00 for eval's
+ * `baseline` references against 0.33 for same-version ones; eval also skips hosts whose memory
+ * grew, which the sink cannot yet), the better reference runs the version most hosts run, in the suspect's
  * cluster, with about as many VMs: a canary leak is then compared with the version it replaces,
  * not with other canaries that carry the same bug below the detector's threshold (their leaking
  * stack grows there too, and the diagnosis drops it); and VM memory, which scales with VMs,
