@@ -57,8 +57,9 @@ export interface DiagnosisOptions {
    * How references are chosen. `baseline`: hosts of the suspect's cluster running the version
    * most hosts run (a canary is compared with what it replaces), then the cluster's other
    * version, then elsewhere; as many VMs as the suspect first; only hosts whose memory did not
-   * grow (above). `lineage`: as sinks/snapshot/references.ts does: same cluster, OS and version,
-   * else the same version anywhere, fewer VMs first, no growth check.
+   * grow (above); the snapshot sink chooses the same way except for the growth check.
+   * `lineage`: RESIN's same-fingerprint rule (same cluster, OS and version, else the same version
+   * anywhere, fewer VMs first, no growth check), which the sink used before; kept for comparison.
    */
   referencePolicy: "baseline" | "lineage";
 }
@@ -84,8 +85,8 @@ export const DIAGNOSIS_RULE =
   "flagged by then. Policy `baseline` (default): the suspect's cluster first, hosts of the version most " +
   "hosts run before others (a canary is compared with what it replaces), as many VMs as the suspect " +
   "first, and only hosts whose memory over their current life (3–24 h; Theil–Sen slope of hourly " +
-  "medians) grew slower than 25% of the suspect's rate. Policy `lineage`: the sink's catalogue (same " +
-  "cluster, OS and version, else same version; fewer VMs first). diagnose() is told resin's pattern, " +
+  "medians) grew slower than 25% of the suspect's rate. Policy `lineage`: RESIN's same-fingerprint rule " +
+  "(same cluster, OS and version, else same version; fewer VMs first). diagnose() is told resin's pattern, " +
   "resin's rate (or the profiles' slope when faster) and the process's start. Top-k is right when one of " +
   "the first k culprits has the truth stack's leaf function and file; rates are over diagnosed leaks " +
   "(traces with at least 3 profiles).";
@@ -383,7 +384,8 @@ function versionAt(comp: CompPlan, t: number): string {
  * Healthy hosts running the same process, as a sink would choose them at `start`, with the
  * process keeping its pid through the trace (a sink would replace one that restarts; it comes to
  * the same). Not flagged by resin by then. `baseline`: see DiagnosisOptions.referencePolicy;
- * `lineage`: what the snapshot sink's reference catalogue does today.
+ * `lineage`: RESIN's same-fingerprint rule (same cluster, OS and version), which the snapshot
+ * sink used before it switched to the baseline version; kept to show why it switched.
  */
 function pickReferences(
   plan: Plan,
@@ -429,8 +431,8 @@ function pickReferences(
     let rank: number;
     let tie: number;
     if (opts.referencePolicy === "lineage") {
-      // The sink's catalogue: same cluster, OS and version, else the same version anywhere;
-      // fewer VMs first (pickReferenceHost).
+      // RESIN's rule, the sink's former catalogue: same cluster, OS and version, else the same
+      // version anywhere; fewer VMs first.
       if (v !== version) continue;
       rank = sameCluster && h.os === host.os ? 0 : 1;
       tie = vmsAt(h);
