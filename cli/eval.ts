@@ -116,7 +116,7 @@ export function registerEval(program: Command): void {
     .option(
       "--diagnose-references <policy>",
       "with --diagnose-sim: how references are chosen, baseline (default: the version most hosts run,\n" +
-        "similar load, memory not growing) or lineage (the snapshot sink's catalogue: same version)",
+        "similar load, memory not growing) or lineage (RESIN's same-fingerprint rule: same cluster, OS and version)",
     )
     .option("--hosts <n>", "with --diagnose-sim: as given to resin simulate")
     .option("--days <d>", "with --diagnose-sim: as given to resin simulate")
