@@ -617,7 +617,6 @@ export class ProcessDetectCore {
     return true;
   }
 
-  /** max − min of the ring over `hours` hours, starting `from` hours back. */
   /**
    * The level `back` hours back through a 5-hour running median (fewer at the ring's ends): a
    * burst of an hour or two is not the level the series was at.
@@ -667,6 +666,7 @@ export class ProcessDetectCore {
     return h3 - l3;
   }
 
+  /** max − min of the ring over `hours` hours, starting `from` hours back. */
   private rangeOf(slot: number, from: number, hours: number): number {
     let lo = Number.POSITIVE_INFINITY;
     let hi = Number.NEGATIVE_INFINITY;
