@@ -1,30 +1,8 @@
-import { afterEach, describe, expect, it, vi } from "vitest";
-import { main } from "./main.ts";
+import { afterEach, describe, expect, it } from "vitest";
+import { resinInProcess } from "../lib/testing/cli.ts";
 import { snapshotSettingsFromFlags, snapshotStateKey } from "./run-snapshots.ts";
 
-/** Runs `resin <args>` in this process; only for settings refused before anything connects. */
-async function resin(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; err: string }> {
-  const err: string[] = [];
-  const spy = vi.spyOn(process.stderr, "write").mockImplementation((chunk) => {
-    err.push(String(chunk));
-    return true;
-  });
-  const saved = { ...process.env };
-  Object.assign(process.env, env);
-  process.exitCode = undefined;
-  try {
-    await main(["node", "resin", ...args]);
-  } finally {
-    spy.mockRestore();
-    process.env = saved;
-  }
-  const code = Number(process.exitCode ?? 0);
-  process.exitCode = undefined;
-  return { code, err: err.join("") };
-}
+const resin = resinInProcess;
 
 afterEach(() => {
   process.exitCode = undefined;

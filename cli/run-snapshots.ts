@@ -6,7 +6,8 @@
 import { accessSync, constants, mkdirSync } from "node:fs";
 import { type Command, Option } from "commander";
 import type { Logger } from "pino";
-import { Counter, Gauge, type Registry } from "prom-client";
+import type { Registry } from "prom-client";
+import { pulledMetrics } from "../lib/metrics.ts";
 import { connectWithRetry, type NatsSettings } from "../lib/nats.ts";
 import type { SeriesSink } from "../pipelines/live.ts";
 import { describeViolations, ValidationError } from "../schemas/common.ts";
@@ -249,25 +250,7 @@ export function snapshotStateKey(partition: { index: number; count: number }): s
 }
 
 export function registerSnapshotMetrics(registry: Registry, tap: SnapshotSeriesTap): void {
-  const counter = (name: string, help: string, value: () => number) =>
-    new Counter({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc(value());
-      },
-    });
-  const gauge = (name: string, help: string, value: () => number) =>
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.set(value());
-      },
-    });
+  const { counter, gauge } = pulledMetrics(registry);
   const s = () => tap.snapshots.stats;
   const t = () => tap.tickets.stats;
   counter(

@@ -1,26 +1,9 @@
-import { afterEach, describe, expect, it, vi } from "vitest";
-import { main } from "./main.ts";
+import { afterEach, describe, expect, it } from "vitest";
+import { resinInProcess } from "../lib/testing/cli.ts";
 
 /** Runs `resin run …` in this process; settings are checked before anything connects. */
-async function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number; err: string }> {
-  const err: string[] = [];
-  const spy = vi.spyOn(process.stderr, "write").mockImplementation((chunk) => {
-    err.push(String(chunk));
-    return true;
-  });
-  const saved = { ...process.env };
-  Object.assign(process.env, env);
-  process.exitCode = undefined;
-  try {
-    await main(["node", "resin", "run", "--metrics-port", "0", ...args]);
-  } finally {
-    spy.mockRestore();
-    process.env = saved;
-  }
-  const code = Number(process.exitCode ?? 0);
-  process.exitCode = undefined;
-  return { code, err: err.join("") };
-}
+const run = (args: string[], env: Record<string, string> = {}) =>
+  resinInProcess(["run", "--metrics-port", "0", ...args], env);
 
 afterEach(() => {
   process.exitCode = undefined;

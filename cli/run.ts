@@ -1,7 +1,8 @@
 import { type Command, Option } from "commander";
 import { pino } from "pino";
-import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { collectDefaultMetrics, Registry } from "prom-client";
 import { DEFAULT_STREAM_LIMITS } from "../lib/jetstream.ts";
+import { pulledMetrics } from "../lib/metrics.ts";
 import { startOpsServer } from "../lib/ops-server.ts";
 import { StateError } from "../lib/state.ts";
 import { LiveConfig, LivePipeline, partitionFilter, type SeriesSink } from "../pipelines/live.ts";
@@ -255,25 +256,7 @@ async function runCommand(flags: RunFlags): Promise<void> {
 }
 
 function registerMetrics(registry: Registry, pipeline: LivePipeline, sink: SeriesSink | undefined): void {
-  const counter = (name: string, help: string, value: () => number) =>
-    new Counter({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc(value());
-      },
-    });
-  const gauge = (name: string, help: string, value: () => number) =>
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.set(value());
-      },
-    });
+  const { counter, gauge } = pulledMetrics(registry);
   const c = pipeline.counters;
   const s = () => pipeline.graph?.stats;
   counter(

@@ -1,9 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Command } from "commander";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { registerEval } from "../cli/eval.ts";
-import { scenarioFixture as fixture, suspect, T0, tempDir, writeNdjson } from "./fixtures.ts";
+import { evalProgram, scenarioFixture as fixture, suspect, T0, tempDir, writeNdjson } from "./fixtures.ts";
 
 describe("resin eval CLI", () => {
   const out: string[] = [];
@@ -12,15 +10,7 @@ describe("resin eval CLI", () => {
     out.length = 0;
   });
 
-  function program() {
-    const p = new Command("resin").exitOverride();
-    registerEval(p);
-    vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-      out.push(String(chunk));
-      return true;
-    });
-    return p;
-  }
+  const program = () => evalProgram(out);
 
   it("prints the table and writes JSON and HTML", async () => {
     const f = fixture();

@@ -1,8 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Command } from "commander";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { registerEval } from "../cli/eval.ts";
 import { LineWriter } from "../lib/ndjson.ts";
 import { createSimulation, resolveScenario, writeLines } from "../simulate/index.ts";
 import {
@@ -12,7 +10,7 @@ import {
   rankOf,
   scoreCases,
 } from "./diagnosis.ts";
-import { tempDir } from "./fixtures.ts";
+import { evalProgram, tempDir } from "./fixtures.ts";
 
 const leaf = (fn: string, file = `src/${fn}.go`, line = 10) => ({ fn, file, line });
 
@@ -84,15 +82,7 @@ describe("resin eval --diagnose-sim", () => {
     out.length = 0;
   });
 
-  function program() {
-    const p = new Command("resin").exitOverride();
-    registerEval(p);
-    vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-      out.push(String(chunk));
-      return true;
-    });
-    return p;
-  }
+  const program = () => evalProgram(out);
 
   // 60 hosts × 2 days of `mixed`, seed 3: 8 process leaks (a storage-cache canary among them).
   const flags = ["--hosts", "60", "--days", "2", "--seed", "3"];

@@ -2,6 +2,9 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Command } from "commander";
+import { vi } from "vitest";
+import { registerEval } from "../cli/eval.ts";
 import type { SuspectEvent } from "../schemas/suspect.ts";
 import type { TruthRecord } from "../schemas/truth.ts";
 import { HOUR_MS } from "./types.ts";
@@ -166,4 +169,15 @@ export function scenarioFixture(extraLines: string[] = []) {
   ];
   const suspectsPath = writeNdjson(dir, "suspects.ndjson", events);
   return { dir, telemetry, truthPath, suspectsPath, records, events, start, restart };
+}
+
+/** A `resin` program with only `eval`, whose stdout is collected into `out` (restore mocks after). */
+export function evalProgram(out: string[]): Command {
+  const p = new Command("resin").exitOverride();
+  registerEval(p);
+  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
+    out.push(String(chunk));
+    return true;
+  });
+  return p;
 }

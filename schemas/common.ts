@@ -78,3 +78,10 @@ export class ValidationError extends Error {
     super(`invalid ${what}: ${describeViolations(violations)}`);
   }
 }
+
+/** `check`, throwing a ValidationError that names `what`, every bad field and its value. */
+export function checkOrThrow<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
+  const checked = check(schema, input);
+  if (!checked.ok) throw new ValidationError(what, checked.violations);
+  return checked.value;
+}

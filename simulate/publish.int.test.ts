@@ -114,6 +114,24 @@ describe("publishTelemetry on a real nats-server", () => {
     await server?.dispose();
   });
 
+  /** Yields `lines`, killing nats-server at a third of them and starting it again half a second later. */
+  function restartingAtThird(lines: readonly string[]) {
+    let restarting: Promise<void> | undefined;
+    const killAt = Math.floor(lines.length / 3);
+    function* input(): Generator<string> {
+      for (let i = 0; i < lines.length; i++) {
+        if (i === killAt) {
+          restarting = server
+            .kill()
+            .then(() => new Promise((r) => setTimeout(r, 500)))
+            .then(() => server.start());
+        }
+        yield lines[i]!;
+      }
+    }
+    return { input, restarted: () => restarting };
+  }
+
   beforeEach(async () => {
     // A fresh stream: no messages and no remembered message ids.
     const jsm = await jetstreamManager(nc);
@@ -148,19 +166,7 @@ describe("publishTelemetry on a real nats-server", () => {
 
   it("loses nothing and stores nothing twice when nats-server is killed and restarted mid-stream", async () => {
     const { lines, expected } = fleet(5, 0.5, 12);
-    let restarted: Promise<void> | undefined;
-    const killAt = Math.floor(lines.length / 3);
-    function* input(): Generator<string> {
-      for (let i = 0; i < lines.length; i++) {
-        if (i === killAt) {
-          restarted = server
-            .kill()
-            .then(() => new Promise((r) => setTimeout(r, 500)))
-            .then(() => server.start());
-        }
-        yield lines[i]!;
-      }
-    }
+    const { input, restarted } = restartingAtThird(lines);
     let sawRetrying = false;
     const r = await publishTelemetry(nc, input(), {
       ackTimeoutMs: 1000,
@@ -169,7 +175,7 @@ describe("publishTelemetry on a real nats-server", () => {
         sawRetrying ||= p.retrying;
       },
     });
-    await restarted;
+    await restarted();
     expect(r.retries).toBeGreaterThan(0);
     expect(sawRetrying).toBe(true);
     expect(r.undelivered).toBe(0);
@@ -194,23 +200,11 @@ describe("publishTelemetry on a real nats-server", () => {
 
   it("keeps the order exactly when nats-server is killed and restarted while publishing is paced", async () => {
     const { lines, expected } = fleet(2, 0.25, 17);
-    let restarted: Promise<void> | undefined;
-    const killAt = Math.floor(lines.length / 3);
-    function* input(): Generator<string> {
-      for (let i = 0; i < lines.length; i++) {
-        if (i === killAt) {
-          restarted = server
-            .kill()
-            .then(() => new Promise((r) => setTimeout(r, 500)))
-            .then(() => server.start());
-        }
-        yield lines[i]!;
-      }
-    }
+    const { input, restarted } = restartingAtThird(lines);
     // Six simulated hours in about three seconds: the window (1024) never fills, so nothing but
     // the disconnect itself can make the publisher wait for the publishes the restart lost.
     const r = await publishTelemetry(nc, input(), { speed: 7200, ackTimeoutMs: 1000 });
-    await restarted;
+    await restarted();
     expect(r.retries).toBeGreaterThan(0);
     expect(r.undelivered).toBe(0);
     expect(r.published + r.duplicates).toBe(lines.length);

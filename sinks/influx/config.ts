@@ -4,7 +4,7 @@
  * and the value.
  */
 import { z } from "zod";
-import { check, ValidationError } from "../../schemas/common.ts";
+import { checkOrThrow } from "../../schemas/common.ts";
 
 /** An integer given as a number or as a decimal string (flags and env vars are strings). */
 function integerFrom(value: unknown): unknown {
@@ -112,9 +112,7 @@ export type InfluxSinkConfigInput = z.input<typeof InfluxSinkConfig>;
 
 /** Parses settings, throwing a `ValidationError` that names every bad field and its value. */
 export function parseInfluxSinkConfig(raw: unknown): InfluxSinkConfig {
-  const checked = check(InfluxSinkConfig, raw);
-  if (!checked.ok) throw new ValidationError("InfluxDB sink settings", checked.violations);
-  return checked.value;
+  return checkOrThrow(InfluxSinkConfig, raw, "InfluxDB sink settings");
 }
 
 /** The environment variables that fill settings not given as flags. */

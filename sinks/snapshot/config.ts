@@ -5,7 +5,7 @@
  * simulated fleet replayed at any speed is profiled on its own schedule.
  */
 import { z } from "zod";
-import { check, ValidationError } from "../../schemas/common.ts";
+import { checkOrThrow } from "../../schemas/common.ts";
 
 const HOUR = 3_600_000;
 const MINUTE = 60_000;
@@ -104,7 +104,5 @@ export type SnapshotSinkConfigInput = z.input<typeof SnapshotSinkConfig>;
 
 /** Parses settings, throwing a `ValidationError` that names every bad field and its value. */
 export function parseSnapshotSinkConfig(raw: unknown): SnapshotSinkConfig {
-  const checked = check(SnapshotSinkConfig, raw);
-  if (!checked.ok) throw new ValidationError("snapshot sink settings", checked.violations);
-  return checked.value;
+  return checkOrThrow(SnapshotSinkConfig, raw, "snapshot sink settings");
 }

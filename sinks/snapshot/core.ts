@@ -101,6 +101,26 @@ export interface CaseState {
 }
 
 /** Everything that must survive a restart, in the parts the shell stores separately. */
+/** The state of a sink that has done nothing yet. */
+export function emptyCoreState(): CoreState {
+  return {
+    meta: {
+      v: 1,
+      now: 0,
+      seq: 0,
+      handled: {},
+      lastCaseAt: {},
+      limiter: {},
+      referenceTraces: [],
+      referenceFailures: {},
+      deletions: [],
+    },
+    references: [],
+    cases: {},
+    suspects: {},
+  };
+}
+
 export interface CoreState {
   meta: {
     v: 1;
@@ -216,22 +236,7 @@ export class SnapshotCore {
     private readonly config: SnapshotSinkConfig,
     restored?: CoreState,
   ) {
-    this.state = restored ?? {
-      meta: {
-        v: 1,
-        now: 0,
-        seq: 0,
-        handled: {},
-        lastCaseAt: {},
-        limiter: {},
-        referenceTraces: [],
-        referenceFailures: {},
-        deletions: [],
-      },
-      references: [],
-      cases: {},
-      suspects: {},
-    };
+    this.state = restored ?? emptyCoreState();
     this.limiter = new CollectionLimiter(config.maxCollectionsPerClusterHour, this.state.meta.limiter);
     this.catalog = new ReferenceCatalog(
       { refreshMs: config.referenceRefreshMs, maxAgeMs: config.referenceMaxAgeMs },

@@ -33,6 +33,7 @@ import {
 import {
   type Action,
   type CoreState,
+  emptyCoreState,
   type Failure,
   type SeriesPoint,
   SnapshotCore,
@@ -500,22 +501,7 @@ async function loadState(kv: KV, stateKey: string): Promise<CoreState | undefine
   const keys: string[] = [];
   for await (const k of await kv.keys(`${stateKey}.>`)) keys.push(k);
   if (keys.length === 0) return undefined;
-  const state: CoreState = {
-    meta: {
-      v: 1,
-      now: 0,
-      seq: 0,
-      handled: {},
-      lastCaseAt: {},
-      limiter: {},
-      referenceTraces: [],
-      referenceFailures: {},
-      deletions: [],
-    },
-    references: [],
-    cases: {},
-    suspects: {},
-  };
+  const state: CoreState = emptyCoreState();
   for (const key of keys) {
     const entry = await kv.get(key);
     if (entry === null || entry.operation !== "PUT" || entry.length === 0) continue;

@@ -3,7 +3,7 @@
  * webhook). One strict schema, every field documented where it is declared.
  */
 import { z } from "zod";
-import { check, ValidationError } from "../../schemas/common.ts";
+import { checkOrThrow } from "../../schemas/common.ts";
 
 const httpUrl = z.string().refine((text) => {
   try {
@@ -63,7 +63,5 @@ export type TicketSinkConfig = z.infer<typeof TicketSinkConfig>;
 export type TicketSinkConfigInput = z.input<typeof TicketSinkConfig>;
 
 export function parseTicketSinkConfig(raw: unknown): TicketSinkConfig {
-  const checked = check(TicketSinkConfig, raw);
-  if (!checked.ok) throw new ValidationError("ticket sink settings", checked.violations);
-  return checked.value;
+  return checkOrThrow(TicketSinkConfig, raw, "ticket sink settings");
 }
