@@ -127,7 +127,8 @@ export class GroupTrends {
     if (maxBack < 6) return undefined;
     const diffs: number[] = [];
     for (let k = 1; k < n; k++) diffs.push(hist[k]! - hist[k - 1]!);
-    const noise = Math.max(1.4826 * median(diffs.map((d) => Math.abs(d - median(diffs)))), 1e-4);
+    const center = median(diffs);
+    const noise = Math.max(1.4826 * median(diffs.map((d) => Math.abs(d - center))), 1e-4);
     const now = hist[last]!;
     // The growth starts at the lowest level, older starts needing to be lower by a drift allowance.
     let start = 0;
