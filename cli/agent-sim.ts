@@ -13,16 +13,9 @@ import { createSimulation } from "../simulate/index.ts";
 import { CliError } from "./main.ts";
 import { addNatsAuthOptions, type NatsFlags, natsSettingsFromFlags } from "./nats-flags.ts";
 import { intFlag } from "./options.ts";
-import { overridesFromFlags, resolveForCli } from "./simulate.ts";
+import { type FleetFlags, overridesFromFlags, resolveForCli } from "./simulate.ts";
 
-interface AgentSimFlags extends NatsFlags {
-  scenario?: string;
-  hosts?: string;
-  days?: string;
-  interval?: string;
-  seed?: string;
-  start?: string;
-  lateness?: string;
+interface AgentSimFlags extends NatsFlags, FleetFlags {
   only?: string;
   maxTraces: string;
   logLevel: string;
@@ -85,7 +78,7 @@ async function agentSim(flags: AgentSimFlags): Promise<void> {
   if (!levels.includes(flags.logLevel))
     throw new CliError(`--log-level: expected one of ${levels.join(", ")} (got "${flags.logLevel}")`);
   const maxTraces = intFlag("--max-traces", flags.maxTraces, 1, 1000);
-  const config = resolveForCli(flags.scenario ?? "mixed", overridesFromFlags({ ...flags, summary: false }));
+  const config = resolveForCli(flags.scenario ?? "mixed", overridesFromFlags(flags));
   const sim = createSimulation(config);
   const only = flags.only
     ?.split(",")

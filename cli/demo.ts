@@ -73,7 +73,6 @@ function planSimulation(flags: DemoFlags): Simulation {
     hosts: flags.hosts,
     days: flags.days,
     seed: flags.seed,
-    summary: false,
   });
   return createSimulation(resolveForCli(flags.scenario, overrides));
 }

@@ -13,9 +13,10 @@ import {
 import type { TruthRecord } from "../schemas/truth.ts";
 import { createSimulation } from "../simulate/index.ts";
 import { CliError, EXIT } from "./main.ts";
-import { overridesFromFlags, resolveForCli } from "./simulate.ts";
+import { type FleetFlags, overridesFromFlags, resolveForCli } from "./simulate.ts";
 
-interface EvalFlags {
+/** The fleet flags describe the simulation for --diagnose-sim (its scenario is that flag's value). */
+interface EvalFlags extends Omit<FleetFlags, "scenario"> {
   telemetry: string;
   truth: string;
   suspects?: string;
@@ -27,12 +28,6 @@ interface EvalFlags {
   baselines: boolean;
   diagnoseSim?: string;
   diagnoseReferences?: string;
-  hosts?: string;
-  days?: string;
-  interval?: string;
-  seed?: string;
-  start?: string;
-  lateness?: string;
 }
 
 /**

@@ -31,16 +31,20 @@ import { CliError, EXIT } from "./main.ts";
 import { addNatsAuthOptions, type NatsFlags, natsSettingsFromFlags } from "./nats-flags.ts";
 import { intFlag, parseDurationMs } from "./options.ts";
 
-interface SimulateFlags extends NatsFlags {
+/** The flags that describe a simulated fleet, shared by the commands that rebuild one. */
+export interface FleetFlags {
+  scenario?: string;
   hosts?: string;
   days?: string;
   interval?: string;
   seed?: string;
-  scenario?: string;
-  out?: string;
-  truth?: string;
   start?: string;
   lateness?: string;
+}
+
+interface SimulateFlags extends NatsFlags, FleetFlags {
+  out?: string;
+  truth?: string;
   summary: boolean;
   speed?: string;
   rate?: string;
@@ -49,7 +53,7 @@ interface SimulateFlags extends NatsFlags {
 }
 
 /** Turns the flags into scenario overrides; only flags actually given override the scenario. */
-export function overridesFromFlags(flags: Partial<SimulateFlags>): SimOverrides {
+export function overridesFromFlags(flags: FleetFlags): SimOverrides {
   const o: SimOverrides = {};
   if (flags.hosts !== undefined) o.hosts = intFlag("--hosts", flags.hosts, 1, 1_000_000);
   if (flags.days !== undefined) {

@@ -30,6 +30,7 @@
  * the leak is a counting process over the leaked bytes, so its samples only accumulate.
  */
 import { type Frame, type HeapProfile, type HeapStack, stackKey } from "../lib/heap/profile.ts";
+import { DAY, HOUR, MINUTE } from "./duration.ts";
 import { heapCatalog, leakStack, type StackRole, versionChanges } from "./heap-stacks.ts";
 import {
   type CompPlan,
@@ -49,10 +50,6 @@ export {
   leakStackOf,
   type StackRole,
 } from "./heap-stacks.ts";
-
-const HOUR = 3_600_000;
-const MINUTE = 60_000;
-const DAY = 24 * HOUR;
 
 /** A process to profile: the suspect event's target. `pid` 0 is a kernel pool, which has no heap profile. */
 export interface HeapTarget {
