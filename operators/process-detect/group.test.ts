@@ -47,6 +47,19 @@ describe("group trends (the common mode of a whole peer group)", () => {
     }
   });
 
+  it("does not flag the config step of a quiet simulated fleet that once fooled it (seed 808, net-proxy)", () => {
+    // The group's common mode, hour by hour: a strong daily curve, then +0.17 within an hour
+    // just before the daily peak (hours 58-59). The levels alone look like fresh growth.
+    const recorded = [
+      -0.0073, 0, 0.0016, 0.041, 0.0845, 0.1263, 0.1785, 0.223, 0.2534, 0.3006, 0.3133, 0.3292, 0.3418,
+      0.3423, 0.329, 0.3164, 0.2824, 0.24, 0.193, 0.1454, 0.0958, 0.0554, 0.0197, 0, -0.0039, 0, 0, 0.0395,
+      0.084, 0.1353, 0.1818, 0.2157, 0.2654, 0.2954, 0.323, 0.3318, 0.3409, 0.3393, 0.3327, 0.315, 0.2788,
+      0.2382, 0.1868, 0.1431, 0.0985, 0.0545, 0.0175, 0, -0.0002, 0, 0.0077, 0.0369, 0.0816, 0.1322, 0.1741,
+      0.2236, 0.2598, 0.4285, 0.4954, 0.51, 0.5179, 0.5177, 0.5073, 0.4897,
+    ];
+    expect(flaggedHours((hour) => recorded[hour]!, recorded.length)).toEqual([]);
+  });
+
   it("does not flag the daily curve alone or a warm-up after a rolling restart", () => {
     expect(flaggedHours(daily)).toEqual([]);
     const warmup = (hour: number) => daily(hour) + (hour >= 50 ? -0.3 * Math.exp(-(hour - 50) / 4) : 0);
