@@ -520,11 +520,14 @@ export class SnapshotCore {
       const t = c.traces.find((x) => x.trace === c.completeTrace)!;
       // A reference of the same lineage being taken now is worth waiting for, briefly: without
       // one the diagnosis cannot tell the leak from growth every host has.
-      const referencePending = this.state.meta.referenceTraces.some(
+      const pending = this.state.meta.referenceTraces.filter(
         (r) => isActive(r) && r.component === t.component && (r.caseId === c.id || r.cluster === t.cluster),
       );
-      const waitMs = (this.config.referenceProfiles + 1) * this.config.collectIntervalMs;
-      if (referencePending && this.now - (c.completedAt ?? this.now) < waitMs) return;
+      const deadline =
+        (c.completedAt ?? this.now) + (this.config.referenceProfiles + 1) * this.config.collectIntervalMs;
+      // Until the deadline, and past it while a reference still has work that was due before it:
+      // on event time the telemetry can run ahead of the agents' answers.
+      if (pending.length > 0 && (this.now < deadline || pending.some((r) => r.nextAt <= deadline))) return;
       const candidate = this.candidateOf(c, t);
       this.inFlight.add(`diagnose:${c.id}`);
       actions.push({
