@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import { LineWriter, openInput, readLineBatches } from "../lib/ndjson.ts";
 import { replayLines } from "../pipelines/replay.ts";
+import { detectOptions, readDetectConfig } from "./detect-config.ts";
 import { CliError, EXIT } from "./main.ts";
 import { parseDurationMs } from "./options.ts";
 
@@ -20,6 +21,7 @@ export function registerReplay(program: Command): void {
       "none: analyse every process; bucket: only hosts behind an anomalous bucket (RESIN)",
       "none",
     )
+    .option("--detect-config <file>", "detector settings as JSON: {window, detect, buckets, lifecycle, gate}")
     .option("--no-flush", "leave the windows still open at the end of input undecided, as `resin run` does")
     .addHelpText(
       "after",
@@ -41,18 +43,19 @@ Example:
         lateness: string;
         gate: string;
         flush: boolean;
+        detectConfig?: string;
       }) => {
         if (opts.input !== "-" && !existsSync(opts.input))
           throw new CliError(`--input: no such file: ${opts.input}`);
         if (opts.gate !== "none" && opts.gate !== "bucket")
           throw new CliError(`--gate: expected "none" or "bucket" (got "${opts.gate}")`);
         const allowedLatenessMs = parseDurationMs(opts.lateness, "--lateness");
+        const file = opts.detectConfig === undefined ? undefined : readDetectConfig(opts.detectConfig);
         const out = new LineWriter(opts.out);
         const dead = opts.deadLetter ? new LineWriter(opts.deadLetter) : undefined;
         const started = performance.now();
         const { stats } = await replayLines(readLineBatches(openInput(opts.input)), {
-          window: { allowedLatenessMs },
-          gate: opts.gate,
+          ...detectOptions(file, { allowedLatenessMs, gate: opts.gate }),
           flushAtEnd: opts.flush,
           onEvent: (e) => void out.write(JSON.stringify(e)),
           onDeadLetter: (d) => void dead?.write(JSON.stringify(d)),

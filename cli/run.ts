@@ -7,6 +7,7 @@ import { startOpsServer } from "../lib/ops-server.ts";
 import { StateError } from "../lib/state.ts";
 import { LiveConfig, LivePipeline, partitionFilter, type SeriesSink } from "../pipelines/live.ts";
 import { parseBytes } from "../simulate/index.ts";
+import { detectOptions, readDetectConfig } from "./detect-config.ts";
 import { CliError, EXIT } from "./main.ts";
 import { addNatsAuthOptions, type NatsFlags, natsSettingsFromFlags } from "./nats-flags.ts";
 import { intFlag, parseDurationMs } from "./options.ts";
@@ -30,6 +31,7 @@ interface RunFlags extends NatsFlags, SnapshotFlags {
   streamMaxBytes: string;
   lateness: string;
   gate: string;
+  detectConfig?: string;
   instance?: string;
   resetState: boolean;
   metricsPort: string;
@@ -107,6 +109,12 @@ export function registerRun(program: Command): void {
       new Option("--gate <mode>", "none: every process; bucket: only hosts behind an anomalous bucket")
         .env("RESIN_GATE")
         .default("none"),
+    )
+    .addOption(
+      new Option(
+        "--detect-config <file>",
+        "detector settings as JSON: {window, detect, buckets, lifecycle, gate} (README: detector settings)",
+      ).env("RESIN_DETECT_CONFIG"),
     )
     .addOption(new Option("--instance <name>", "instance name (default: host name)").env("RESIN_INSTANCE"))
     .addOption(
@@ -186,6 +194,7 @@ async function runCommand(flags: RunFlags): Promise<void> {
     maxBytes: bytesFlag("--stream-max-bytes", flags.streamMaxBytes),
   };
   const allowedLatenessMs = parseDurationMs(flags.lateness, "--lateness");
+  const detectFile = flags.detectConfig === undefined ? undefined : readDetectConfig(flags.detectConfig);
   const snapshotSettings = snapshotSettingsFromFlags(flags);
 
   const log = pino({ level: flags.logLevel, base: { instance: live.instance, partition: flags.partition } });
@@ -199,7 +208,7 @@ async function runCommand(flags: RunFlags): Promise<void> {
   const pipeline = new LivePipeline(
     live,
     nats,
-    { window: { allowedLatenessMs }, gate: flags.gate },
+    detectOptions(detectFile, { allowedLatenessMs, gate: flags.gate }),
     log,
     sink,
     limits,

@@ -22,6 +22,7 @@ import {
   ProcessDetectCore,
 } from "../operators/process-detect/index.ts";
 import { type LifecycleConfigInput, SuspectLifecycle } from "../operators/suspect-lifecycle/index.ts";
+import { WindowConfig } from "../operators/window/config.ts";
 import {
   type ClosedWindow,
   eventTimeWindows,
@@ -71,7 +72,7 @@ export interface WindowResult {
 }
 
 /** Configuration, derived constants and callbacks of the process detector: not state. */
-const PROCESS_SKIP = ["config", "trace", "noiseDecay", "baseDecay", "groups"];
+const PROCESS_SKIP = ["config", "trace", "noiseDecay", "baseDecay", "groups", "hourMs"];
 
 /**
  * The stages after windowing, as one synchronous step per closed window: level 1 (bucketize,
@@ -83,12 +84,16 @@ export class DetectionStage {
   private readonly lifecycle: SuspectLifecycle;
   /** Recent anomalous buckets per component/process, newest last, kept for a day. */
   private readonly recentAnomalies = new Map<string, BucketScore[]>();
+  /** One window, ms: the detector's "hour" (time may be scaled down for tests and demos). */
+  private readonly windowMs: number;
 
   constructor(private readonly options: DetectOptions = {}) {
-    this.process = new ProcessDetectCore(options.detect);
+    const windowMs = WindowConfig.parse(options.window ?? {}).windowMs;
+    this.windowMs = windowMs;
+    this.process = new ProcessDetectCore(options.detect, windowMs);
     this.process.trace = options.trace;
     this.anomaly = new BucketAnomalyCore(options.buckets);
-    this.lifecycle = new SuspectLifecycle(options.lifecycle);
+    this.lifecycle = new SuspectLifecycle(options.lifecycle, windowMs);
   }
 
   get openSuspects(): number {
@@ -101,7 +106,7 @@ export class DetectionStage {
       process: fieldsOf(this.process, PROCESS_SKIP),
       groups: fieldsOf(this.process.groups, ["config"]),
       anomaly: fieldsOf(this.anomaly, ["config", "bounds"]),
-      lifecycle: fieldsOf(this.lifecycle, ["config"]),
+      lifecycle: fieldsOf(this.lifecycle, ["config", "hourMs"]),
       recentAnomalies: this.recentAnomalies,
     };
   }
@@ -111,7 +116,7 @@ export class DetectionStage {
     assignFields(this.process, fields.process as Fields, PROCESS_SKIP);
     assignFields(this.process.groups, fields.groups as Fields, ["config"]);
     assignFields(this.anomaly, fields.anomaly as Fields, ["config", "bounds"]);
-    assignFields(this.lifecycle, fields.lifecycle as Fields, ["config"]);
+    assignFields(this.lifecycle, fields.lifecycle as Fields, ["config", "hourMs"]);
     assignFields(this, { recentAnomalies: fields.recentAnomalies });
   }
 
@@ -147,7 +152,7 @@ export class DetectionStage {
       else list.push(s);
     }
     for (const [key, list] of this.recentAnomalies) {
-      const fresh = list.filter((s) => now - s.start <= 24 * 3_600_000);
+      const fresh = list.filter((s) => now - s.start <= 24 * this.windowMs);
       if (fresh.length === 0) this.recentAnomalies.delete(key);
       else this.recentAnomalies.set(key, fresh);
     }

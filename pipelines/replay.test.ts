@@ -336,6 +336,31 @@ describe("replay: determinism (simulated mixed fleet, 40 hosts × 3 days)", () =
   });
 });
 
+describe("replay: time scaled down (windows of a minute instead of an hour)", () => {
+  /** Every time in a line divided by 60 (floored, so no sample crosses a window boundary). */
+  const scaled = (line: string) =>
+    line.replace(
+      /"(ts|startedAt)":(\d+)/g,
+      (_m, key: string, ms: string) => `"${key}":${Math.floor(Number(ms) / 60)}`,
+    );
+
+  it("finds the same suspects, at a sixtieth of the times", async () => {
+    const lines = mixedLines();
+    const a = await replay(batchesOf(lines));
+    const b = await replayLines(batchesOf(lines.map(scaled)), {
+      window: { windowMs: MINUTE, allowedLatenessMs: 10_000, idleEndMs: 3 * MINUTE },
+    });
+    expect(a.events.length).toBeGreaterThan(0);
+    const times = (e: SuspectEvent) => ({
+      ...e,
+      start: e.start / 60,
+      end: e.end / 60,
+      detectedAt: e.detectedAt / 60,
+    });
+    expect(b.events).toEqual(a.events.map(times));
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // A fleet without leaks, full of hard negatives.
 

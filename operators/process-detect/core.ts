@@ -6,8 +6,6 @@ import type { ClosedWindow, SeriesInfo, StreamSnapshot } from "../window/core.ts
 import { DetectConfig, type DetectConfigInput } from "./config.ts";
 import { GroupTrends } from "./group.ts";
 
-const HOUR = 3_600_000;
-
 /** What one window's pass collects across series. */
 interface WindowAcc {
   w: ClosedWindow;
@@ -122,13 +120,22 @@ export class ProcessDetectCore {
   /** Called with the reason whenever a candidate interval is rejected (debugging aid). */
   trace: ((info: SeriesInfo, windowStart: number, reason: string) => void) | undefined;
 
-  constructor(config: DetectConfigInput = {}) {
+  /**
+   * The length of one window, ms: the detector's "hour". Replay and live use hourly windows;
+   * a test or a demo may scale time down (seconds-long windows), and every "…Hours" setting
+   * then counts windows.
+   */
+  private readonly hourMs: number;
+
+  constructor(config: DetectConfigInput = {}, windowMs = 3_600_000) {
     this.config = DetectConfig.parse(config);
+    this.hourMs = windowMs;
     this.noiseDecay = 1 - 0.5 ** (1 / this.config.noiseHalfLife);
     this.baseDecay = 1 - 0.5 ** (1 / this.config.baselineHalfLife);
     const cfg = this.config;
     this.groups = new GroupTrends({
       historyHours: 96,
+      hourMs: windowMs,
       sigmas: cfg.sigmas,
       minGrowth: 2 * cfg.minRelGrowth,
       minR2: cfg.minR2,
@@ -150,9 +157,9 @@ export class ProcessDetectCore {
     const c = this.cols;
     c.suspected[slot] = suspected ? 1 : 0;
     if (suspected) {
-      const back = Math.min(Math.round((c.lastMs[slot]! - start) / HOUR), c.ringLen[slot]! - 1);
+      const back = Math.min(Math.round((c.lastMs[slot]! - start) / this.hourMs), c.ringLen[slot]! - 1);
       const baseZ = this.ringAt(slot, Math.max(0, back));
-      this.open.set(slot, { start, baseZ, maxZ: c.z[slot]!, lastGrowthMs: c.lastMs[slot]! + HOUR });
+      this.open.set(slot, { start, baseZ, maxZ: c.z[slot]!, lastGrowthMs: c.lastMs[slot]! + this.hourMs });
     } else {
       this.open.delete(slot);
       // A resolved series starts over: its old growth is not evidence for a new suspect.
@@ -166,7 +173,7 @@ export class ProcessDetectCore {
     if (s === undefined) return undefined;
     const grown = s.maxZ - s.baseZ;
     const fallback = grown > 0 ? (s.maxZ - this.cols.z[slot]!) / grown : 0;
-    return { quietHours: (now - s.lastGrowthMs) / HOUR, fallback };
+    return { quietHours: (now - s.lastGrowthMs) / this.hourMs, fallback };
   }
 
   /** Processes one closed window; returns a finding for each series flagged now or already open. */
@@ -247,7 +254,7 @@ export class ProcessDetectCore {
     const info = this.infos[slot]!;
     const vms = acc.streams.get(info.stream)?.vms ?? -1;
     const g = c.fine[slot]!;
-    const ageHours = (w.start - this.ageRef(slot)) / HOUR;
+    const ageHours = (w.start - this.ageRef(slot)) / this.hourMs;
     if (c.lastMs[slot]! < 0 && !this.inherit(slot, info.predecessor, w.start)) {
       const z0 = y - this.fineM[g]!;
       c.lastY[slot] = y;
@@ -260,7 +267,7 @@ export class ProcessDetectCore {
       this.pushRing(slot, z0, 1);
       return;
     }
-    const gapHours = Math.max(1, Math.round((w.start - c.lastMs[slot]!) / HOUR));
+    const gapHours = Math.max(1, Math.round((w.start - c.lastMs[slot]!) / this.hourMs));
     // The level: log memory against the peers' common mode, net of what VM changes did to it.
     let z = y - c.vmOffset[slot]! - this.fineM[g]!;
     const prevVms = c.lastVms[slot]!;
@@ -291,7 +298,7 @@ export class ProcessDetectCore {
         z -= perVm * dv;
         // Memory settles for a few windows after VMs come or go (caches, slabs): no interval may
         // start before it has.
-        if (c.suspected[slot] !== 1) c.resetMs[slot] = w.start + cfg.vmSettleHours * HOUR;
+        if (c.suspected[slot] !== 1) c.resetMs[slot] = w.start + cfg.vmSettleHours * this.hourMs;
       }
     }
     const e = z - c.z[slot]!;
@@ -334,7 +341,7 @@ export class ProcessDetectCore {
     const openState = this.open.get(slot);
     const levelNoise = noiseE / Math.SQRT2;
     if (openState !== undefined && z > openState.maxZ) {
-      if (z > openState.maxZ + levelNoise) openState.lastGrowthMs = w.start + HOUR;
+      if (z > openState.maxZ + levelNoise) openState.lastGrowthMs = w.start + this.hourMs;
       openState.maxZ = z;
     }
     const verdict = this.judge(slot, w.start, z, levelNoise, ageHours);
@@ -366,7 +373,7 @@ export class ProcessDetectCore {
     const c = this.cols;
     for (let slot = 0; slot < this.capacity; slot++) {
       if (this.infos[slot] === undefined || c.fine[slot] !== g || c.lastMs[slot]! < 0) continue;
-      const offset = Math.round((now - c.lastMs[slot]!) / HOUR) - 1;
+      const offset = Math.round((now - c.lastMs[slot]!) / this.hourMs) - 1;
       if (offset < 0 || offset >= delta.length) continue;
       c.z[slot]! += delta[offset]!;
       const r = this.config.ringHours;
@@ -402,7 +409,7 @@ export class ProcessDetectCore {
     const c = this.cols;
     const cfg = this.config;
     // The interval may reach back to the last reset, within the ring.
-    const maxBack = Math.min(c.ringLen[slot]! - 1, Math.floor((now - c.resetMs[slot]!) / HOUR));
+    const maxBack = Math.min(c.ringLen[slot]! - 1, Math.floor((now - c.resetMs[slot]!) / this.hourMs));
     if (maxBack < cfg.minHours) return this.reject(slot, now, "too soon after a restart or VM change");
     // Two candidate starts: the lowest level where older levels must be lower by a drift
     // allowance in proportion to the noise (a noise dip long before a leak does not stretch the
@@ -553,12 +560,12 @@ export class ProcessDetectCore {
       const second = z - this.ringAt(slot, hours - half);
       if (second < cfg.youngPace * first) return this.reject(slot, now, "young and slowing (warm-up)");
     }
-    return this.describe(slot, now - hours * HOUR, z, levelNoise, fit.slope);
+    return this.describe(slot, now - hours * this.hourMs, z, levelNoise, fit.slope);
   }
 
   private describe(slot: number, start: number, z: number, levelNoise: number, slope?: number): Verdict {
     const c = this.cols;
-    const hours = Math.min(Math.round((c.lastMs[slot]! - start) / HOUR), c.ringLen[slot]! - 1);
+    const hours = Math.min(Math.round((c.lastMs[slot]! - start) / this.hourMs), c.ringLen[slot]! - 1);
     const levels: number[] = [];
     for (let back = hours; back >= 0; back--) levels.push(this.ringAt(slot, back));
     const shape = classifyGrowth(levels, Math.max(c.noise[slot]!, this.config.noiseFloor));
@@ -590,7 +597,7 @@ export class ProcessDetectCore {
     const c = this.cols;
     const r = this.config.ringHours;
     const lastMs = c.lastMs[predecessor]!;
-    if (lastMs < 0 || now - lastMs > r * HOUR) return false;
+    if (lastMs < 0 || now - lastMs > r * this.hourMs) return false;
     this.ring.copyWithin(slot * r, predecessor * r, predecessor * r + r);
     for (const k of ["ringPos", "ringLen"] as const) c[k][slot] = c[k][predecessor]!;
     for (const k of [
@@ -608,7 +615,7 @@ export class ProcessDetectCore {
       "perVmVar",
     ] as const)
       c[k][slot] = c[k][predecessor]!;
-    c.lastMs[slot] = lastMs === now ? now - HOUR : lastMs;
+    c.lastMs[slot] = lastMs === now ? now - this.hourMs : lastMs;
     if (lastMs === now) {
       // The predecessor already reported in this window: continue from its value as if an hour before.
       this.dropNewestLevel(slot);

@@ -6,6 +6,7 @@ const T0 = 1767571200000;
 
 function trends(): GroupTrends {
   return new GroupTrends({
+    hourMs: 3_600_000,
     historyHours: 96,
     sigmas: 5,
     minGrowth: 0.04,

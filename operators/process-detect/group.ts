@@ -1,11 +1,12 @@
 import { SimpleLinearRegression } from "ml-regression";
 import { median } from "../../lib/stats.ts";
 
-const HOUR = 3_600_000;
 const DAY_HOURS = 24;
 
 /** What the group trend check needs from the process detector's configuration. */
 export interface GroupTrendConfig {
+  /** The length of one window, ms (the detector's hour). */
+  hourMs: number;
   /** Hours of common-mode history kept per group (at least a day more than the longest interval). */
   historyHours: number;
   /** Growth over the interval in units of the common mode's hourly noise. */
@@ -57,6 +58,10 @@ export class GroupTrends {
 
   constructor(private readonly config: GroupTrendConfig) {}
 
+  private hourOfDay(ms: number): number {
+    return Math.floor(ms / this.config.hourMs) % DAY_HOURS;
+  }
+
   /** True while group `g` counts as leaking as a whole. */
   isLeaking(g: number): boolean {
     return this.reference[g] !== undefined;
@@ -68,12 +73,12 @@ export class GroupTrends {
    */
   observe(g: number, now: number, raw: number | undefined): GroupVerdict | undefined {
     const ref = this.reference[g];
-    if (raw === undefined) return ref === undefined ? undefined : { used: ref[hourOfDay(now)]! };
+    if (raw === undefined) return ref === undefined ? undefined : { used: ref[this.hourOfDay(now)]! };
     const hist = this.record(g, now, raw);
     if (ref !== undefined) {
-      const above = raw - ref[hourOfDay(now)]!;
+      const above = raw - ref[this.hourOfDay(now)]!;
       this.fallbacks[g] = above < 0.3 * this.grown[g]! ? (this.fallbacks[g] ?? 0) + 1 : 0;
-      if (this.fallbacks[g]! < 3) return { used: ref[hourOfDay(now)]! };
+      if (this.fallbacks[g]! < 3) return { used: ref[this.hourOfDay(now)]! };
       this.reference[g] = undefined;
       this.confirms[g] = 0;
       return { used: raw };
@@ -85,16 +90,16 @@ export class GroupTrends {
     const last = hist.length - 1;
     const refDay = new Array<number>(DAY_HOURS).fill(0);
     for (let back = start + 1; back <= start + DAY_HOURS; back++) {
-      refDay[hourOfDay(now - back * HOUR)] = hist[last - back]!;
+      refDay[this.hourOfDay(now - back * this.config.hourMs)] = hist[last - back]!;
     }
     this.reference[g] = refDay;
-    this.grown[g] = raw - refDay[hourOfDay(now)]!;
+    this.grown[g] = raw - refDay[this.hourOfDay(now)]!;
     this.fallbacks[g] = 0;
     const backfill: number[] = [];
     for (let back = 1; back <= start; back++) {
-      backfill.push(hist[last - back]! - refDay[hourOfDay(now - back * HOUR)]!);
+      backfill.push(hist[last - back]! - refDay[this.hourOfDay(now - back * this.config.hourMs)]!);
     }
-    return { used: refDay[hourOfDay(now)]!, backfill };
+    return { used: refDay[this.hourOfDay(now)]!, backfill };
   }
 
   private record(g: number, now: number, raw: number): number[] {
@@ -104,7 +109,7 @@ export class GroupTrends {
       this.history[g] = hist;
     }
     const last = this.lastHour[g];
-    const gap = last === undefined ? 1 : Math.round((now - last) / HOUR);
+    const gap = last === undefined ? 1 : Math.round((now - last) / this.config.hourMs);
     if (gap > 1) {
       // Missing hours repeat the last value, so an index is hours back.
       const prev = hist[hist.length - 1]!;
@@ -231,8 +236,4 @@ export class GroupTrends {
     if (secondHalf < cfg.pace * firstHalf) return undefined;
     return start;
   }
-}
-
-function hourOfDay(ms: number): number {
-  return Math.floor(ms / HOUR) % DAY_HOURS;
 }

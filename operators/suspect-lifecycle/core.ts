@@ -4,8 +4,6 @@ import type { Finding } from "../process-detect/core.ts";
 import type { SeriesInfo } from "../window/core.ts";
 import { LifecycleConfig, type LifecycleConfigInput } from "./config.ts";
 
-const HOUR = 3_600_000;
-
 interface Tracked {
   id: string;
   info: SeriesInfo;
@@ -31,8 +29,12 @@ export class SuspectLifecycle {
   private readonly tracked = new Map<number, Tracked>();
   private readonly resolvedAt = new Map<string, number>();
 
-  constructor(config: LifecycleConfigInput = {}) {
+  /** The length of one window, ms (the detector's hour). */
+  private readonly hourMs: number;
+
+  constructor(config: LifecycleConfigInput = {}, windowMs = 3_600_000) {
     this.config = LifecycleConfig.parse(config);
+    this.hourMs = windowMs;
   }
 
   get open(): number {
@@ -59,7 +61,7 @@ export class SuspectLifecycle {
         if (!f.flagged) continue;
         const id = suspectId(f.info);
         const resolved = this.resolvedAt.get(id);
-        if (resolved !== undefined && f.at - resolved < cfg.reopenAfterHours * HOUR) continue;
+        if (resolved !== undefined && f.at - resolved < cfg.reopenAfterHours * this.hourMs) continue;
         const nt: Tracked = {
           id,
           info: f.info,
@@ -86,7 +88,7 @@ export class SuspectLifecycle {
       const changed =
         f.pattern !== t.pattern ||
         Math.abs(f.severity - t.severity) >= cfg.severityChange * Math.max(t.severity, 1e-9);
-      if (changed && f.at - t.lastReport >= cfg.updateEveryHours * HOUR) {
+      if (changed && f.at - t.lastReport >= cfg.updateEveryHours * this.hourMs) {
         t.severity = f.severity;
         t.pattern = f.pattern;
         t.growthBytesPerHour = f.growthBytesPerHour;
