@@ -10,6 +10,7 @@
  * sink would judge references by comes from the plan (with per-sample noise).
  */
 import type { Frame, HeapProfile } from "../lib/heap/profile.ts";
+import { theilSenSlope } from "../lib/stats.ts";
 import type { GrowthPattern } from "../schemas/suspect.ts";
 import { leakStackOf, NoHeapProfileError, simulatedHeapProfile } from "../simulate/heap.ts";
 import {
@@ -364,14 +365,10 @@ export function hourlyTheilSen(xs: readonly number[], ys: readonly number[]): nu
     else hours.set(h, [ys[i]!]);
   });
   const points = [...hours].map(([h, v]) => [h * HOUR_MS, median(v)!] as const);
-  if (points.length < 3) return null;
-  const slopes: number[] = [];
-  for (let i = 0; i < points.length; i++) {
-    for (let j = i + 1; j < points.length; j++) {
-      slopes.push((points[j]![1] - points[i]![1]) / (points[j]![0] - points[i]![0]));
-    }
-  }
-  return median(slopes);
+  return theilSenSlope(
+    points.map((p) => p[0]),
+    points.map((p) => p[1]),
+  );
 }
 
 function versionAt(comp: CompPlan, t: number): string {

@@ -19,6 +19,7 @@ import {
   baselineVersion,
   type ChosenReferences,
   dateOf,
+  HISTORY_POINTS,
   type KnownHost,
   type ProfileRef,
   pickReferenceHost,
@@ -202,6 +203,11 @@ export interface StreamInfo {
 const UNKNOWN_CLUSTER = "(unknown)";
 /** A host not seen for this long is no reference candidate. */
 const REFERENCE_HOST_SILENCE_MS = 3 * 3_600_000;
+/**
+ * A reference may not grow faster than this share of the suspect's rate (the detector's
+ * growthBytesPerHour is per window): the evaluation's reference policy, `resin eval --diagnose-sim`.
+ */
+const REFERENCE_MAX_GROWTH_RATIO = 0.25;
 
 export class SnapshotCore {
   readonly stats: CoreStats = {
@@ -394,6 +400,7 @@ export class SnapshotCore {
         vms: s.vms,
         lastSeen: this.now,
         processes: known?.processes ?? {},
+        history: known?.history ?? {},
       });
       const suspects = this.state.suspects[s.component];
       for (const c of Object.values(suspects ?? {}))
@@ -420,7 +427,24 @@ export class SnapshotCore {
     for (const p of points) {
       if (!this.isInteresting(p.component)) continue;
       const h = this.hosts.get(p.component)?.get(p.host);
-      if (h !== undefined) h.processes[p.process] = p.pid;
+      if (h !== undefined) {
+        h.processes[p.process] = p.pid;
+        h.history ??= {};
+        const history = h.history;
+        let hist = history[p.process];
+        if (hist === undefined || hist.pid !== p.pid) {
+          hist = { pid: p.pid, ts: [], bytes: [] };
+          history[p.process] = hist;
+        }
+        if (hist.ts.length === 0 || p.ts > hist.ts.at(-1)!) {
+          hist.ts.push(p.ts);
+          hist.bytes.push(p.bytes);
+          if (hist.ts.length > HISTORY_POINTS) {
+            hist.ts.shift();
+            hist.bytes.shift();
+          }
+        }
+      }
       const c = byTarget.get(targetKey(p.component, p.host, p.process, p.pid));
       if (c === undefined || this.config.seriesPoints === 0) continue;
       if (c.series.ts.length > 0 && p.ts <= c.series.ts.at(-1)!) continue;
@@ -654,12 +678,14 @@ export class SnapshotCore {
       ...Object.values(this.state.suspects[t.component] ?? {}).map((s) => s.host),
       ...Object.keys(this.state.meta.referenceFailures),
     ]);
+    const suspect = this.candidateOf(this.state.cases[t.component], t);
     const host = pickReferenceHost(
       [...(this.hosts.get(t.component)?.values() ?? [])],
-      { ...want, process: t.process, vms: this.candidateOf(this.state.cases[t.component], t).vms },
+      { ...want, process: t.process, vms: suspect.vms },
       exclude,
       this.now,
       REFERENCE_HOST_SILENCE_MS,
+      REFERENCE_MAX_GROWTH_RATIO * suspect.growthBytesPerHour,
     );
     if (host === undefined) return;
     const ref = this.newTrace(

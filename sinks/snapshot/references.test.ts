@@ -3,6 +3,7 @@ import {
   baselineVersion,
   dateOf,
   fingerprintKey,
+  growthVerdict,
   type KnownHost,
   pickReferenceHost,
   ReferenceCatalog,
@@ -118,6 +119,34 @@ describe("pickReferenceHost", () => {
     expect(pickReferenceHost(hosts.slice(3), want, new Set(), T0, 3 * H)?.host).toBe("canary");
     expect(pickReferenceHost(hosts.slice(4), want, new Set(), T0, 3 * H)?.host).toBe("far");
     expect(pickReferenceHost([host("sick")], want, new Set(["sick"]), T0, 3 * H)).toBeUndefined();
+  });
+
+  it("skips a host whose process grew faster than a quarter of the suspect's rate, and prefers a known steady one", () => {
+    const MiB = 2 ** 20;
+    const points = (perWindow: number, pid = 100) => ({
+      pid,
+      ts: [0, 1, 2, 3, 4, 5].map((i) => T0 - (5 - i) * H),
+      // A burst in one window does not make a steady process look like it grows.
+      bytes: [0, 1, 2, 3, 4, 5].map((i) => 500 * MiB + i * perWindow + (i === 3 ? 80 * MiB : 0)),
+    });
+    const leaking = host("leaking", { vms: 8, history: { api: points(10 * MiB) } });
+    const steady = host("steady", { vms: 1, history: { api: points(0.5 * MiB) } });
+    const young = host("young", { vms: 8 });
+    const restarted = host("restarted", {
+      vms: 8,
+      processes: { api: 200 },
+      history: { api: points(10 * MiB) },
+    });
+    const limit = 0.25 * 20 * MiB; // the suspect grows 20 MiB per window
+    const pick = (hosts: KnownHost[]) => pickReferenceHost(hosts, want, new Set(), T0, 3 * H, limit)?.host;
+    expect(pick([leaking, steady, young])).toBe("steady");
+    expect(pick([leaking, young])).toBe("young");
+    expect(pick([leaking])).toBeUndefined();
+    // The growth was its former pid's: the new one is not known to grow.
+    expect(pick([restarted])).toBe("restarted");
+    expect(growthVerdict(leaking, "api", limit)).toBe("grew");
+    expect(growthVerdict(steady, "api", limit)).toBe("steady");
+    expect(growthVerdict(young, "api", limit)).toBe("unknown");
   });
 
   it("names the version most hosts run as the baseline", () => {

@@ -9,12 +9,13 @@
  * Which healthy hosts: RESIN takes the suspect's own fingerprint. Measured on simulated fleets
  * (`resin eval --diagnose-sim`, mixed, seed 101, 200 hosts: top-1 root cause 1.00 for eval's
  * `baseline` references against 0.33 for same-version ones; eval also skips hosts whose memory
- * grew, which the sink cannot yet), the better reference runs the version most hosts run, in the suspect's
+ * grew, as the sink now does too), the better reference runs the version most hosts run, in the suspect's
  * cluster, with about as many VMs: a canary leak is then compared with the version it replaces,
  * not with other canaries that carry the same bug below the detector's threshold (their leaking
  * stack grows there too, and the diagnosis drops it); and VM memory, which scales with VMs,
  * does not look like memory only the suspect holds. The OS stays in the key but not the choice.
  */
+import { median, theilSenSlope } from "../../lib/stats.ts";
 
 export interface Fingerprint {
   component: string;
@@ -159,6 +160,32 @@ export interface KnownHost {
   lastSeen: number;
   /** Its processes of the component: name → pid. */
   processes: Record<string, number>;
+  /** Per process name, the window points of its current pid (newest last, at most `HISTORY_POINTS`). */
+  history?: Record<string, { pid: number; ts: number[]; bytes: number[] }>;
+}
+
+/** Window points kept per reference candidate process: a day of hourly windows and one more. */
+export const HISTORY_POINTS = 25;
+
+/**
+ * Did this process grow while it ran under its current pid? "grew" when its robust slope per
+ * window passes `maxGrowthPerWindow` (a share of the suspect's rate), "steady" when it does not
+ * over at least `minPoints` windows, "unknown" with less history (a young process or a sink that
+ * just started). A reference that leaks too would hide the suspect's leaking stack.
+ */
+export function growthVerdict(
+  h: KnownHost,
+  process: string,
+  maxGrowthPerWindow: number,
+  minPoints = 3,
+): "steady" | "grew" | "unknown" {
+  const hist = h.history?.[process];
+  if (hist === undefined || hist.pid !== h.processes[process] || hist.ts.length < minPoints) return "unknown";
+  const gaps = hist.ts.slice(1).map((t, i) => t - hist.ts[i]!);
+  const windowMs = Math.max(1, median(gaps));
+  const slope = theilSenSlope(hist.ts, hist.bytes);
+  if (slope === null) return "unknown";
+  return slope * windowMs > maxGrowthPerWindow ? "grew" : "steady";
 }
 
 /** The version most of these hosts run (ties: the smallest), or undefined when none is known. */
@@ -170,9 +197,11 @@ export function baselineVersion(hosts: readonly KnownHost[]): string | undefined
 
 /**
  * A healthy host to take a reference from: running a process of the suspect's name, no open
- * suspect (`exclude`), seen within `maxSilenceMs`; the suspect's cluster on the baseline version
- * first, then its cluster on another version, then elsewhere on the baseline, then the rest;
- * within each, the VM count nearest the suspect's (ratio), then host id.
+ * suspect (`exclude`), seen within `maxSilenceMs`, and whose process did not grow faster than
+ * `maxGrowthPerWindow` (bytes per window; see `growthVerdict`); the suspect's cluster on the
+ * baseline version first, then its cluster on another version, then elsewhere on the baseline,
+ * then the rest; within each, hosts known to be steady before those without enough history, then
+ * the VM count nearest the suspect's (ratio), then host id.
  */
 export function pickReferenceHost(
   hosts: readonly KnownHost[],
@@ -180,6 +209,7 @@ export function pickReferenceHost(
   exclude: ReadonlySet<string>,
   now: number,
   maxSilenceMs: number,
+  maxGrowthPerWindow = Number.POSITIVE_INFINITY,
 ): (KnownHost & { pid: number }) | undefined {
   const vmGap = (h: KnownHost) =>
     h.vms === undefined || want.vms === undefined
@@ -190,10 +220,17 @@ export function pickReferenceHost(
       (h) =>
         h.processes[want.process] !== undefined && !exclude.has(h.host) && now - h.lastSeen <= maxSilenceMs,
     )
-    .map((h) => ({ h, rank: rankOf(h.cluster, h.version, want), gap: vmGap(h) }))
+    .map((h) => ({
+      h,
+      rank: rankOf(h.cluster, h.version, want),
+      health: growthVerdict(h, want.process, maxGrowthPerWindow),
+      gap: vmGap(h),
+    }))
+    .filter((x) => x.health !== "grew")
     .sort(
       (a, b) =>
         a.rank - b.rank ||
+        (a.health === b.health ? 0 : a.health === "steady" ? -1 : 1) ||
         (a.gap === b.gap ? 0 : a.gap < b.gap ? -1 : 1) ||
         (a.h.host < b.h.host ? -1 : a.h.host > b.h.host ? 1 : 0),
     );
