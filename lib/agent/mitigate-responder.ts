@@ -162,6 +162,17 @@ export class MitigationResponder {
     return responder;
   }
 
+  /**
+   * A responder without a subscription: commands go through `handle(text)`. For in-process
+   * agents (the closed-loop simulator) and tests.
+   */
+  static detached(
+    options: Partial<MitigationResponderOptions> &
+      Pick<MitigationResponderOptions, "host" | "allowlist" | "execute">,
+  ): MitigationResponder {
+    return new MitigationResponder({ ...DEFAULT_MITIGATION_RESPONDER_OPTIONS, ...options });
+  }
+
   get host(): string {
     return this.options.host;
   }
