@@ -111,7 +111,9 @@ export function registerEval(program: Command): void {
     .option(
       "--diagnose-references <policy>",
       "with --diagnose-sim: how references are chosen, baseline (default: the version most hosts run,\n" +
-        "similar load, memory not growing) or lineage (RESIN's same-fingerprint rule: same cluster, OS and version)",
+        "similar load, memory not growing), lineage (RESIN's same-fingerprint rule: same cluster, OS and version),\n" +
+        "or sink: run the snapshot sink's own core over the detector's output (one diagnosis per leaking\n" +
+        "component, its hosts, references, budget and completion rules) and score its reports",
     )
     .option("--hosts <n>", "with --diagnose-sim: as given to resin simulate")
     .option("--days <d>", "with --diagnose-sim: as given to resin simulate")
@@ -146,11 +148,15 @@ export function registerEval(program: Command): void {
         throw new CliError(`--${flag} only goes with --diagnose-sim`);
       }
       const policy = flags.diagnoseReferences ?? "baseline";
-      if (policy !== "baseline" && policy !== "lineage") {
+      if (policy !== "baseline" && policy !== "lineage" && policy !== "sink") {
         throw new CliError(
-          `--diagnose-references must be baseline or lineage, got ${JSON.stringify(policy)}`,
+          `--diagnose-references must be baseline, lineage or sink, got ${JSON.stringify(policy)}`,
         );
       }
+      if (policy === "sink" && flags.telemetry === "-")
+        throw new CliError(
+          "--diagnose-references sink re-reads the telemetry: give --telemetry a file, not -",
+        );
       const truth = await load(() => loadTruth(flags.truth), flags.truth);
       const sim = flags.diagnoseSim === undefined ? undefined : simulationFor(flags, truth);
       const suspects = flags.suspects

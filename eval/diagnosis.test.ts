@@ -202,6 +202,44 @@ describe("resin eval --diagnose-sim", () => {
         () => null,
         (e: unknown) => e as { code: number; message: string },
       );
-    expect(bad?.message).toMatch(/--diagnose-references must be baseline or lineage, got "nearest"/);
+    expect(bad?.message).toMatch(/--diagnose-references must be baseline, lineage or sink, got "nearest"/);
+  });
+
+  it("through the snapshot sink: one report per leaking component, scored against the truth", async () => {
+    const f = await simulated();
+    const json = join(f.dir, "eval-sink.json");
+    await program().parseAsync([
+      "node",
+      "resin",
+      "eval",
+      "--telemetry",
+      f.telemetry,
+      "--truth",
+      f.truth,
+      "--no-baselines",
+      "--json",
+      json,
+      "--diagnose-sim",
+      "mixed",
+      ...flags,
+      "--diagnose-references",
+      "sink",
+    ]);
+    const d = JSON.parse(readFileSync(json, "utf8")).diagnosis as DiagnosisResult & {
+      sink: { reports: number; onFalsePositives: number; cases: number };
+    };
+    // Resin's process true positives here are storage-cache leaks (a canary and isolated ones):
+    // one case, one report.
+    expect(d.sink.cases).toBeGreaterThanOrEqual(1);
+    expect(d.sink.reports).toBeGreaterThanOrEqual(1);
+    expect(d.overall.diagnosed + d.sink.onFalsePositives).toBe(d.sink.reports);
+    // The sink traces the best-ranked suspects of a component, not every leak resin found.
+    expect(d.overall.diagnosed).toBeLessThan(8);
+    expect(d.overall.top1Rate).toBeGreaterThanOrEqual(0.5);
+    for (const c of d.cases) {
+      expect(c.profiles).toBeGreaterThanOrEqual(3);
+      expect(c.truthLeaf.fn).not.toBe("");
+    }
+    expect(out.join("")).toMatch(/Root-cause diagnosis through the snapshot sink/);
   });
 });

@@ -61,8 +61,10 @@ export interface DiagnosisOptions {
    * grow (above); the snapshot sink chooses the same way except for the growth check.
    * `lineage`: RESIN's same-fingerprint rule (same cluster, OS and version, else the same version
    * anywhere, fewer VMs first, no growth check), which the sink used before; kept for comparison.
+   * `sink`: not a policy of this module: the snapshot sink's own core decides everything
+   * (eval/diagnosis-sink.ts).
    */
-  referencePolicy: "baseline" | "lineage";
+  referencePolicy: "baseline" | "lineage" | "sink";
 }
 
 export const DEFAULT_DIAGNOSIS_OPTIONS: DiagnosisOptions = {

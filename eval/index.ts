@@ -14,6 +14,7 @@ import { TrackedTarget, type TruthWatch } from "./series.ts";
 import { type EvalResult, keyOf, targetKey } from "./types.ts";
 
 export { InputError, loadSuspects, loadTruth } from "./inputs.ts";
+
 export { renderHtml } from "./report-html.ts";
 export { renderTable } from "./table.ts";
 export type * from "./types.ts";
@@ -158,13 +159,20 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalResult> {
     // Loaded only when needed: it brings the simulator and the snapshot sink's diagnosis.
     const { evaluateDiagnosis } = await import("./diagnosis.ts");
     const resin = detectors[0]!;
-    diagnosis = evaluateDiagnosis(
-      opts.diagnosis.plan,
-      truth,
-      resin.truePositives,
-      resinDetections,
-      opts.diagnosis.options,
-    );
+    if (opts.diagnosis.options?.referencePolicy === "sink") {
+      if (opts.telemetryPath === "-")
+        throw new Error("the sink's diagnosis re-reads the telemetry: give a file, not -");
+      const { evaluateSinkDiagnosis } = await import("./diagnosis-sink.ts");
+      diagnosis = await evaluateSinkDiagnosis(opts.diagnosis.plan, opts.telemetryPath, truth);
+    } else {
+      diagnosis = evaluateDiagnosis(
+        opts.diagnosis.plan,
+        truth,
+        resin.truePositives,
+        resinDetections,
+        opts.diagnosis.options,
+      );
+    }
     const notDiagnosed = diagnosis.overall.cases - diagnosis.overall.diagnosed;
     if (notDiagnosed > 0) {
       warnings.push(

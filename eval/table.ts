@@ -1,4 +1,5 @@
 import type { DiagnosisMetrics, DiagnosisResult } from "./diagnosis.ts";
+import type { SinkDiagnosisExtra } from "./diagnosis-sink.ts";
 import type { EvalResult, Metrics } from "./types.ts";
 
 export interface Column {
@@ -87,8 +88,15 @@ function diagnosisSection(d: DiagnosisResult): string {
   for (const [p, m] of Object.entries(d.byPattern))
     rows.push([p, ...DIAGNOSIS_COLUMNS.map((c) => c.cell(m))]);
   const misses = d.cases.filter((c) => c.rank !== 1).map((c) => `  ${describeMiss(c)}`);
+  const sink = "sink" in d ? (d as { sink: SinkDiagnosisExtra }).sink : undefined;
+  const title =
+    sink === undefined
+      ? "Root-cause diagnosis on simulated heap profiles (resin's true positives of process leaks; by truth pattern)\n"
+      : "Root-cause diagnosis through the snapshot sink (its reports on true leaks; by truth pattern)\n" +
+        `sink: ${sink.cases} case(s), ${sink.reports} report(s), ${sink.onFalsePositives} on false positives, ` +
+        `${sink.failedTraces} trace(s) given up\n`;
   return (
-    "Root-cause diagnosis on simulated heap profiles (resin's true positives of process leaks; by truth pattern)\n" +
+    title +
     `${alignRows(rows, 1)}\n` +
     "top-k: one of the first k culprits has the truth stack's leaf function and file; rates over diagnosed leaks\n" +
     (misses.length > 0 ? `not top-1:\n${misses.join("\n")}\n` : "")

@@ -78,22 +78,25 @@ export interface ShellStats {
 /** Decides, in one place, what a failed request means for its trace. */
 export function classifyFailure(err: unknown): Failure {
   const message = (err as Error).message ?? String(err);
-  if (err instanceof AgentRefusedError) {
-    switch (err.code) {
-      case "unknown-trace":
-        return { effect: "restart", message };
-      case "no-such-process":
-      case "trace-conflict":
-      case "bad-request":
-      case "unsupported-version":
-        return { effect: "fatal", message };
-      default:
-        // busy, unreachable, source-failed, store-failed, or a code from a newer agent.
-        return { effect: "retry", message };
-    }
-  }
+  if (err instanceof AgentRefusedError) return failureOfCode(err.code, message);
   if (err instanceof AgentReplyInvalidError) return { effect: "fatal", message };
   return { effect: "retry", message };
+}
+
+/** What an agent's error code means for the trace (see `classifyFailure`). */
+export function failureOfCode(code: string, message: string): Failure {
+  switch (code) {
+    case "unknown-trace":
+      return { effect: "restart", message };
+    case "no-such-process":
+    case "trace-conflict":
+    case "bad-request":
+    case "unsupported-version":
+      return { effect: "fatal", message };
+    default:
+      // busy, unreachable, source-failed, store-failed, or a code from a newer agent.
+      return { effect: "retry", message };
+  }
 }
 
 export class SnapshotSink {
@@ -197,31 +200,8 @@ export class SnapshotSink {
 
   /** A closed window: hosts' attributes and the memory of the processes the sink follows. */
   window(result: WindowResult, seriesInfo: (slot: number) => SeriesInfo | undefined): void {
-    const w = result.window;
-    if (this.config.clock === "event") this.core.advance(w.end);
-    const streams: StreamInfo[] = [];
-    for (const s of w.streams)
-      if (this.core.isInteresting(s.component))
-        streams.push({
-          host: s.host,
-          component: s.component,
-          cluster: s.cluster,
-          version: s.version,
-          vms: s.vms,
-        });
-    const points: SeriesPoint[] = [];
-    for (let i = 0; i < w.slots.length; i++) {
-      const info = seriesInfo(w.slots[i]!);
-      if (info === undefined || !this.core.isInteresting(info.component)) continue;
-      points.push({
-        host: info.host,
-        component: info.component,
-        process: info.name,
-        pid: info.pid,
-        ts: w.start,
-        bytes: w.values[i]!,
-      });
-    }
+    if (this.config.clock === "event") this.core.advance(result.window.end);
+    const { streams, points } = windowInputs(result, seriesInfo, (c) => this.core.isInteresting(c));
     this.core.observeWindow(streams, points);
     this.poke();
   }
@@ -385,7 +365,7 @@ export class SnapshotSink {
   }
 
   private async diagnose(action: Extract<Action, { kind: "diagnose" }>): Promise<void> {
-    const { trace: t, candidate } = action;
+    const t = action.trace;
     try {
       const loaded = await this.load(t.ring);
       if (loaded.length < 2)
@@ -397,26 +377,7 @@ export class SnapshotSink {
         const series = (await this.load(r.profiles)).map((p) => p.profile);
         if (series.length >= 2) references.push(series);
       }
-      const diagnosis = diagnose(
-        {
-          profiles: loaded.map((p) => p.profile),
-          references,
-          estimate: { pattern: candidate.pattern, growthBytesPerHour: candidate.growthBytesPerHour },
-        },
-        { topN: this.config.topN },
-      );
-      const c = this.core.cases().find((x) => x.id === action.caseId);
-      const report = buildReport({
-        caseId: action.caseId,
-        trace: t,
-        candidate,
-        candidates: c === undefined ? [] : this.core.candidatesOf(c),
-        traces: c?.traces ?? [],
-        diagnosis,
-        profiles: loaded,
-        references: action.references,
-        diagnosedAt: this.core.now,
-      });
+      const report = diagnosisReport(this.core, action, loaded, references, this.config.topN);
       this.shellStats.diagnoses++;
       const top = report.culprits[0]?.frames[0];
       this.deps.log.info(
@@ -518,4 +479,71 @@ async function loadState(kv: KV, stateKey: string): Promise<CoreState | undefine
       state.suspects[part.slice(9)] = value as CoreState["suspects"][string];
   }
   return state;
+}
+
+/**
+ * A closed window as the core takes it: the hosts' attributes, and the window's level of every
+ * process series of the components `interesting` accepts.
+ */
+export function windowInputs(
+  result: WindowResult,
+  seriesInfo: (slot: number) => SeriesInfo | undefined,
+  interesting: (component: string) => boolean = () => true,
+): { streams: StreamInfo[]; points: SeriesPoint[] } {
+  const w = result.window;
+  const streams: StreamInfo[] = [];
+  for (const s of w.streams)
+    if (interesting(s.component))
+      streams.push({
+        host: s.host,
+        component: s.component,
+        cluster: s.cluster,
+        version: s.version,
+        vms: s.vms,
+      });
+  const points: SeriesPoint[] = [];
+  for (let i = 0; i < w.slots.length; i++) {
+    const info = seriesInfo(w.slots[i]!);
+    if (info === undefined || !interesting(info.component)) continue;
+    points.push({
+      host: info.host,
+      component: info.component,
+      process: info.name,
+      pid: info.pid,
+      ts: w.start,
+      bytes: w.values[i]!,
+    });
+  }
+  return { streams, points };
+}
+
+/** The diagnosis of a `diagnose` action from the profiles loaded for it, as a report (pure). */
+export function diagnosisReport(
+  core: SnapshotCore,
+  action: Extract<Action, { kind: "diagnose" }>,
+  loaded: { ref: ProfileRef; profile: HeapProfile }[],
+  references: HeapProfile[][],
+  topN: number,
+): DiagnosisReport {
+  const { trace: t, candidate } = action;
+  const diagnosis = diagnose(
+    {
+      profiles: loaded.map((p) => p.profile),
+      references,
+      estimate: { pattern: candidate.pattern, growthBytesPerHour: candidate.growthBytesPerHour },
+    },
+    { topN },
+  );
+  const c = core.cases().find((x) => x.id === action.caseId);
+  return buildReport({
+    caseId: action.caseId,
+    trace: t,
+    candidate,
+    candidates: c === undefined ? [] : core.candidatesOf(c),
+    traces: c?.traces ?? [],
+    diagnosis,
+    profiles: loaded,
+    references: action.references,
+    diagnosedAt: core.now,
+  });
 }
