@@ -1,4 +1,5 @@
 import { Command, CommanderError } from "commander";
+import { registerAgent } from "./agent.ts";
 import { registerAgentSim } from "./agent-sim.ts";
 import { registerBench } from "./bench.ts";
 import { registerDemo } from "./demo.ts";
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
   registerSimulate(program);
   registerReplay(program);
   registerRun(program);
+  registerAgent(program);
   registerAgentSim(program);
   registerEval(program);
   registerExplain(program);

@@ -1,0 +1,145 @@
+/**
+ * The agent's profile source for the snapshot protocol: routes each trace by the component of
+ * the traced process to where its heap profiles come from (config `components[].snapshot`):
+ *
+ * - "pprof-http": a pprof heap endpoint such as Go's `/debug/pprof/heap`, fetched on each
+ *   collect and decoded with lib/heap/pprof (Go samples the heap all the time, so start only
+ *   checks that the endpoint answers);
+ * - "node-inspector": a Node.js process through its inspector (agent/snapshot-node.ts);
+ * - "none": refused.
+ *
+ * Without a setting, a process running node is profiled through its inspector, anything else is
+ * refused as unreachable with a message saying what to configure. A request is honoured only for
+ * a process the agent itself puts in the requested component: resin cannot make the agent
+ * signal or profile an arbitrary pid.
+ */
+import { AgentSourceError } from "../lib/agent/protocol.ts";
+import type { ProfileSource, TraceSpec } from "../lib/agent/responder.ts";
+import { activateInspector } from "../lib/heap/inspector.ts";
+import { fromPprof } from "../lib/heap/pprof.ts";
+import type { HeapProfile } from "../lib/heap/profile.ts";
+import type { SnapshotSourceConfig } from "./config.ts";
+import type { ProcessIdentity } from "./sampler.ts";
+import { NodeSnapshotSource } from "./snapshot-node.ts";
+
+export interface AgentProfileSourceOptions {
+  /** The running process as the agent classifies it (Sampler.identify). */
+  identify: (pid: number) => ProcessIdentity | undefined;
+  /** Injected for tests. */
+  fetch: typeof fetch;
+  now: () => number;
+}
+
+const NODE_COMM = /^(node|nodejs)[\d.-]*$/;
+
+type Route = Exclude<SnapshotSourceConfig, { kind: "none" }>;
+
+/** The route of a process: its rule's setting, else node's inspector for node. */
+export function routeOf(identity: ProcessIdentity): SnapshotSourceConfig {
+  return (
+    identity.rule?.snapshot ?? (NODE_COMM.test(identity.comm) ? { kind: "node-inspector" } : { kind: "none" })
+  );
+}
+
+const withPid = (template: string, pid: number) => template.replaceAll("{pid}", String(pid));
+
+export class AgentProfileSource implements ProfileSource {
+  private readonly options: AgentProfileSourceOptions;
+  private readonly routes = new Map<string, Route>();
+  private readonly node: NodeSnapshotSource;
+
+  constructor(options: Pick<AgentProfileSourceOptions, "identify"> & Partial<AgentProfileSourceOptions>) {
+    this.options = { fetch, now: Date.now, ...options };
+    this.node = new NodeSnapshotSource({
+      inspectorFor: async (spec) => {
+        const route = this.routes.get(spec.trace);
+        return route?.kind === "node-inspector" && route.inspector !== undefined
+          ? withPid(route.inspector, spec.pid)
+          : await activateInspector(spec.pid);
+      },
+    });
+  }
+
+  async start(spec: TraceSpec): Promise<void> {
+    const identity = this.options.identify(spec.pid);
+    if (identity === undefined)
+      throw new AgentSourceError("no-such-process", `no process ${spec.pid} watched on ${spec.host}`);
+    if (identity.component !== spec.component)
+      throw new AgentSourceError(
+        "no-such-process",
+        `process ${spec.pid} (${identity.comm}) is in component ${identity.component}, not ${spec.component}`,
+      );
+    const route = routeOf(identity);
+    if (route.kind === "none")
+      throw new AgentSourceError(
+        "unreachable",
+        `no heap profile source for component ${spec.component} (process ${identity.comm}): ` +
+          'set components[].snapshot in the agent config ("pprof-http" with the URL of its heap profile, or "node-inspector")',
+      );
+    this.routes.set(spec.trace, route);
+    try {
+      if (route.kind === "pprof-http") await this.fetchPprof(route, spec);
+      else await this.node.start(spec);
+    } catch (err) {
+      this.routes.delete(spec.trace);
+      throw err;
+    }
+  }
+
+  async collect(spec: TraceSpec): Promise<HeapProfile> {
+    const route = this.routes.get(spec.trace);
+    if (route === undefined) throw new AgentSourceError("unknown-trace", `no route for trace ${spec.trace}`);
+    return route.kind === "pprof-http" ? await this.fetchPprof(route, spec) : await this.node.collect(spec);
+  }
+
+  async stop(spec: TraceSpec): Promise<void> {
+    const route = this.routes.get(spec.trace);
+    this.routes.delete(spec.trace);
+    if (route?.kind === "node-inspector") await this.node.stop(spec);
+  }
+
+  async close(): Promise<void> {
+    this.routes.clear();
+    await this.node.close();
+  }
+
+  private async fetchPprof(
+    route: Extract<Route, { kind: "pprof-http" }>,
+    spec: TraceSpec,
+  ): Promise<HeapProfile> {
+    const url = withPid(route.url, spec.pid);
+    let body: Uint8Array;
+    try {
+      const res = await this.options.fetch(url, { signal: AbortSignal.timeout(route.timeoutMs) });
+      body = new Uint8Array(await res.arrayBuffer());
+      if (!res.ok)
+        throw new AgentSourceError(
+          "source-failed",
+          `pprof endpoint ${url} of ${spec.process} (pid ${spec.pid}) answered ${res.status}`,
+        );
+    } catch (err) {
+      if (err instanceof AgentSourceError) throw err;
+      if (this.options.identify(spec.pid) === undefined)
+        throw new AgentSourceError("no-such-process", `process ${spec.pid} is gone`, { cause: err });
+      throw new AgentSourceError(
+        "unreachable",
+        `cannot fetch the heap profile of ${spec.process} (pid ${spec.pid}) from ${url}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    let profile: HeapProfile;
+    try {
+      profile = fromPprof(body);
+    } catch (err) {
+      throw new AgentSourceError(
+        "source-failed",
+        `${url} did not serve a pprof heap profile: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    // Go sets time_nanos; a producer that does not gets the agent's clock.
+    return profile.takenAt > 0 ? profile : { ...profile, takenAt: this.options.now() };
+  }
+}
