@@ -13,6 +13,13 @@ import { addNatsAuthOptions, type NatsFlags, natsSettingsFromFlags } from "./nat
 import { intFlag, parseDurationMs } from "./options.ts";
 import { addInfluxOptions, checkInfluxInBackground, influxSinkFromFlags } from "./run-influx.ts";
 import {
+  addMitigationOptions,
+  type MitigationFlags,
+  mitigationSettingsFromFlags,
+  openMitigation,
+  registerMitigationMetrics,
+} from "./run-mitigation.ts";
+import {
   addSnapshotOptions,
   openSnapshotSinks,
   registerSnapshotMetrics,
@@ -21,7 +28,7 @@ import {
   snapshotStateKey,
 } from "./run-snapshots.ts";
 
-interface RunFlags extends NatsFlags, SnapshotFlags {
+interface RunFlags extends NatsFlags, SnapshotFlags, MitigationFlags {
   partition: string;
   batch: string;
   maxAckPending: string;
@@ -141,6 +148,7 @@ export function registerRun(program: Command): void {
   addNatsAuthOptions(cmd);
   addInfluxOptions(cmd);
   addSnapshotOptions(cmd);
+  addMitigationOptions(cmd);
   cmd
     .addHelpText(
       "after",
@@ -196,6 +204,7 @@ async function runCommand(flags: RunFlags): Promise<void> {
   const allowedLatenessMs = parseDurationMs(flags.lateness, "--lateness");
   const detectFile = flags.detectConfig === undefined ? undefined : readDetectConfig(flags.detectConfig);
   const snapshotSettings = snapshotSettingsFromFlags(flags);
+  const mitigationSettings = mitigationSettingsFromFlags(flags);
 
   const log = pino({ level: flags.logLevel, base: { instance: live.instance, partition: flags.partition } });
   const influx = influxSinkFromFlags(flags, { instance: live.instance, partition: flags.partition }, log);
@@ -204,7 +213,11 @@ async function runCommand(flags: RunFlags): Promise<void> {
     snapshotSettings === undefined
       ? undefined
       : await openSnapshotSinks(snapshotSettings, nats, snapshotStateKey(partition), influx?.series, log);
-  const sink: SeriesSink | undefined = snapshots ?? influx?.series;
+  const mitigation =
+    mitigationSettings === undefined
+      ? undefined
+      : await openMitigation(mitigationSettings, nats, partition, live.instance, snapshots, influx, log);
+  const sink: SeriesSink | undefined = mitigation ?? snapshots ?? influx?.series;
   const pipeline = new LivePipeline(
     live,
     nats,
@@ -218,6 +231,7 @@ async function runCommand(flags: RunFlags): Promise<void> {
   collectDefaultMetrics({ register: registry });
   registerMetrics(registry, pipeline, sink);
   if (snapshots !== undefined) registerSnapshotMetrics(registry, snapshots);
+  if (mitigation !== undefined) registerMitigationMetrics(registry, mitigation);
   const server =
     metricsPort === 0
       ? undefined

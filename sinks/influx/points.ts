@@ -8,6 +8,7 @@ import { Point, type PointSettings } from "@influxdata/influxdb-client";
 import type { SeriesInfo, StreamSnapshot } from "../../operators/window/core.ts";
 import type { WindowResult } from "../../pipelines/detect.ts";
 import type { SuspectEvent } from "../../schemas/suspect.ts";
+import type { AuditRecord } from "../mitigation/audit.ts";
 import type { ProcessSeries } from "./config.ts";
 
 export const MEASUREMENT = {
@@ -15,6 +16,7 @@ export const MEASUREMENT = {
   bucket: "resin_bucket",
   suspect: "resin_suspect",
   pipeline: "resin_pipeline",
+  mitigation: "resin_mitigation",
 } as const;
 
 /** Timestamps are already epoch milliseconds: written as they are (the sink writes with precision ms). */
@@ -176,6 +178,33 @@ export function pipelineLine(
   for (const [name, value] of Object.entries(counters))
     if (typeof value === "number") intField(point, snakeCase(name), value);
   return line(point, timeMs);
+}
+
+/**
+ * `resin_mitigation`: one point per decision of the mitigation engine (sinks/mitigation/audit.ts),
+ * at its event time. What and why as tags (the reason text stays in the NATS and file audit:
+ * VictoriaMetrics keeps no strings); `decisions` = 1 so that counts are sums.
+ */
+export function mitigationLine(record: AuditRecord): string | undefined {
+  const point = new Point(MEASUREMENT.mitigation);
+  tag(point, "component", record.component);
+  tag(point, "process", record.process);
+  tag(point, "host", record.host);
+  tag(point, "kind", record.kind);
+  tag(point, "event", record.event);
+  tag(point, "action", record.action);
+  tag(point, "rule", record.rule);
+  tag(point, "outcome", record.result?.outcome);
+  tag(point, "code", record.result?.code);
+  intField(point, "decisions", 1);
+  intField(point, "seq", record.seq);
+  intField(point, "rung", record.rung);
+  intField(point, "dry_run", record.dryRun ? 1 : 0);
+  intField(point, "leak_bytes", record.priority?.leakBytes);
+  intField(point, "growth_bytes_per_hour", record.priority?.growthBytesPerHour);
+  floatField(point, "free_share", record.priority?.freeShare);
+  floatField(point, "hours_to_failure", record.priority?.hoursToFailure);
+  return line(point, record.at);
 }
 
 /**

@@ -86,6 +86,8 @@ export interface TargetState {
     rung: number;
     issuedAt: number;
     expiresAt: number;
+    /** As issued: sent again after a restart, the agent answers with its result (same id). */
+    request: MitigateRequest;
   };
   verifyUntil?: number;
   /** When a step last worked (the leak returning within `returnWindowMs` escalates). */
@@ -477,6 +479,16 @@ export class MitigationEngine {
     this.fail(t, now, code, reply.error.message, reply.error.field, reply.error.value);
   }
 
+  /**
+   * Commands issued and still without a result: after a restart the shell sends them again, and
+   * an agent that ran one answers with its result instead of running it twice.
+   */
+  outstanding(): MitigateRequest[] {
+    const out: MitigateRequest[] = [];
+    for (const t of this.targets.values()) if (t.command !== undefined) out.push({ ...t.command.request });
+    return out;
+  }
+
   /** Audit records since the last call, oldest first. */
   drainAudit(): AuditRecord[] {
     const out = this.audit;
@@ -607,7 +619,14 @@ export class MitigationEngine {
       expiresAt: now + this.config.commandTtlMs,
       dryRun: this.config.dryRun,
     };
-    t.command = { id, action: rung.action, rung: t.rung, issuedAt: now, expiresAt: cmd.expiresAt };
+    t.command = {
+      id,
+      action: rung.action,
+      rung: t.rung,
+      issuedAt: now,
+      expiresAt: cmd.expiresAt,
+      request: cmd,
+    };
     t.status = "in-flight";
     t.tries++;
     t.deferred = undefined;
