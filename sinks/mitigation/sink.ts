@@ -139,6 +139,8 @@ export class MitigationSink {
   private readonly idleWaiters: (() => void)[] = [];
   private closing = false;
   private dirty = true;
+  /** Inputs and results so far: a loop turn is quiet only if none arrived while it ran. */
+  private pokes = 0;
   private loopDone: Promise<void> = Promise.resolve();
 
   private constructor(
@@ -261,6 +263,7 @@ export class MitigationSink {
   }
 
   private poke(): void {
+    this.pokes++;
     this.quiet = false;
     this.dirty = true;
     this.wake?.();
@@ -272,6 +275,7 @@ export class MitigationSink {
 
   private async loop(): Promise<void> {
     while (!this.closing) {
+      const pokes = this.pokes;
       try {
         this.syncTracing();
         const commands = this.engine.decide(this.now());
@@ -281,7 +285,8 @@ export class MitigationSink {
         }
         await this.deliverAudit();
         if (this.dirty || commands.length > 0) await this.persist();
-        if (commands.length === 0 && this.running.size === 0 && this.backlog.length === 0) {
+        const idle = commands.length === 0 && this.running.size === 0 && this.backlog.length === 0;
+        if (idle && this.pokes === pokes) {
           this.quiet = true;
           for (const resolve of this.idleWaiters.splice(0)) resolve();
         }
