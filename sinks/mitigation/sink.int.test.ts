@@ -9,9 +9,11 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MitigationClient } from "../../lib/agent/mitigate-client.ts";
 import { MitigateExecuteError, type MitigateRequest } from "../../lib/agent/mitigate-protocol.ts";
 import { MitigationResponder } from "../../lib/agent/mitigate-responder.ts";
 import { connectWithRetry, NatsSettings } from "../../lib/nats.ts";
@@ -20,7 +22,13 @@ import type { SeriesInfo, StreamSnapshot } from "../../operators/window/index.ts
 import type { WindowResult } from "../../pipelines/detect.ts";
 import type { SuspectEvent } from "../../schemas/suspect.ts";
 import { AUDIT_STREAM, AUDIT_SUBJECT, type AuditRecord } from "./audit.ts";
-import { AUDIT_FILE, MitigationSink, type MitigationSinkConfigInput } from "./sink.ts";
+import { MitigationEngine } from "./engine.ts";
+import {
+  AUDIT_FILE,
+  MITIGATION_STATE_BUCKET,
+  MitigationSink,
+  type MitigationSinkConfigInput,
+} from "./sink.ts";
 
 const T0 = 1_767_571_200_000;
 const HOUR = 3_600_000;
@@ -275,5 +283,26 @@ describe("MitigationSink on a real nats-server", () => {
     // And InfluxDB got one resin_mitigation point per record of the first run.
     expect(influx.length).toBeGreaterThan(10);
     expect(influx.every((l) => l.startsWith("resin_mitigation,"))).toBe(true);
+  });
+
+  it("after a crash, a command that was out is sent again under its id and the agent answers with its result", async () => {
+    const engine = new MitigationEngine(config.engine);
+    engine.onSuspect(suspect("h1", "db", { detectedAt: T0 + 10 * HOUR }));
+    const [cmd] = engine.decide(T0 + 10 * HOUR);
+    // The crashed instance sent it and the agent ran it; the reply was lost with the instance.
+    expect(await new MitigationClient(nc, 5000).send({ ...cmd!, at: cmd!.issuedAt })).toMatchObject({
+      outcome: "done",
+    });
+    const kv = await new Kvm(nc).create(MITIGATION_STATE_BUCKET, { history: 1 });
+    await kv.put("crashed", JSON.stringify(engine.snapshot()));
+    const ran = executed.filter((e) => e.startsWith("h1 restart-process")).length;
+
+    const sink = await MitigationSink.open(nc, config, { log, stateKey: "crashed", instance: "it" });
+    await sink.whenIdle();
+    expect(sink.stats.commandsResent).toBe(1);
+    expect(executed.filter((e) => e.startsWith("h1 restart-process")).length).toBe(ran);
+    expect(sink.engine.target("h1", "db", "db")?.status).toBe("verifying");
+    expect(responders[0]!.stats.duplicates).toBe(1);
+    await sink.close();
   });
 });
