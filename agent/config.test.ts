@@ -20,7 +20,7 @@ describe("agent config", () => {
       minProcessBytes: 4 * 1024 * 1024,
       memory: "rss-anon",
       unmatched: "unit",
-      kernel: { enabled: true, slab: true, minSlabBytes: 1024 * 1024 },
+      kernel: { enabled: true, slab: true, minSlabBytes: 8 * 1024 * 1024 },
       snapshots: { enabled: true, maxTraces: 4 },
       mitigation: { dryRun: false, allow: [] },
       bufferMessages: 10_000,

@@ -170,7 +170,10 @@ export const AgentConfig = z.strictObject({
    * ptrace permission; where smaps_rollup is not readable the agent falls back to rss-anon.
    */
   memory: z.enum(["rss-anon", "uss", "pss"]).default("rss-anon"),
-  /** Processes below this many bytes are not reported (a new series starts when one grows past it). */
+  /**
+   * Processes below this many bytes are not reported; one that grows past it starts a series,
+   * reported until it falls below half of it.
+   */
   minProcessBytes: Size.default(1024 * 1024),
   /** Attributes of every message: region, cluster, hw, os (default from /etc/os-release), others allowed. */
   attrs: z
@@ -191,8 +194,12 @@ export const AgentConfig = z.strictObject({
       enabled: z.boolean().default(true),
       /** One pseudo-process per slab cache from /proc/slabinfo (readable by root only). */
       slab: z.boolean().default(true),
-      /** Slab caches smaller than this are not reported. */
-      minSlabBytes: Size.default(1024 * 1024),
+      /**
+       * Slab caches smaller than this are not reported (as processes, with the same half-floor
+       * hysteresis). Small caches follow the host's process count and file activity by tens of
+       * percent; a leak in one of them shows in SUnreclaim, which is always reported.
+       */
+      minSlabBytes: Size.default(8 * 1024 * 1024),
     })
     .prefault({}),
   /** Telemetry kept while NATS is unreachable, in messages; the oldest beyond it are dropped and counted. */

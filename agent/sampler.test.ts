@@ -178,4 +178,20 @@ describe("Sampler", () => {
     const kernel = messages.find((m) => m.component === "kernel")!;
     expect(kernel.processes.map((p) => p.name)).toEqual(["SUnreclaim", "VmallocUsed", "slab:dentry"]);
   });
+
+  it("keeps reporting a process until it falls below half the floor", () => {
+    const files = proc({}, [
+      { pid: 100, comm: "a", start: 500, anonMiB: 1.2 },
+      { pid: 101, comm: "a", start: 501, anonMiB: 0.8 },
+    ]);
+    const s = sampler(files, { kernel: { enabled: false } });
+    const pids = () => s.sample(NOW).messages[0]?.processes.map((p) => p.pid) ?? [];
+    expect(pids()).toEqual([100]);
+    files.set("100/statm", statm((0.8 * MiB) / 4096));
+    expect(pids()).toEqual([100]);
+    files.set("100/statm", statm((0.4 * MiB) / 4096));
+    expect(pids()).toEqual([]);
+    files.set("100/statm", statm((0.8 * MiB) / 4096));
+    expect(pids()).toEqual([]);
+  });
 });

@@ -126,6 +126,12 @@ export class Sampler {
   private readonly needsUnit: boolean;
   /** Per pid, its classification while pid, start time and comm stay the same. */
   private readonly classified = new Map<number, Classified>();
+  /**
+   * Series reported in the last pass (`pid|startTicks`, or the pool name): they stay reported
+   * until they fall below half the floor, so a process hovering at the floor does not appear and
+   * vanish every pass (each reappearance would look like a new series that grows).
+   */
+  private reported = new Set<string>();
   private bootMs: number | undefined;
 
   constructor(
@@ -171,6 +177,12 @@ export class Sampler {
     const stats = emptyStats();
     const byComponent = new Map<string, { samples: ProcessSample[]; version?: string }>();
     const seen = new Set<number>();
+    const reported = new Set<string>();
+    const aboveFloor = (key: string, bytes: number, floor: number): boolean => {
+      const keep = bytes >= floor || (this.reported.has(key) && bytes >= floor / 2);
+      if (keep) reported.add(key);
+      return keep;
+    };
     for (const pid of this.options.fs.pids()) {
       const stat = parseStat(this.options.fs.read(`${pid}/stat`) ?? "");
       if (stat === undefined) {
@@ -196,7 +208,7 @@ export class Sampler {
         stats.unreadable++;
         continue;
       }
-      if (bytes < this.config.minProcessBytes) {
+      if (!aboveFloor(`${pid}|${stat.startTicks}`, bytes, this.config.minProcessBytes)) {
         stats.belowFloor++;
         continue;
       }
@@ -247,10 +259,11 @@ export class Sampler {
     for (const [component, g] of [...byComponent].sort((a, b) => (a[0] < b[0] ? -1 : 1)))
       messages.push(message(component, g.samples, g.version));
     if (this.config.kernel.enabled) {
-      const pools = this.kernelPools(meminfo);
+      const pools = this.kernelPools(meminfo, aboveFloor);
       stats.kernelPools = pools.length;
       if (pools.length > 0) messages.push(message(KERNEL_COMPONENT, pools));
     }
+    this.reported = reported;
     return { messages, stats };
   }
 
@@ -300,7 +313,10 @@ export class Sampler {
     return c;
   }
 
-  private kernelPools(meminfo: ReturnType<typeof parseMeminfo>): ProcessSample[] {
+  private kernelPools(
+    meminfo: ReturnType<typeof parseMeminfo>,
+    aboveFloor: (key: string, bytes: number, floor: number) => boolean,
+  ): ProcessSample[] {
     const startedAt = this.bootTimeMs();
     const pools: ProcessSample[] = [];
     const pool = (name: string, bytes: number | undefined) => {
@@ -311,7 +327,8 @@ export class Sampler {
     if (this.config.kernel.slab) {
       const caches = parseSlabinfo(this.options.fs.read("slabinfo") ?? "", this.options.pageSize);
       for (const c of caches ?? [])
-        if (c.bytes >= this.config.kernel.minSlabBytes) pool(`slab:${c.name}`, c.bytes);
+        if (aboveFloor(`slab:${c.name}`, c.bytes, this.config.kernel.minSlabBytes))
+          pool(`slab:${c.name}`, c.bytes);
     }
     return pools;
   }
