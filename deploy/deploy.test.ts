@@ -13,7 +13,13 @@ import { NatsSettings } from "../lib/nats.ts";
 import { requireBinary } from "../lib/testing/servers.ts";
 import type { WindowResult } from "../pipelines/detect.ts";
 import { LivePipeline } from "../pipelines/live.ts";
-import { MEASUREMENT, pipelineLine, suspectLine, windowLines } from "../sinks/influx/points.ts";
+import {
+  MEASUREMENT,
+  mitigationLine,
+  pipelineLine,
+  suspectLine,
+  windowLines,
+} from "../sinks/influx/points.ts";
 
 const HERE = import.meta.dirname;
 
@@ -118,6 +124,23 @@ function written(): Map<string, Set<string>> {
       bucket: { lowerBytes: 1, hosts: 1, score: 1 },
     })!,
     pipelineLine(counters, { instance: "i", partition: "0/1" }, T0)!,
+    mitigationLine({
+      v: 1,
+      seq: 0,
+      at: T0,
+      event: "succeeded",
+      host: "h",
+      component: "c",
+      process: "p",
+      kind: "process",
+      rule: "r",
+      rung: 0,
+      action: "restart-process",
+      dryRun: false,
+      reason: "x",
+      result: { outcome: "done", code: "c" },
+      priority: { freeShare: 0.1, leakBytes: 1, growthBytesPerHour: 1, hoursToFailure: 1 },
+    })!,
   ];
   const names = new Map<string, Set<string>>();
   for (const l of lines) {
