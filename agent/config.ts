@@ -111,20 +111,19 @@ export const VmSource = z.union([
 ]);
 export type VmSource = z.infer<typeof VmSource>;
 
-/** One allowlisted mitigation: what the agent will do when resin asks, and nothing else. */
+/** Components a host-wide action may be run for (a kernel leak, by default). */
+const HostComponents = z.array(z.union([SubjectToken, z.literal("*")])).min(1).default(["kernel"]);
+
+/**
+ * One allowlisted mitigation: what the agent does when resin asks for this action on this
+ * component, and nothing else (lib/agent/mitigate-protocol.ts names the actions).
+ */
 export const MitigationRule = z.discriminatedUnion("action", [
   z.strictObject({
-    /** `systemctl restart <unit>` for processes of `component`. */
-    action: z.literal("restart-unit"),
-    component: SubjectToken,
-    /** Unit to restart; default: the unit the leaking process runs in. */
-    unit: z.string().min(1).optional(),
-    timeoutMs: Duration.default(60_000),
-  }),
-  z.strictObject({
     /**
-     * Stop the leaking process (signal, then SIGKILL after `graceMs`) and start it again with
-     * `command` (detached from the agent, output to `logFile` or discarded).
+     * Stop the leaking process (`signal`, then SIGKILL after `graceMs`) and, with `command`,
+     * start it again, detached from the agent (output appended to `logFile`, else discarded).
+     * Without `command` its supervisor is expected to restart it.
      */
     action: z.literal("restart-process"),
     component: SubjectToken,
@@ -132,23 +131,52 @@ export const MitigationRule = z.discriminatedUnion("action", [
     process: Pattern.optional(),
     signal: z.enum(["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR2"]).default("SIGTERM"),
     graceMs: Duration.default(10_000),
-    /** argv of the command that starts it again; without it the process is only stopped (its supervisor restarts it). */
+    /** argv of the command that starts the process again. */
     command: z.array(z.string().min(1)).min(1).optional(),
     cwd: z.string().min(1).optional(),
+    /** Added to the agent's environment for `command`. */
     env: z.record(z.string(), z.string()).optional(),
     logFile: z.string().min(1).optional(),
   }),
   z.strictObject({
-    /** `systemctl soft-reboot` (systemd ≥ 254: userspace restarts, kernel and hardware stay): kernel leaks. */
-    action: z.literal("soft-reboot"),
+    /** `systemctl restart <unit>`: the unit of the named process, else `unit`. */
+    action: z.literal("restart-service"),
+    component: SubjectToken,
+    /** Unit to restart when the command names no process of a unit (default: `<component>.service`). */
+    unit: z.string().min(1).optional(),
+    timeoutMs: Duration.default(120_000),
   }),
   z.strictObject({
-    /** `systemctl kexec`: a new kernel without firmware and hardware initialisation. */
-    action: z.literal("kexec"),
+    /** A team's registered action for its component: resin names it by `script`. */
+    action: z.literal("custom"),
+    component: SubjectToken,
+    script: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, "must match [A-Za-z0-9_.-]{1,128}"),
+    /** argv run for it; RESIN_COMPONENT, RESIN_PROCESS, RESIN_PID and RESIN_SUSPECT are set. */
+    command: z.array(z.string().min(1)).min(1),
+    timeoutMs: Duration.default(600_000),
+  }),
+  z.strictObject({
+    /** Live-migrate the host's VMs away (before a reboot): the hypervisor's own tooling. */
+    action: z.literal("migrate-vms"),
+    components: HostComponents,
+    command: z.array(z.string().min(1)).min(1),
+    timeoutMs: Duration.default(3_600_000),
+  }),
+  z.strictObject({
+    /**
+     * Restart userspace on the running kernel's terms: "soft-reboot" (`systemctl soft-reboot`,
+     * systemd ≥ 254; kernel state stays, so it helps userspace leaks only) or "kexec"
+     * (`systemctl kexec`: a fresh kernel without firmware and hardware initialisation, which
+     * frees a kernel leak).
+     */
+    action: z.literal("soft-reboot"),
+    components: HostComponents,
+    method: z.enum(["kexec", "soft-reboot"]).default("kexec"),
   }),
   z.strictObject({
     /** `systemctl reboot`: the last resort. */
     action: z.literal("reboot"),
+    components: HostComponents,
   }),
 ]);
 export type MitigationRule = z.infer<typeof MitigationRule>;

@@ -6,6 +6,7 @@ import { type Command, Option } from "commander";
 import { pino } from "pino";
 import { Agent } from "../agent/agent.ts";
 import { type AgentConfig, loadAgentConfig, parseAgentConfig } from "../agent/config.ts";
+import { startMitigation } from "../agent/mitigate.ts";
 import { defaultHostId } from "../agent/sampler.ts";
 import { SUBJECT_TOKEN, ValidationError } from "../schemas/common.ts";
 import { CliError, EXIT } from "./main.ts";
@@ -179,6 +180,9 @@ async function runAgent(flags: AgentFlags): Promise<void> {
       nats,
       log,
       ...(flags.print === true ? { print } : {}),
+      services: async (nc, sampler) => [
+        await startMitigation(nc, { host, config, identify: (pid) => sampler.identify(pid), log }),
+      ],
     });
     await new Promise<void>((resolve) => {
       if (stop.signal.aborted) resolve();
