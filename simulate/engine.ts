@@ -60,6 +60,8 @@ export interface HostRt {
   readonly h: HostPlan;
   vm: number;
   ts: number;
+  /** Memory demand at the last sample, before clamping to the host's total (the closed loop reads it). */
+  demand: number;
   readonly jitter: Rand;
   readonly comps: CompRt[];
 }
@@ -130,6 +132,7 @@ function runtime(plan: Plan): HostRt[] {
     h,
     vm: 0,
     ts: 0,
+    demand: 0,
     jitter: new Rand(seed, `jitter/${h.id}`),
     comps: h.comps.map((c) => {
       const procs = c.procs.map((p) => {
@@ -199,7 +202,24 @@ function sampleHost(hr: HostRt, ts: number, vms: number): number {
     }
   }
   used = Math.round(used);
+  hr.demand = used;
   return Math.min(used, h.totalBytes);
+}
+
+/**
+ * Told of every host sample before its messages go out: the host, the agent's timestamp, the
+ * memory demand (components + VMs, not clamped to the total) and the VM count. The closed loop
+ * uses it to see hosts run out of memory; it may edit the plan's future (lives, VM timeline,
+ * outages) but not the sample being built.
+ */
+export type SampleObserver = (host: HostPlan, ts: number, demandBytes: number, vms: number) => void;
+
+/** Whether `ts` falls in one of the [from, to) pairs of a host's extra outages (few, ascending). */
+function inOutage(outages: readonly number[], ts: number): boolean {
+  for (let i = outages.length - 2; i >= 0; i -= 2) {
+    if (ts >= outages[i]!) return ts < outages[i + 1]!;
+  }
+  return false;
 }
 
 /**
@@ -212,6 +232,7 @@ export function* generate<T>(
   builder: Builder<T>,
   stats: DeliveryStats,
   onTick?: (tick: number, ticks: number) => void,
+  onSample?: SampleObserver,
 ): Generator<T> {
   const cfg = plan.config;
   const I = plan.intervalMs;
@@ -241,10 +262,12 @@ export function* generate<T>(
       }
       const h = hr.h;
       if (ts >= h.downFrom && ts < h.downTo) continue;
+      if (h.outages !== undefined && inOutage(h.outages, ts)) continue;
       const vmAt = h.vmAt;
       while (hr.vm + 1 < vmAt.length && vmAt[hr.vm + 1]! <= ts) hr.vm++;
       const vms = h.vmCount[hr.vm]!;
       const used = sampleHost(hr, ts, vms);
+      onSample?.(h, ts, hr.demand, vms);
       for (const cr of hr.comps) {
         stats.samples++;
         const u = cr.faults.float();

@@ -93,6 +93,11 @@ export interface HostPlan {
   /** The host sends nothing in [downFrom, downTo); downTo = Infinity when it never comes back. */
   downFrom: number;
   downTo: number;
+  /**
+   * More periods without telemetry, as [from, to) pairs in ascending order: reboots the closed
+   * loop decides while the simulation runs (simulate/closed-loop). Absent in plans of their own.
+   */
+  outages?: number[];
   readonly comps: CompPlan[];
 }
 
