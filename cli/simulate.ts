@@ -27,6 +27,7 @@ import {
   type PublishResult,
   publishTelemetry,
 } from "../simulate/publish.ts";
+import { type ClosedLoopFlags, runClosedLoopCli } from "./closed-loop.ts";
 import { CliError, EXIT } from "./main.ts";
 import { addNatsAuthOptions, type NatsFlags, natsSettingsFromFlags } from "./nats-flags.ts";
 import { intFlag, parseDurationMs } from "./options.ts";
@@ -42,7 +43,8 @@ export interface FleetFlags {
   lateness?: string;
 }
 
-interface SimulateFlags extends NatsFlags, FleetFlags {
+interface SimulateFlags extends NatsFlags, FleetFlags, ClosedLoopFlags {
+  closedLoop?: boolean;
   out?: string;
   truth?: string;
   summary: boolean;
@@ -439,7 +441,29 @@ async function runPublish(
   }
 }
 
+/** `--closed-loop`: the fleet without and with resin (cli/closed-loop.ts); 30 days unless --days. */
+async function runClosedLoop(flags: SimulateFlags): Promise<void> {
+  const other: [unknown, string][] = [
+    [flags.out, "--out"],
+    [flags.truth, "--truth"],
+    [flags.nats, "--nats"],
+  ];
+  for (const [value, flag] of other)
+    if (value !== undefined)
+      throw new CliError(`${flag} does not apply with --closed-loop (it writes to --out-dir)`);
+  const overrides = overridesFromFlags(flags);
+  if (overrides.days === undefined) overrides.days = 30;
+  const config = resolveForCli(flags.scenario ?? "mixed", overrides);
+  await runClosedLoopCli(config, flags);
+}
+
 async function runSimulate(flags: SimulateFlags): Promise<void> {
+  if (flags.closedLoop === true) {
+    await runClosedLoop(flags);
+    return;
+  }
+  if (flags.headroom !== undefined) throw new CliError("--headroom only applies with --closed-loop");
+  if (flags.outDir !== undefined) throw new CliError("--out-dir only applies with --closed-loop");
   const publish = publishPlanFromFlags(flags);
   // With --nats, a file is written only when --out is given.
   const out = flags.out ?? (publish === undefined ? "-" : undefined);
@@ -540,6 +564,20 @@ export function registerSimulate(program: Command): void {
     )
     .option("--no-summary", "do not print the summary on stderr")
     .option(
+      "--closed-loop",
+      "run the fleet without and with resin (detector + mitigation engine in the loop) and print the " +
+        "outcome: low-memory VM reboots, allocation errors, resin's disruption (default 30 days)",
+    )
+    .option(
+      "--headroom <share[,share...]>",
+      "with --closed-loop: host memory left unsold beyond the components' healthy peak, e.g. 0.02 or 2%; " +
+        "several values add a sensitivity table (the first is the main run) (default 0.02)",
+    )
+    .option(
+      "--out-dir <dir>",
+      "with --closed-loop: where closed-loop.json and closed-loop.html go (default out)",
+    )
+    .option(
       "--nats [urls]",
       "publish to NATS JetStream (stream RESIN_TELEMETRY) instead of writing stdout; URL(s) comma " +
         "separated (default $RESIN_NATS_URL, else nats://127.0.0.1:4222); --out still writes a file",
@@ -579,12 +617,20 @@ RESIN_NATS_USER, RESIN_NATS_PASS, RESIN_NATS_CREDS, RESIN_NATS_TLS_CA, RESIN_NAT
 RESIN_NATS_TLS_KEY. Progress (messages/s, simulated time) goes to stderr: a bar on a terminal,
 otherwise a line every 5 s. Ctrl-C stops publishing and waits for the acknowledgements in flight.
 
+Closed loop (--closed-loop): the same fleet and seed run twice in-process, left alone and with
+resin's detector and mitigation engine in the loop (simulated agents carry out the commands). Hosts
+are packed with VMs up to their capacity; leaks that eat the headroom cause low-memory VM reboots
+and allocation errors. Prints the outcome table on stdout and writes <out-dir>/closed-loop.json and
+closed-loop.html; the world model and its assumptions are in simulate/README.md ("Closed loop").
+About 1 min per run pair for 200 hosts × 30 days on 2 cores.
+
 Exit codes: 0 ok, 1 NATS unreachable or publishing failed, 2 bad flag or unknown scenario,
 3 invalid scenario file, 130 interrupted.
 
 Examples:
   resin simulate --hosts 200 --days 5 --seed 3 --scenario mixed --out fleet.ndjson --truth truth.ndjson
-  resin simulate --hosts 200 --days 5 --nats nats://127.0.0.1:4222 --speed 3600 --truth truth.ndjson`,
+  resin simulate --hosts 200 --days 5 --nats nats://127.0.0.1:4222 --speed 3600 --truth truth.ndjson
+  resin simulate --closed-loop --days 30 --seed 7 --headroom 0.02,0.01,0.05 --out-dir out`,
     );
   addNatsAuthOptions(cmd).action(async (flags: SimulateFlags) => {
     await runSimulate(flags);

@@ -347,7 +347,7 @@ export class World {
   };
 
   /** A simulated agent receives a command at `t` (its reply comes through `advance`). */
-  execute(cmd: MitigateRequest, t: number): void {
+  execute(cmd: MitigateRequest, t: number): ExecutedCommand["result"] {
     this.counters.commandsReceived++;
     const hs = this.byId.get(cmd.host);
     const record = (result: ExecutedCommand["result"], code?: string) => {
@@ -372,9 +372,9 @@ export class World {
       // Nobody answers for a host that is down: the engine's own timer calls it failed.
       this.counters.commandsUnanswered++;
       record("unanswered");
-      return;
+      return "unanswered";
     }
-    const refuse = (code: string, message: string, field?: string, value?: unknown) => {
+    const refuse = (code: string, message: string, field?: string, value?: unknown): "refused" => {
       this.counters.commandsRefused++;
       record("refused", code);
       this.replies.push({
@@ -392,13 +392,14 @@ export class World {
           },
         },
       });
+      return "refused";
     };
     if (t > cmd.expiresAt) return refuse("expired", "command expired", "expiresAt", cmd.expiresAt);
     if (hs.job !== undefined) return refuse("busy", `the agent runs ${hs.job.cmd.id}`);
     if (cmd.dryRun) {
       record("done");
       this.reply(cmd, t, t, "dry-run");
-      return;
+      return "done";
     }
     const h = hs.h;
     const comp = h.comps.find((c) => c.name === cmd.component);
@@ -457,6 +458,7 @@ export class World {
     }
     record("done");
     if (hs.job?.kind === "migrate") this.progress(hs, t);
+    return "done";
   }
 
   /** Kinds of the leaks active (started) on a host at `t`. */
