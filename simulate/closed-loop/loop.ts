@@ -28,6 +28,7 @@ import { validateConfig } from "../scenario.ts";
 import { ClosedLoopConfig, type ClosedLoopConfigInput, LOOP_MITIGATION } from "./config.ts";
 import {
   type ExecutedCommand,
+  type ImpactEvent,
   type RebootInterval,
   World,
   type WorldCounters,
@@ -82,6 +83,18 @@ export interface TruthCheck {
   doneOnLeakingHosts: number;
 }
 
+/**
+ * Where the customer impact left with resin happened (low-memory VM reboots + allocation errors):
+ * on hosts with no active leak; on leaking hosts before the detector flagged the host; flagged but
+ * not acted on yet; or after resin had acted on the host (the leak came back, or was not re-flagged).
+ */
+export interface ResidualImpact {
+  healthyHost: number;
+  beforeDetection: number;
+  detectedNotActed: number;
+  afterAction: number;
+}
+
 export interface RunResult {
   label: "without resin" | "with resin";
   hosts: number;
@@ -91,6 +104,8 @@ export interface RunResult {
   lowMemoryVmRebootsPer100kHostDays: number;
   allocationErrorRate: number;
   timeline: WorldTimeline;
+  /** Every low-memory VM reboot, OOM kill and allocation error, with whether the host was leaking. */
+  impact: ImpactEvent[];
   /** With resin only. */
   detection?: DetectionSummary;
   commandsByAction?: Record<MitigationAction, number>;
@@ -98,6 +113,7 @@ export interface RunResult {
   engine?: MitigationStats;
   budgets?: BudgetCheck;
   truth?: TruthCheck;
+  residual?: ResidualImpact;
   executed?: ExecutedCommand[];
   reboots?: RebootInterval[];
   audit?: AuditRecord[];
@@ -211,6 +227,7 @@ export function runOnce(
     lowMemoryVmRebootsPer100kHostDays: (c.lowMemoryVmReboots * 100_000) / hostDays,
     allocationErrorRate: c.placementRequests === 0 ? 0 : c.placementFailures / c.placementRequests,
     timeline: world.timeline,
+    impact: world.impact,
   };
   if (resin !== undefined && mitigation !== undefined) resin.score(result, mitigation);
   return result;
@@ -307,10 +324,28 @@ class ResinInTheLoop {
     result.detection = this.detection();
     result.budgets = this.budgets(mitigation);
     result.truth = truthCheck(executed);
+    result.residual = this.residual();
     result.executed = executed;
     result.reboots = this.world.reboots;
     result.audit = this.audit;
     result.suspects = this.events;
+  }
+
+  private residual(): ResidualImpact {
+    const firstFlag = new Map<string, number>();
+    for (const e of this.events)
+      if (e.state === "open" && !firstFlag.has(e.host)) firstFlag.set(e.host, e.detectedAt);
+    const firstAction = new Map<string, number>();
+    for (const e of this.world.executed) if (!firstAction.has(e.host)) firstAction.set(e.host, e.at);
+    const r: ResidualImpact = { healthyHost: 0, beforeDetection: 0, detectedNotActed: 0, afterAction: 0 };
+    for (const e of this.world.impact) {
+      if (e.what === "oom-kill") continue;
+      if (!e.leaking) r.healthyHost++;
+      else if ((firstAction.get(e.host) ?? Number.POSITIVE_INFINITY) <= e.t) r.afterAction++;
+      else if ((firstFlag.get(e.host) ?? Number.POSITIVE_INFINITY) <= e.t) r.detectedNotActed++;
+      else r.beforeDetection++;
+    }
+    return r;
   }
 
   private detection(): DetectionSummary {

@@ -145,6 +145,14 @@ export function renderClosedLoopTable(r: ClosedLoopResult, sensitivity: Sensitiv
       ["  restarts of processes not leaking", "–", String(t.restartsOfHealthyTargets), ""],
     ]),
   );
+  const res = x.residual;
+  if (res !== undefined)
+    lines.push(
+      "",
+      `customer impact left with resin (VM reboots + allocation errors): ${res.healthyHost} on hosts without a leak, ` +
+        `${res.beforeDetection} on leaking hosts before the detector flagged them, ${res.detectedNotActed} flagged but ` +
+        `not acted on yet, ${res.afterAction} after resin had acted on the host (the leak came back)`,
+    );
   const delay = (h: number | null) => (h === null ? "–" : `${h.toFixed(1)} h`);
   lines.push(
     "",

@@ -93,6 +93,14 @@ export interface ExecutedCommand {
   targetLeaking: boolean;
 }
 
+/** One customer-visible event, with whether the host had an active leak (for the analysis only). */
+export interface ImpactEvent {
+  t: number;
+  host: string;
+  what: "vm-reboot" | "oom-kill" | "allocation-error";
+  leaking: boolean;
+}
+
 /** A reboot resin caused: the host is down over [from, to). */
 export interface RebootInterval {
   host: string;
@@ -185,6 +193,7 @@ export class World {
   readonly counters = emptyCounters();
   readonly executed: ExecutedCommand[] = [];
   readonly reboots: RebootInterval[] = [];
+  readonly impact: ImpactEvent[] = [];
   readonly timeline: WorldTimeline = {
     t: [],
     lowMemoryVmReboots: [],
@@ -325,6 +334,7 @@ export class World {
       for (const x of procs) if (largest === undefined || x.bytes > largest.bytes) largest = x;
       if (hs.vms > 0 && (largest === undefined || h.vmBytes >= largest.bytes)) {
         this.counters.lowMemoryVmReboots++;
+        this.logImpact(h, "vm-reboot");
         this.setVms(hs, hs.vms - 1);
         free += h.vmBytes + hs.perVmBytes;
         this.relocate(hs, 1);
@@ -336,6 +346,7 @@ export class World {
       if (!this.restart(hs, largest.c, largest.p, restartAt, "crash")) break;
       const after = healthyBytesAt(h, largest.c, largest.p, restartAt);
       this.counters.oomProcessKills++;
+      this.logImpact(h, "oom-kill");
       if (leaking) this.counters.oomKillsOfLeakers++;
       if (largest.bytes - after <= 0) {
         procs.splice(procs.indexOf(largest), 1);
@@ -547,6 +558,7 @@ export class World {
     this.counters.placementRequests++;
     if (this.freeAfterOne(hs) < this.config.lowMemoryFreeBytes) {
       this.counters.placementFailures++;
+      this.logImpact(h, "allocation-error");
       return;
     }
     this.setVms(hs, hs.vms + 1);
@@ -604,6 +616,11 @@ export class World {
       h.vmAt.push(this.now);
       h.vmCount.push(n);
     }
+  }
+
+  private logImpact(h: HostPlan, what: ImpactEvent["what"]): void {
+    const t = this.now;
+    this.impact.push({ t, host: h.id, what, leaking: this.leakKindsOn(h, t).length > 0 });
   }
 
   private snapshot(t: number): void {
