@@ -214,7 +214,7 @@ export function runOnce(
     for (const msg of generate(plan, objectBuilder, stats, onTick, world.observe)) resin.push(msg);
   }
   // The last tick's replies and the snapshot at the end.
-  step(plan.end + I);
+  resin?.step(plan.end + I, world.finish(plan.end + I));
 
   const c = world.counters;
   const hostDays = plan.hosts.length * sim.days;

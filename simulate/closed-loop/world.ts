@@ -313,6 +313,15 @@ export class World {
     return due;
   }
 
+  /** The end of the run: the last replies and a final snapshot, without new placements. */
+  finish(t: number): { at: number; reply: MitigateReply }[] {
+    this.now = t;
+    for (const hs of this.hosts) if (hs.job !== undefined) this.progress(hs, t);
+    if (this.timeline.t[this.timeline.t.length - 1] !== t) this.snapshot(t);
+    const due = this.replies.filter((r) => r.at <= t).sort((a, b) => a.at - b.at);
+    return due;
+  }
+
   /** The generator's sample observer: a host below the low-memory line meets the OOM killer. */
   readonly observe = (h: HostPlan, ts: number, demand: number, vms: number): void => {
     const hs = this.byId.get(h.id)!;
