@@ -89,7 +89,7 @@ export const ComponentRule = z
     process: z.string().min(1).max(256).optional(),
     /** Version of the component, sent as attrs.version (part of reference fingerprints). */
     version: z.string().min(1).optional(),
-    /** How heap profiles of this component are taken (default: "node-inspector" for node processes, else none). */
+    /** How heap profiles of this component are taken (default: not at all). */
     snapshot: SnapshotSourceConfig.optional(),
   })
   .refine((r) => r.name !== undefined || r.cmdline !== undefined || r.unit !== undefined, {
@@ -112,7 +112,10 @@ export const VmSource = z.union([
 export type VmSource = z.infer<typeof VmSource>;
 
 /** Components a host-wide action may be run for (a kernel leak, by default). */
-const HostComponents = z.array(z.union([SubjectToken, z.literal("*")])).min(1).default(["kernel"]);
+const HostComponents = z
+  .array(z.union([SubjectToken, z.literal("*")]))
+  .min(1)
+  .default(["kernel"]);
 
 /**
  * One allowlisted mitigation: what the agent does when resin asks for this action on this

@@ -8,10 +8,11 @@
  * - "node-inspector": a Node.js process through its inspector (agent/snapshot-node.ts);
  * - "none": refused.
  *
- * Without a setting, a process running node is profiled through its inspector, anything else is
- * refused as unreachable with a message saying what to configure. A request is honoured only for
- * a process the agent itself puts in the requested component: resin cannot make the agent
- * signal or profile an arbitrary pid.
+ * Without a setting a component is not profiled (refused as unreachable, saying what to
+ * configure): opening a Node.js process's inspector (SIGUSR1) exposes a debugger on loopback,
+ * which a host's owner should choose per service. A request is honoured only for a process the
+ * agent itself puts in the requested component: resin cannot make the agent signal or profile an
+ * arbitrary pid.
  */
 import { AgentSourceError } from "../lib/agent/protocol.ts";
 import type { ProfileSource, TraceSpec } from "../lib/agent/responder.ts";
@@ -30,15 +31,11 @@ export interface AgentProfileSourceOptions {
   now: () => number;
 }
 
-const NODE_COMM = /^(node|nodejs)[\d.-]*$/;
-
 type Route = Exclude<SnapshotSourceConfig, { kind: "none" }>;
 
-/** The route of a process: its rule's setting, else node's inspector for node. */
+/** The route of a process: its rule's setting, else none. */
 export function routeOf(identity: ProcessIdentity): SnapshotSourceConfig {
-  return (
-    identity.rule?.snapshot ?? (NODE_COMM.test(identity.comm) ? { kind: "node-inspector" } : { kind: "none" })
-  );
+  return identity.rule?.snapshot ?? { kind: "none" };
 }
 
 const withPid = (template: string, pid: number) => template.replaceAll("{pid}", String(pid));
