@@ -8,6 +8,7 @@ async function loadSuites(): Promise<BenchSuite[]> {
     ["../bench/replay.ts", "replayBench"],
     ["../bench/state-memory.ts", "stateMemoryBench"],
     ["../bench/live.ts", "liveBench"],
+    ["../bench/agent.ts", "agentBench"],
   ] as const) {
     const mod = (await import(file).catch(() => undefined)) as Record<string, BenchSuite> | undefined;
     const suite = mod?.[name];
