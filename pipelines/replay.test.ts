@@ -351,13 +351,18 @@ describe("replay: time scaled down (windows of a minute instead of an hour)", ()
       window: { windowMs: MINUTE, allowedLatenessMs: 10_000, idleEndMs: 3 * MINUTE },
     });
     expect(a.events.length).toBeGreaterThan(0);
+    // Times are a sixtieth; the rate is per clock hour (contract §2), so sixty times higher.
     const times = (e: SuspectEvent) => ({
       ...e,
       start: e.start / 60,
       end: e.end / 60,
       detectedAt: e.detectedAt / 60,
+      growthBytesPerHour: 0,
     });
-    expect(b.events).toEqual(a.events.map(times));
+    expect(b.events.map((e) => ({ ...e, growthBytesPerHour: 0 }))).toEqual(a.events.map(times));
+    b.events.forEach((e, i) => {
+      expect(Math.abs(e.growthBytesPerHour - 60 * a.events[i]!.growthBytesPerHour)).toBeLessThanOrEqual(60);
+    });
   });
 });
 

@@ -359,7 +359,8 @@ export class ProcessDetectCore {
       start: openState?.start ?? evidence.start,
       severity: evidence.severity,
       pattern: evidence.pattern,
-      growthBytesPerHour: Math.round(evidence.slopePerHour * bytes),
+      // The detector's "hour" is a window; the rate goes out per clock hour (contract §2).
+      growthBytesPerHour: Math.round((evidence.slopePerHour * bytes * 3_600_000) / this.hourMs),
       bytes,
       flagged,
     });
