@@ -17,10 +17,14 @@
 import { type JetStreamClient, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { ensureStreams, telemetrySubject } from "../lib/jetstream.ts";
+import {
+  ensureStreams,
+  isRetryablePublishError,
+  telemetryMsgId,
+  telemetrySubject,
+} from "../lib/jetstream.ts";
 import { backoffMs, sleep } from "../lib/nats.ts";
 import type { Telemetry } from "../schemas/telemetry.ts";
-import { isRetryablePublishError, telemetryMsgId } from "../simulate/publish.ts";
 
 export interface PublisherOptions {
   /** Messages kept while NATS is away; the oldest beyond this are dropped and counted. */

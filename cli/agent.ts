@@ -9,7 +9,7 @@ import { type AgentConfig, loadAgentConfig, parseAgentConfig } from "../agent/co
 import { startMitigation } from "../agent/mitigate.ts";
 import { defaultHostId } from "../agent/sampler.ts";
 import { SUBJECT_TOKEN, ValidationError } from "../schemas/common.ts";
-import { CliError, EXIT } from "./main.ts";
+import { CliError, EXIT } from "./errors.ts";
 import { addNatsAuthOptions, type NatsFlags, natsSettingsFromFlags } from "./nats-flags.ts";
 import { intFlag, parseDurationMs } from "./options.ts";
 

@@ -6,7 +6,7 @@
 import { accessSync, constants } from "node:fs";
 import { type Command, Option } from "commander";
 import { NATS_ENV, NatsSettings, natsSettingsFrom } from "../lib/nats.ts";
-import { CliError } from "./main.ts";
+import { CliError } from "./errors.ts";
 
 export interface NatsFlags {
   /** URL list; `true` for a bare `--nats` (then RESIN_NATS_URL or the default server). */

@@ -10,7 +10,7 @@ import {
   RetentionPolicy,
   StorageType,
 } from "@nats-io/jetstream";
-import { nanos } from "@nats-io/transport-node";
+import { errors, nanos } from "@nats-io/transport-node";
 
 export const TELEMETRY_STREAM = "RESIN_TELEMETRY";
 export const SUSPECT_STREAM = "RESIN_SUSPECTS";
@@ -95,4 +95,32 @@ export async function ensureStreams(
     limits,
     Math.max(limits.maxAgeMs, 30 * 24 * 3_600_000),
   );
+}
+
+/** The routing key of a telemetry message. */
+export interface TelemetryKey {
+  host: string;
+  component: string;
+  ts: number;
+}
+
+/** The JetStream message id of a telemetry message: one sample of one (host, component). */
+export function telemetryMsgId(key: TelemetryKey): string {
+  return `${key.host}/${key.component}/${key.ts}`;
+}
+
+/**
+ * Decides, in one place, which publish errors are worth retrying: anything that can heal when
+ * the server or the connection comes back (timeouts, no responders, disconnects, JetStream
+ * temporarily unavailable). A closed connection, a bad subject, a permission violation or a
+ * message the stream refuses (JetStream API error other than 503) will not heal.
+ */
+export function isRetryablePublishError(err: unknown): boolean {
+  if (err instanceof errors.ClosedConnectionError) return false;
+  if (err instanceof errors.DrainingConnectionError) return false;
+  if (err instanceof errors.InvalidSubjectError) return false;
+  if (err instanceof errors.PermissionViolationError) return false;
+  if (err instanceof errors.AuthorizationError) return false;
+  if (err instanceof JetStreamApiError) return err.status === 503;
+  return true;
 }

@@ -26,15 +26,18 @@
  * by at most about `maxInFlight` messages, so keep the window below one sampling interval's
  * worth of messages where the detector's allowed lateness matters.
  */
+import { type JetStreamClient, jetstream, jetstreamManager, type PubAck } from "@nats-io/jetstream";
+import type { NatsConnection, Status } from "@nats-io/transport-node";
 import {
-  JetStreamApiError,
-  type JetStreamClient,
-  jetstream,
-  jetstreamManager,
-  type PubAck,
-} from "@nats-io/jetstream";
-import { errors, type NatsConnection, type Status } from "@nats-io/transport-node";
-import { ensureStreams, telemetrySubject } from "../lib/jetstream.ts";
+  ensureStreams,
+  isRetryablePublishError,
+  type TelemetryKey,
+  telemetryMsgId,
+  telemetrySubject,
+} from "../lib/jetstream.ts";
+
+export { isRetryablePublishError, type TelemetryKey, telemetryMsgId };
+
 import { backoffMs } from "../lib/nats.ts";
 import { SUBJECT_TOKEN } from "../schemas/common.ts";
 
@@ -127,18 +130,6 @@ export class PublishError extends Error {
   }
 }
 
-/** The routing key of a telemetry message. */
-export interface TelemetryKey {
-  host: string;
-  component: string;
-  ts: number;
-}
-
-/** The JetStream message id of a telemetry message: one sample of one (host, component). */
-export function telemetryMsgId(key: TelemetryKey): string {
-  return `${key.host}/${key.component}/${key.ts}`;
-}
-
 const HEAD = '{"v":1,"ts":';
 const HOST = ',"host":"';
 const COMPONENT = '","component":"';
@@ -185,22 +176,6 @@ export function telemetryKey(line: string): TelemetryKey | undefined {
   if (typeof msg !== "object" || msg === null) return undefined;
   const m = msg as Record<string, unknown>;
   return validKey(m.host, m.component, m.ts);
-}
-
-/**
- * Decides, in one place, which publish errors are worth retrying: anything that can heal when
- * the server or the connection comes back (timeouts, no responders, disconnects, JetStream
- * temporarily unavailable). A closed connection, a bad subject, a permission violation or a
- * message the stream refuses (JetStream API error other than 503) will not heal.
- */
-export function isRetryablePublishError(err: unknown): boolean {
-  if (err instanceof errors.ClosedConnectionError) return false;
-  if (err instanceof errors.DrainingConnectionError) return false;
-  if (err instanceof errors.InvalidSubjectError) return false;
-  if (err instanceof errors.PermissionViolationError) return false;
-  if (err instanceof errors.AuthorizationError) return false;
-  if (err instanceof JetStreamApiError) return err.status === 503;
-  return true;
 }
 
 interface Outgoing {
