@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { presetConfig } from "../config.ts";
 import { runClosedLoop } from "./loop.ts";
+import { renderClosedLoopHtml, renderClosedLoopTable } from "./report.ts";
 
 const MiB = 2 ** 20;
 
@@ -49,6 +50,16 @@ describe("closed loop", () => {
     expect(r.with.doneByAction!["migrate-vms"]).toBeGreaterThan(0);
     expect(r.with.doneByAction!["soft-reboot"]).toBeGreaterThan(0);
     expect(r.with.counters.vmRebootsByMitigation).toBe(0);
+  });
+
+  it("reports both runs: the table and plots with a line per run", () => {
+    const table = renderClosedLoopTable(r);
+    expect(table).toMatch(/low-memory VM reboots \/ 100k hosts \/ day/);
+    expect(table).toMatch(/reboots of hosts that were not leaking\s+0\s+0\s+0/);
+    const html = renderClosedLoopHtml(r);
+    expect(html.match(/<polyline/g)).toHaveLength(6);
+    expect(html).not.toMatch(/NaN|undefined/);
+    expect(r.with.timeline.t).toEqual(r.without.timeline.t);
   });
 
   it("is deterministic", () => {

@@ -214,7 +214,8 @@ export function runOnce(
     for (const msg of generate(plan, objectBuilder, stats, onTick, world.observe)) resin.push(msg);
   }
   // The last tick's replies and the snapshot at the end.
-  resin?.step(plan.end + I, world.finish(plan.end + I));
+  const last = world.finish(plan.end + I);
+  resin?.step(plan.end + I, last);
 
   const c = world.counters;
   const hostDays = plan.hosts.length * sim.days;

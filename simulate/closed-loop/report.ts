@@ -232,14 +232,16 @@ const M = { left: 80, right: 150, top: 16, bottom: 36 };
 interface Line {
   label: string;
   color: string;
+  ts: number[];
   ys: number[];
 }
 
-function linePlot(title: string, ts: readonly number[], lines: Line[], fmt: (v: number) => string): string {
+function linePlot(title: string, lines: Line[], fmt: (v: number) => string): string {
   const pw = W - M.left - M.right;
   const ph = H - M.top - M.bottom;
-  const t0 = ts[0] ?? 0;
-  const t1 = ts[ts.length - 1] ?? 1;
+  const all = lines.flatMap((l) => l.ts);
+  const t0 = all.length > 0 ? Math.min(...all) : 0;
+  const t1 = all.length > 0 ? Math.max(...all) : 1;
   const yMax = Math.max(1, ...lines.flatMap((l) => l.ys));
   const x = (t: number) => M.left + ((t - t0) / Math.max(1, t1 - t0)) * pw;
   const y = (v: number) => M.top + ph - (v / yMax) * ph;
@@ -261,7 +263,7 @@ function linePlot(title: string, ts: readonly number[], lines: Line[], fmt: (v: 
     );
   }
   lines.forEach((l, i) => {
-    const pts = l.ys.map((v, j) => `${x(ts[j]!).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
+    const pts = l.ys.map((v, j) => `${x(l.ts[j]!).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
     parts.push(`<polyline fill="none" stroke="${l.color}" stroke-width="2" points="${pts}"/>`);
     const ly = M.top + 14 + i * 18;
     parts.push(
@@ -279,25 +281,22 @@ export function renderClosedLoopHtml(r: ClosedLoopResult, sensitivity: Sensitivi
   const tl0 = r.without.timeline;
   const tl1 = r.with.timeline;
   const both = (pick: (tl: typeof tl0) => number[]): Line[] => [
-    { label: "without resin", color: "#c0392b", ys: pick(tl0) },
-    { label: "with resin", color: "#2471a3", ys: pick(tl1) },
+    { label: "without resin", color: "#c0392b", ts: tl0.t, ys: pick(tl0) },
+    { label: "with resin", color: "#2471a3", ts: tl1.t, ys: pick(tl1) },
   ];
   const plots = [
     linePlot(
       "Cumulative low-memory VM reboots",
-      tl0.t,
       both((tl) => tl.lowMemoryVmReboots),
       (v) => v.toFixed(0),
     ),
     linePlot(
       "Cumulative VM allocation errors",
-      tl0.t,
       both((tl) => tl.placementFailures),
       (v) => v.toFixed(0),
     ),
     linePlot(
       "Memory held by the injected leaks, fleet total",
-      tl0.t,
       both((tl) => tl.leakedBytes),
       formatBytes,
     ),
