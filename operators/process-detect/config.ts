@@ -49,6 +49,13 @@ export const DetectConfig = z.strictObject({
   noiseFloor: z.number().positive().default(0.0015),
   /** Peers' median movement counts as common only beyond this many standard errors from zero. */
   commonModeSigmas: z.number().nonnegative().default(3),
+  /**
+   * Levels from before the process's last restart, in the "above yesterday" and "above the day
+   * before" checks, are lowered by what the restart gave back: a leak that resumes after a restart
+   * is compared with the day before as it would have been without the leaked memory, not with the
+   * leak's own peak (which it would have to pass before it is flagged again).
+   */
+  restartShift: z.boolean().default(true),
   /** Check each peer group's common mode for group-wide leak-like growth (and keep it in the members' levels). */
   groupTrends: z.boolean().default(true),
   /** A component follows the VM count when its hosts agree on at least this memory per VM (log scale). */

@@ -6,6 +6,13 @@ import type { ClosedWindow, SeriesInfo, StreamSnapshot } from "../window/core.ts
 import { DetectConfig, type DetectConfigInput } from "./config.ts";
 import { GroupTrends } from "./group.ts";
 
+/** Levels older than ring index `since` are lowered by `drop` (see `restartShift`). */
+interface RestartShift {
+  since: number;
+  drop: number;
+}
+const NO_SHIFT: RestartShift = { since: Number.POSITIVE_INFINITY, drop: 0 };
+
 /** What one window's pass collects across series. */
 interface WindowAcc {
   w: ClosedWindow;
@@ -60,7 +67,11 @@ const FLOAT_COLS = [
 const INT_COLS = ["confirms", "fine", "coarse", "ringPos", "ringLen"] as const;
 type Columns = Record<(typeof TIME_COLS)[number], Float64Array> &
   Record<(typeof FLOAT_COLS)[number], Float32Array> &
-  Record<(typeof INT_COLS)[number], Int32Array> & { suspected: Uint8Array };
+  Record<(typeof INT_COLS)[number], Int32Array> & {
+    suspected: Uint8Array;
+    /** 1: continues the history of a predecessor that was suspected when it was restarted. */
+    heir: Uint8Array;
+  };
 
 /** Ring levels are stored as int16 steps of 1e-4 (log scale): ±3.27, i.e. up to 26× growth. */
 const RING_SCALE = 1e4;
@@ -332,9 +343,12 @@ export class ProcessDetectCore {
       // day (diurnal load, its own phase and amplitude), so this stays near its typical size.
       // Learned from the falls only: healthy wobble is symmetric, a leak only ever rises, and a
       // scale learned from rises would grow with the very leak it should expose.
+      // A day that spans a restart is not wobble: the restart's drop would inflate it.
       const sig = Math.max(c.sig24[slot]!, cfg.noiseFloor);
       const dayChange = z - this.ringAt(slot, 24);
-      if (dayChange <= 0) c.sig24[slot] = sig + decay * (Math.min(-dayChange, 3 * sig) - sig);
+      const spansRestart = cfg.restartShift && c.heir[slot] === 1 && ageHours < 24;
+      if (dayChange <= 0 && !spansRestart)
+        c.sig24[slot] = sig + decay * (Math.min(-dayChange, 3 * sig) - sig);
       pushTo(acc.sig24Seen, c.coarse[slot]!, c.sig24[slot]!);
     }
 
@@ -524,9 +538,10 @@ export class ProcessDetectCore {
       // Higher than the same hour yesterday by more than the series' own day-over-day wobble.
       // Both ends without bursts: the last three hours' median (never above now) against the
       // smoothed same hour yesterday.
+      const shift = this.restartShift(slot, ageHours);
       const dayOverDay = cfg.burstRobust
-        ? Math.min(z, median3(z, this.ringAt(slot, 1), this.ringAt(slot, 2))) - this.smoothAt(slot, 24)
-        : z - this.ringAt(slot, 24);
+        ? Math.min(z, median3(z, this.ringAt(slot, 1), this.ringAt(slot, 2))) - this.smoothAt(slot, 24, shift)
+        : z - this.ringAt(slot, 24) + (24 > shift.since ? shift.drop : 0);
       if (dayOverDay < cfg.seasonalSigmas * Math.max(c.sig24[slot]!, cfg.noiseFloor))
         return this.reject(slot, now, "not above yesterday");
     }
@@ -535,8 +550,11 @@ export class ProcessDetectCore {
       let top1 = Number.NEGATIVE_INFINITY;
       let top2 = Number.NEGATIVE_INFINITY;
       let top3 = Number.NEGATIVE_INFINITY;
+      const shift = this.restartShift(slot, ageHours);
       for (let back = hours + 1; back <= hours + cfg.breakoutHours; back++) {
-        const v = cfg.burstRobust ? this.smoothAt(slot, back) : this.ringAt(slot, back);
+        const v = cfg.burstRobust
+          ? this.smoothAt(slot, back, shift)
+          : this.ringAt(slot, back) - (back > shift.since ? shift.drop : 0);
         if (v > top1) {
           top3 = top2;
           top2 = top1;
@@ -622,6 +640,7 @@ export class ProcessDetectCore {
       this.dropNewestLevel(slot);
     }
     c.resetMs[slot] = now;
+    c.heir[slot] = c.suspected[predecessor] === 1 ? 1 : 0;
     return true;
   }
 
@@ -629,16 +648,35 @@ export class ProcessDetectCore {
    * The level `back` hours back through a 5-hour running median (fewer at the ring's ends): a
    * burst of an hour or two is not the level the series was at.
    */
-  private smoothAt(slot: number, back: number): number {
+  private smoothAt(slot: number, back: number, shift: RestartShift = NO_SHIFT): number {
     const last = this.cols.ringLen[slot]! - 1;
     const from = Math.max(0, back - 2);
     const to = Math.min(last, back + 2);
     const win = this.scratchW;
     win.length = 0;
-    for (let b = from; b <= to; b++) win.push(this.ringAt(slot, b));
+    for (let b = from; b <= to; b++) win.push(this.ringAt(slot, b) - (b > shift.since ? shift.drop : 0));
     win.sort((a, b) => a - b);
     const mid = win.length >> 1;
     return win.length % 2 === 1 ? win[mid]! : (win[mid - 1]! + win[mid]!) / 2;
+  }
+
+  /**
+   * What the last restart gave back, when the ring still holds levels from before it (a restarted
+   * series continues its predecessor's history): `since` is the ring index of the first level of
+   * the new life, `drop` the fall from the predecessor's last level to the new life's lowest.
+   */
+  private restartShift(slot: number, ageHours: number): RestartShift {
+    // Only after the restart of a process resin flagged (e.g. resin restarted it): what the
+    // restart gave back was then mostly the leak. After an ordinary restart the drop is also the
+    // caches and warm-up the new life builds up again, and lowering the day before by it would
+    // make every warm-up look like growth.
+    if (!this.config.restartShift || this.cols.heir[slot] !== 1) return NO_SHIFT;
+    const since = Math.floor(ageHours);
+    if (since < 0 || since + 1 > this.cols.ringLen[slot]! - 1) return NO_SHIFT;
+    let low = Number.POSITIVE_INFINITY;
+    for (let b = 0; b <= since; b++) low = Math.min(low, this.ringAt(slot, b));
+    const drop = this.ringAt(slot, since + 1) - low;
+    return drop > 0 ? { since, drop } : NO_SHIFT;
   }
 
   /**
@@ -734,6 +772,7 @@ export class ProcessDetectCore {
     for (const k of FLOAT_COLS) c[k][slot] = 0;
     for (const k of INT_COLS) c[k][slot] = 0;
     c.suspected[slot] = 0;
+    c.heir[slot] = 0;
     c.lastMs[slot] = -1;
     c.fine[slot] = fine;
     c.coarse[slot] = coarse;
@@ -755,6 +794,7 @@ export class ProcessDetectCore {
     for (const k of FLOAT_COLS) next[k] = new Float32Array(capacity);
     for (const k of INT_COLS) next[k] = new Int32Array(capacity);
     next.suspected = new Uint8Array(capacity);
+    next.heir = new Uint8Array(capacity);
     if (old !== undefined) for (const k of Object.keys(next)) next[k]!.set(old[k as keyof Columns]);
     const ring = new Int16Array(capacity * this.config.ringHours);
     ring.set(this.ring);
@@ -765,7 +805,7 @@ export class ProcessDetectCore {
 
   /** Bytes of detector state per series slot (columns + ring). */
   stateBytesPerSeries(): number {
-    return TIME_COLS.length * 8 + FLOAT_COLS.length * 4 + INT_COLS.length * 4 + 1 + this.config.ringHours * 2;
+    return TIME_COLS.length * 8 + FLOAT_COLS.length * 4 + INT_COLS.length * 4 + 2 + this.config.ringHours * 2;
   }
 }
 

@@ -27,6 +27,8 @@ interface HostPlan {
   /** Hours the warm-up after the restart takes (time constant). */
   warmupTau?: number;
   stairs?: boolean;
+  /** The restart gives the leaked memory back and the leak starts over (the bug is still there). */
+  leakResets?: boolean;
 }
 
 /** A small fleet: diurnal load shared by all hosts, per-host noise, and per-host plans. */
@@ -48,7 +50,8 @@ function fleet(hosts: number, days: number, plans: Record<number, HostPlan>, see
       if (plan.stepAt !== undefined && hour >= plan.stepAt) bytes *= 1.2;
       if (plan.bursts && (Math.floor(hour) + h * 5) % 12 < 2) bytes *= 1.4;
       if (plan.leakFrom !== undefined && hour >= plan.leakFrom) {
-        let leakHours = hour - plan.leakFrom;
+        let leakHours =
+          hour - (plan.leakResets && restarted ? Math.max(plan.leakFrom, plan.restartAt!) : plan.leakFrom);
         if (plan.stairs) leakHours = Math.floor(leakHours / 10) * 4 + Math.min(leakHours % 10, 4);
         bytes += plan.leakPerHour! * leakHours;
       }
@@ -159,6 +162,31 @@ describe("process-level detection", () => {
       const { events } = await replayLines(fleet(20, 4, plans, 9));
       expect(events).toEqual([]);
     }
+  });
+
+  it("flags a leak again after the restart of its flagged process, without waiting to pass the old peak", async () => {
+    // Host 3 leaks from hour 10; at hour 40 its process restarts (as resin's mitigation would do),
+    // gives the leaked memory back, warms up and leaks again at the same pace.
+    const plans: Record<number, HostPlan> = {
+      3: { leakFrom: 10, leakPerHour: 8e6, restartAt: 40, leakResets: true },
+    };
+    const opensOf = async (restartShift: boolean) =>
+      (await replayLines(fleet(20, 4, plans), { detect: { restartShift } })).events.filter(
+        (e) => e.state === "open",
+      );
+    const hoursAfterRestart = (e: { detectedAt: number }) => (e.detectedAt - (T0 + 40 * H)) / H;
+
+    const shifted = await opensOf(true);
+    expect(shifted.map((e) => [e.host, e.pid])).toEqual([
+      ["h3", 1003],
+      ["h3", 2003],
+    ]);
+    expect(hoursAfterRestart(shifted[1]!)).toBeLessThan(24);
+    // Compared with its own leaked peak of the day before, the resumed leak waits far longer.
+    const plain = (await opensOf(false)).filter((e) => e.pid === 2003);
+    expect(plain.length === 0 || hoursAfterRestart(plain[0]!) > hoursAfterRestart(shifted[1]!) + 6).toBe(
+      true,
+    );
   });
 
   it("keeps its per-series state small", () => {
