@@ -89,11 +89,12 @@ function follow(): void {
   });
 }
 
-// Opt-in (RESIN_AGENT_E2E=1) for now: it passes in 2 of 5 runs on this machine. In the others the
-// ticket names "(EXTERNAL)": the snapshot sink drops the leaking stack as larger than the
-// suspect's rate × the profiles' spacing, reading growthBytesPerHour per wall-clock hour while
-// the detector's "hour" here is a 2 s window (sinks/snapshot needs the window length). It also
-// needs ~90 s and a quiet 2-core machine.
+// Opt-in (RESIN_AGENT_E2E=1): ~80 s, and not yet reliable. With time compressed 1800x (2 s
+// windows), the young processes of the test's own infrastructure grow like leaks: in the last runs
+// every step passed (the steady suspect for the leaking pid, the ticket naming retainAuditTrail,
+// the allowlisted restart, the resolution), but the agent's own heap growth in its first minute
+// (0.15 MB/s) or nats-server's (its streams fill) was flagged in 2 of 3 runs. At one sample a
+// minute and hourly windows that growth is minutes of warm-up, not days.
 describe.runIf(process.env.RESIN_AGENT_E2E === "1")(
   "resin agent on this machine, end to end",
   { timeout: 420_000 },
@@ -101,6 +102,11 @@ describe.runIf(process.env.RESIN_AGENT_E2E === "1")(
     it("finds, diagnoses and restarts a real leaking process, and nothing else", async () => {
       const inspectorPort = await freePort();
       const serviceArgv = [
+        // V8's sampling heap profiler names the outermost function of an optimized frame: once
+        // TurboFan inlines retainAuditTrail into its timer callback, the leak's new allocations
+        // are charged to the callback. Production services get the same: the diagnosis then names
+        // the caller (file and line of the call). Here the test wants the function itself.
+        "--no-turbo-inlining",
         `--inspect=127.0.0.1:${inspectorPort}`,
         FIXTURE,
         "--baseline-mib=300",
