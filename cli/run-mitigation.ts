@@ -12,6 +12,7 @@ import { connectWithRetry, type NatsSettings } from "../lib/nats.ts";
 import type { SeriesSink } from "../pipelines/live.ts";
 import { ValidationError } from "../schemas/common.ts";
 import { type MitigationConfig, parseMitigationConfig } from "../sinks/mitigation/config.ts";
+import { targetKey } from "../sinks/mitigation/engine.ts";
 import { MitigationSeriesTap } from "../sinks/mitigation/series.ts";
 import {
   MitigationSink,
@@ -153,13 +154,18 @@ export function mitigationStateKey(partition: { index: number; count: number }):
   return partition.count === 1 ? "mitigation" : `mitigation-p${partition.index}of${partition.count}`;
 }
 
-/** Hosts where the snapshot sink runs a heap trace now (mitigation waits there). */
+/**
+ * The processes the snapshot sink traces now, as target keys (host/component/process):
+ * mitigation waits for what would end a trace (engine.setTracing).
+ */
 export function tracingHostsOf(tap: SnapshotSeriesTap): () => string[] {
   return () => {
-    const hosts: string[] = [];
+    const keys: string[] = [];
     for (const c of tap.snapshots.core.cases())
-      for (const t of c.traces) if (t.status === "starting" || t.status === "tracing") hosts.push(t.host);
-    return hosts;
+      for (const t of c.traces)
+        if (t.status === "starting" || t.status === "tracing")
+          keys.push(targetKey(t.host, t.component, t.process));
+    return keys;
   };
 }
 

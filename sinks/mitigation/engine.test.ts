@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import type { MitigateReply, MitigateRequest, MitigationAction } from "../../lib/agent/mitigate-protocol.ts";
 import type { SuspectEvent } from "../../schemas/suspect.ts";
 import { parseMitigationConfig } from "./config.ts";
-import { type EngineState, type HostFacts, MitigationEngine } from "./engine.ts";
+import { type EngineState, type HostFacts, MitigationEngine, targetKey } from "./engine.ts";
 
 const T0 = 1_767_571_200_000;
 const MIN = 60_000;
@@ -365,6 +365,30 @@ describe("safety", () => {
     expect(e.drainAudit().at(-1)?.reason).toMatch(/heap trace/);
     e.setTracing("h1", false);
     expect(actions(e.decide(T0 + MIN))).toEqual(["restart-process"]);
+  });
+
+  it("a trace of another process waits only for steps that would end it", () => {
+    const e = engine({
+      rules: [{ name: "host", ladder: [{ action: "restart-process" }, { action: "reboot" }] }],
+      allow: { "restart-process": { components: ["*"] }, reboot: { components: ["*"] } },
+    });
+    e.observeHost(host({ vms: 0 }));
+    e.onSuspect(suspect());
+    // The snapshot sink traces another component's process on h1: restarting api does not end it.
+    e.setTracing(targetKey("h1", "db", "db"), true);
+    const first = e.decide(T0);
+    expect(actions(first)).toEqual(["restart-process"]);
+    e.onResult(failed(first[0]!), T0 + MIN);
+    // A reboot would end it: the next step waits for the trace.
+    expect(e.decide(T0 + 2 * MIN)).toEqual([]);
+    expect(e.drainAudit().at(-1)?.reason).toMatch(/heap trace/);
+    e.setTracing(targetKey("h1", "db", "db"), false);
+    expect(actions(e.decide(T0 + 3 * MIN))).toEqual(["reboot"]);
+    // A trace of the target itself holds every step.
+    const f = engine();
+    f.onSuspect(suspect());
+    f.setTracing(targetKey("h1", "api", "api"), true);
+    expect(f.decide(T0)).toEqual([]);
   });
 
   it("one command per host at a time", () => {

@@ -268,9 +268,29 @@ export class MitigationEngine {
     Object.assign(known.processes, facts.processes);
   }
 
-  setTracing(host: string, tracing: boolean): void {
-    if (tracing) this.tracing.add(host);
-    else this.tracing.delete(host);
+  /**
+   * A heap trace runs (or stopped) on `what`: a target key `host/component/process`
+   * (`targetKey`), or a bare host when the whole host is being profiled. A command that would
+   * destroy a trace's evidence waits: any step on the traced target itself; restarting the
+   * service of a traced process's component; any host-wide step (migration, reboots) on a host
+   * with a trace.
+   */
+  setTracing(what: string, tracing: boolean): void {
+    if (tracing) this.tracing.add(what);
+    else this.tracing.delete(what);
+  }
+
+  private traceInTheWay(t: TargetState, action: MitigationAction): boolean {
+    if (this.tracing.has(t.host) || this.tracing.has(t.key)) return true;
+    const hostWide = REBOOT_ACTIONS.has(action) || action === "migrate-vms";
+    const prefix = hostWide
+      ? `${t.host}/`
+      : action === "restart-service"
+        ? `${t.host}/${t.component}/`
+        : undefined;
+    if (prefix === undefined) return false;
+    for (const key of this.tracing) if (key.startsWith(prefix)) return true;
+    return false;
   }
 
   onSuspect(ev: SuspectEvent): void {
@@ -402,8 +422,12 @@ export class MitigationEngine {
         this.defer(t, "another command runs on the host", "deferredHostBusy");
         continue;
       }
-      if (this.tracing.has(t.host)) {
-        this.defer(t, "a heap trace runs on the host: waiting for the snapshot sink", "deferredTracing");
+      if (this.traceInTheWay(t, rung.action)) {
+        this.defer(
+          t,
+          "a heap trace the step would end runs on the host: waiting for the snapshot sink",
+          "deferredTracing",
+        );
         continue;
       }
       if (!this.limiter.allows(cluster, now)) {

@@ -89,7 +89,7 @@ export interface MitigationSinkDeps {
   stateKey?: string;
   /** Instance name: with the record's seq, the audit message id. */
   instance?: string;
-  /** Hosts where a heap trace runs now (the snapshot sink): mitigation waits there. */
+  /** What the snapshot sink traces now: target keys, or bare hosts (see engine.setTracing). */
   tracingHosts?: () => Iterable<string>;
   /** Takes line protocol for InfluxDB (the influx sink's `write`). */
   writeLines?: (lines: string[]) => void;
