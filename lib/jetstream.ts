@@ -36,6 +36,14 @@ export interface StreamLimits {
   duplicateWindowMs: number;
 }
 
+/** A stream of records kept by age only (-1: no limit), a repeated id stored once within a day. */
+export const RECORD_STREAM_LIMITS: StreamLimits = {
+  maxAgeMs: 90 * 24 * 3_600_000,
+  maxBytes: -1,
+  maxMsgBytes: -1,
+  duplicateWindowMs: 24 * 3_600_000,
+};
+
 export const DEFAULT_STREAM_LIMITS: StreamLimits = {
   maxAgeMs: 7 * 24 * 3_600_000,
   maxBytes: 10 * 1024 ** 3,
@@ -43,7 +51,11 @@ export const DEFAULT_STREAM_LIMITS: StreamLimits = {
   duplicateWindowMs: 2 * 3_600_000,
 };
 
-async function ensure(
+/**
+ * Creates a stream with limits when no stream of that name exists (another instance may create it
+ * at the same time; an existing stream is left as its operator configured it).
+ */
+export async function ensureStream(
   jsm: JetStreamManager,
   name: string,
   subjects: string[],
@@ -79,16 +91,16 @@ export async function ensureStreams(
   jsm: JetStreamManager,
   limits: StreamLimits = DEFAULT_STREAM_LIMITS,
 ): Promise<void> {
-  await ensure(jsm, TELEMETRY_STREAM, ["resin.telemetry.>"], limits, limits.maxAgeMs);
+  await ensureStream(jsm, TELEMETRY_STREAM, ["resin.telemetry.>"], limits, limits.maxAgeMs);
   // Suspects and dead letters are small and worth keeping longer than raw telemetry.
-  await ensure(
+  await ensureStream(
     jsm,
     SUSPECT_STREAM,
     ["resin.suspects.>"],
     limits,
     Math.max(limits.maxAgeMs, 90 * 24 * 3_600_000),
   );
-  await ensure(
+  await ensureStream(
     jsm,
     DEADLETTER_STREAM,
     [DEADLETTER_SUBJECT],

@@ -15,22 +15,14 @@
  */
 import { appendFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import {
-  DiscardPolicy,
-  JetStreamApiCodes,
-  JetStreamApiError,
-  type JetStreamClient,
-  jetstream,
-  jetstreamManager,
-  RetentionPolicy,
-  StorageType,
-} from "@nats-io/jetstream";
+import { type JetStreamClient, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
-import { headers, type NatsConnection, nanos } from "@nats-io/transport-node";
+import { headers, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { MitigationClient } from "../../lib/agent/mitigate-client.ts";
 import type { MitigateReply, MitigateRequest } from "../../lib/agent/mitigate-protocol.ts";
+import { ensureStream, RECORD_STREAM_LIMITS } from "../../lib/jetstream.ts";
 import type { SeriesInfo } from "../../operators/window/index.ts";
 import type { WindowResult } from "../../pipelines/detect.ts";
 import { checkOrThrow } from "../../schemas/common.ts";
@@ -423,25 +415,12 @@ export class MitigationSink {
 }
 
 async function ensureAuditStream(nc: NatsConnection, cfg: MitigationSinkConfig): Promise<void> {
-  const jsm = await jetstreamManager(nc);
-  try {
-    await jsm.streams.info(cfg.auditStream);
-    return;
-  } catch (err) {
-    if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamNotFound) throw err;
-  }
-  try {
-    await jsm.streams.add({
-      name: cfg.auditStream,
-      subjects: [cfg.auditSubject],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-      discard: DiscardPolicy.Old,
-      max_age: nanos(cfg.auditMaxAgeMs),
-      // A record offered again after a restart (state saved after the publish) is stored once.
-      duplicate_window: nanos(Math.min(24 * 3_600_000, cfg.auditMaxAgeMs)),
-    });
-  } catch (err) {
-    if (!(err instanceof JetStreamApiError) || !/already in use/i.test(err.message)) throw err;
-  }
+  // A record offered again after a restart (state saved after the publish) is stored once.
+  await ensureStream(
+    await jetstreamManager(nc),
+    cfg.auditStream,
+    [cfg.auditSubject],
+    RECORD_STREAM_LIMITS,
+    cfg.auditMaxAgeMs,
+  );
 }

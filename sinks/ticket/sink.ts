@@ -8,18 +8,10 @@
  */
 import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import {
-  DiscardPolicy,
-  JetStreamApiCodes,
-  JetStreamApiError,
-  type JetStreamClient,
-  jetstream,
-  jetstreamManager,
-  RetentionPolicy,
-  StorageType,
-} from "@nats-io/jetstream";
-import { headers, type NatsConnection, nanos } from "@nats-io/transport-node";
+import { type JetStreamClient, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { headers, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
+import { ensureStream, RECORD_STREAM_LIMITS } from "../../lib/jetstream.ts";
 import type { DiagnosisReport } from "../snapshot/report.ts";
 import { TicketSinkConfig, type TicketSinkConfigInput } from "./config.ts";
 import { renderTicket, type Ticket } from "./render.ts";
@@ -257,25 +249,12 @@ function parseRetryAfter(value: string | null): number | undefined {
 
 /** The tickets stream, when no stream holds the subject yet. */
 async function ensureTicketStream(nc: NatsConnection, cfg: TicketSinkConfig): Promise<void> {
-  const jsm = await jetstreamManager(nc);
-  try {
-    await jsm.streams.info(cfg.stream);
-    return;
-  } catch (err) {
-    if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamNotFound) throw err;
-  }
-  try {
-    await jsm.streams.add({
-      name: cfg.stream,
-      subjects: [cfg.subject],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-      discard: DiscardPolicy.Old,
-      max_age: nanos(cfg.streamMaxAgeMs),
-      // A report offered again within a day (a restart, a retry) is stored once.
-      duplicate_window: nanos(Math.min(24 * 3_600_000, cfg.streamMaxAgeMs)),
-    });
-  } catch (err) {
-    if (!(err instanceof JetStreamApiError) || !/already in use/i.test(err.message)) throw err;
-  }
+  // A report offered again within a day (a restart, a retry) is stored once.
+  await ensureStream(
+    await jetstreamManager(nc),
+    cfg.stream,
+    [cfg.subject],
+    RECORD_STREAM_LIMITS,
+    cfg.streamMaxAgeMs,
+  );
 }
