@@ -23,6 +23,7 @@ import { z } from "zod";
 import { MitigationClient } from "../../lib/agent/mitigate-client.ts";
 import type { MitigateReply, MitigateRequest } from "../../lib/agent/mitigate-protocol.ts";
 import { ensureStream, RECORD_STREAM_LIMITS } from "../../lib/jetstream.ts";
+import { Waker } from "../../lib/waker.ts";
 import type { SeriesInfo } from "../../operators/window/index.ts";
 import type { WindowResult } from "../../pipelines/detect.ts";
 import { checkOrThrow } from "../../schemas/common.ts";
@@ -126,7 +127,7 @@ export class MitigationSink {
   private readonly backlog: AuditRecord[] = [];
   private readonly auditPath: string | undefined;
   private tracing = new Set<string>();
-  private wake: (() => void) | undefined;
+  private readonly waker = new Waker();
   private quiet = false;
   private readonly idleWaiters: (() => void)[] = [];
   private closing = false;
@@ -244,7 +245,7 @@ export class MitigationSink {
   async close(): Promise<{ undelivered: number }> {
     if (!this.closing) {
       this.closing = true;
-      this.wake?.();
+      this.waker.wake();
       await this.loopDone;
       await Promise.allSettled([...this.running]);
       await this.deliverAudit();
@@ -258,7 +259,7 @@ export class MitigationSink {
     this.pokes++;
     this.quiet = false;
     this.dirty = true;
-    this.wake?.();
+    this.waker.wake();
   }
 
   private now(): number {
@@ -286,15 +287,7 @@ export class MitigationSink {
         this.deps.log.error({ err: (err as Error).message }, "mitigation sink step failed");
       }
       if (this.closing) break;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, this.config.pollMs);
-        function done() {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.wake = done;
-      });
-      this.wake = undefined;
+      await this.waker.sleep(this.config.pollMs);
     }
   }
 

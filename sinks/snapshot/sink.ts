@@ -22,6 +22,7 @@ import {
 import { ProfileStore } from "../../lib/agent/profiles.ts";
 import type { HeapProfile } from "../../lib/heap/profile.ts";
 import { backoffMs, sleep } from "../../lib/nats.ts";
+import { Waker } from "../../lib/waker.ts";
 import type { SeriesInfo } from "../../operators/window/index.ts";
 import type { WindowResult } from "../../pipelines/detect.ts";
 import type { SuspectEvent } from "../../schemas/suspect.ts";
@@ -120,7 +121,7 @@ export class SnapshotSink {
   private readonly unsaved = new Set<string>();
   private requestsInFlight = 0;
   private readonly waitingRequests: (() => void)[] = [];
-  private wake: (() => void) | undefined;
+  private readonly waker = new Waker();
   /** Nothing due and nothing in hand since the last input (see `whenIdle`). */
   private quiet = false;
   private readonly idleWaiters: (() => void)[] = [];
@@ -195,7 +196,7 @@ export class SnapshotSink {
 
   private poke(): void {
     this.quiet = false;
-    this.wake?.();
+    this.waker.wake();
   }
 
   /** A closed window: hosts' attributes and the memory of the processes the sink follows. */
@@ -225,7 +226,7 @@ export class SnapshotSink {
   async close(): Promise<{ undelivered: number }> {
     if (this.closing) return { undelivered: this.undelivered() };
     this.closing = true;
-    this.wake?.();
+    this.waker.wake();
     await this.loopDone;
     for (const resolve of this.idleWaiters.splice(0)) resolve();
     await Promise.allSettled([...this.running]);
@@ -252,15 +253,7 @@ export class SnapshotSink {
         this.deps.log.error({ err: (err as Error).message }, "snapshot sink step failed");
       }
       if (this.closing) break;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, this.config.pollMs);
-        function done() {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.wake = done;
-      });
-      this.wake = undefined;
+      await this.waker.sleep(this.config.pollMs);
     }
   }
 
