@@ -118,18 +118,6 @@ export const MitigationConfig = z
     verifyMs: ms(1).default(6 * HOUR),
     /** A target the detector flags again within this long after a step is the leak returning: escalate. */
     returnWindowMs: ms(0).default(3 * 24 * HOUR),
-    /**
-     * A process leak that a step stopped, and that the detector then resolved, is watched this long
-     * after the step: the bug is still in the code, and a resumed leak can take the detector a day
-     * or more to flag again. See `relapseLeadMs`.
-     */
-    relapseWatchMs: ms(0).default(14 * 24 * HOUR),
-    /**
-     * While watched, when its host's memory grew since the step by at least half the leak's last
-     * rate and, at that rate, would run out within this long, the ladder starts again without
-     * waiting for the detector (0: never).
-     */
-    relapseLeadMs: ms(0).default(24 * HOUR),
     /** Commands expire this long after they are issued (the agent refuses them afterwards). */
     commandTtlMs: ms(1000).default(15 * MINUTE),
     /** An issued command without a result this long after its expiry counts as failed. */

@@ -251,59 +251,6 @@ describe("escalation", () => {
   });
 });
 
-describe("relapse watch", () => {
-  const GiB = 2 ** 30;
-  const fleetHost = (usedGiB: number, at: number) =>
-    host({ at, usedBytes: usedGiB * GiB, totalBytes: 100 * GiB, processes: { api: 1 } });
-
-  /** A leak of 1 GiB/h restarted at T0 and resolved by the detector 2 h later. */
-  function restartedAndResolved(config: Parameters<typeof engine>[0] = {}) {
-    const e = engine({ dryRun: false, returnWindowMs: 0, verifyMs: HOUR, ...(config as object) });
-    e.observeHost(fleetHost(80, T0));
-    e.onSuspect(suspect({ growthBytesPerHour: GiB }));
-    const [cmd] = e.decide(T0);
-    e.onResult(done(cmd!, T0), T0);
-    e.observeHost(fleetHost(70, T0 + HOUR));
-    e.onSuspect(suspect({ state: "resolved", detectedAt: T0 + 2 * HOUR }));
-    expect(e.target("h1", "api", "api")?.status).toBe("resolved");
-    e.drainAudit();
-    return e;
-  }
-
-  it("acts again when the host runs out of memory at the leak's pace, though the detector has not flagged it yet", () => {
-    const e = restartedAndResolved();
-    // 10 h after the restart the host used 6 GiB more (the leak resumed): 14 h left at 1 GiB/h.
-    e.observeHost(fleetHost(76, T0 + 9 * HOUR));
-    expect(e.decide(T0 + 9 * HOUR)).toEqual([]); // 25 h left: not yet
-    e.observeHost(fleetHost(86, T0 + 10 * HOUR));
-    const [again] = e.decide(T0 + 10 * HOUR);
-    expect(again).toMatchObject({ action: "restart-process", dryRun: false });
-    const returned = e.drainAudit().find((a) => a.event === "returned");
-    expect(returned?.reason).toMatch(
-      /not flagged again, but the host's memory grew 6144 MiB in 10 h .*14\.0 h/,
-    );
-    expect(e.stats.relapses).toBe(1);
-    // Stopped: nothing to verify with the detector, the watch goes on.
-    e.onResult(done(again!, T0 + 10 * HOUR), T0 + 10 * HOUR);
-    expect(e.target("h1", "api", "api")?.status).toBe("resolved");
-    e.observeHost(fleetHost(72, T0 + 11 * HOUR));
-    expect(e.decide(T0 + 12 * HOUR)).toEqual([]);
-  });
-
-  it("leaves it alone when the host's memory grew slower than the leak (VMs, not the leak) or the watch is off", () => {
-    const slow = restartedAndResolved();
-    slow.observeHost(fleetHost(84, T0 + 20 * HOUR)); // +4 GiB in 20 h: under half the leak's pace
-    expect(slow.decide(T0 + 20 * HOUR)).toEqual([]);
-    const off = restartedAndResolved({ relapseLeadMs: 0 });
-    off.observeHost(fleetHost(90, T0 + 10 * HOUR));
-    expect(off.decide(T0 + 10 * HOUR)).toEqual([]);
-    // After the watch, a host running out is the detector's to flag.
-    const late = restartedAndResolved({ relapseWatchMs: 5 * HOUR });
-    late.observeHost(fleetHost(90, T0 + 10 * HOUR));
-    expect(late.decide(T0 + 10 * HOUR)).toEqual([]);
-  });
-});
-
 describe("stop on resolve", () => {
   it("a suspect resolved before its command is issued gets no command", () => {
     const e = engine();

@@ -92,10 +92,6 @@ export interface TargetState {
   verifyUntil?: number;
   /** When a step last worked (the leak returning within `returnWindowMs` escalates). */
   workedAt?: number;
-  /** The host's used memory when that step worked (for the relapse watch). */
-  usedAtWork?: number;
-  /** This episode was started by the relapse watch, not by the detector. */
-  relapse?: boolean;
   /** Last deferral reason audited (each is audited once until it changes). */
   deferred?: string;
   updatedAt: number;
@@ -110,8 +106,6 @@ export interface MitigationStats {
   failed: number;
   escalated: number;
   returned: number;
-  /** Episodes started by the relapse watch (memory running out again after a step), not by the detector. */
-  relapses: number;
   resolved: number;
   gaveUp: number;
   skipped: number;
@@ -148,7 +142,6 @@ const emptyStats = (): MitigationStats => ({
   failed: 0,
   escalated: 0,
   returned: 0,
-  relapses: 0,
   resolved: 0,
   gaveUp: 0,
   skipped: 0,
@@ -411,8 +404,6 @@ export class MitigationEngine {
         );
     }
 
-    for (const t of this.targets.values()) this.watchRelapse(t, now);
-
     const busyHosts = new Set<string>();
     for (const t of this.targets.values()) if (t.status === "in-flight") busyHosts.add(t.host);
     const candidates = [...this.targets.values()]
@@ -499,17 +490,8 @@ export class MitigationEngine {
         if (t.rung >= this.ladderOf(t).length) this.giveUp(t, "the ladder ends with a preparation");
         return;
       }
-      t.workedAt = now;
-      t.usedAtWork = this.hosts.get(t.host)?.usedBytes;
-      if (t.relapse === true) {
-        // The detector flags nothing here: there is no resolution to wait for.
-        t.status = "resolved";
-        t.open = false;
-        t.relapse = false;
-        this.record("succeeded", t, { reason: "the relapse is stopped; the watch goes on", result });
-        return;
-      }
       t.status = "verifying";
+      t.workedAt = now;
       t.verifyUntil = now + this.config.verifyMs;
       this.record("succeeded", t, {
         reason: `waiting up to ${Math.round(this.config.verifyMs / 60_000)} min for the detector to resolve the suspect`,
@@ -542,41 +524,6 @@ export class MitigationEngine {
 
   private advance(at: number): void {
     if (at > this.clock) this.clock = at;
-  }
-
-  /**
-   * A process leak stopped by a step and resolved since, whose host is running out of memory again
-   * at the leak's pace: start the ladder again (see `relapseLeadMs`).
-   */
-  private watchRelapse(t: TargetState, now: number): void {
-    const cfg = this.config;
-    if (cfg.relapseLeadMs === 0 || t.status !== "resolved" || t.kind !== "process") return;
-    if (t.workedAt === undefined || t.usedAtWork === undefined) return;
-    const since = now - t.workedAt;
-    if (since < cfg.verifyMs || since > cfg.relapseWatchMs) return;
-    const f = this.hosts.get(t.host);
-    const rate = t.suspect.growthBytesPerHour;
-    if (f?.usedBytes === undefined || f.totalBytes === undefined || !(rate > 0)) return;
-    const grown = f.usedBytes - t.usedAtWork;
-    if (grown < (0.5 * rate * since) / HOUR_MS) return;
-    const hoursLeft = Math.max(0, f.totalBytes - f.usedBytes) / rate;
-    if (hoursLeft * HOUR_MS > cfg.relapseLeadMs) return;
-    t.status = "pending";
-    t.open = true;
-    t.relapse = true;
-    t.rung = 0;
-    t.tries = 0;
-    t.afterFailure = false;
-    t.episodeAt = now;
-    t.updatedAt = now;
-    t.verifyUntil = undefined;
-    t.deferred = undefined;
-    this.stats.relapses++;
-    this.record("returned", t, {
-      reason:
-        `not flagged again, but the host's memory grew ${Math.round(grown / 2 ** 20)} MiB in ${Math.round(since / HOUR_MS)} h ` +
-        `since ${this.stepName(t)} worked and runs out in ${hoursLeft.toFixed(1)} h at the leak's last rate: acting again`,
-    });
   }
 
   private fresh(key: string, ev: SuspectEvent, summary: TargetState["suspect"]): TargetState {
@@ -860,11 +807,7 @@ export class MitigationEngine {
     for (const [key, t] of this.targets) {
       const done = t.status === "resolved" || t.status === "gave-up";
       const since = Math.max(t.updatedAt, t.workedAt ?? 0);
-      const watched =
-        this.config.relapseLeadMs > 0 && t.kind === "process" && t.workedAt !== undefined
-          ? this.config.relapseWatchMs
-          : 0;
-      if (done && t.command === undefined && now - since > Math.max(this.config.returnWindowMs, watched))
+      if (done && t.command === undefined && now - since > this.config.returnWindowMs)
         this.targets.delete(key);
     }
     const withTarget = new Set([...this.targets.values()].map((t) => t.host));
