@@ -15,8 +15,9 @@ export { CliError, EXIT } from "./errors.ts";
 export function buildProgram(): Command {
   const program = new Command("resin")
     .description(
-      "resin finds memory leaks across a fleet from memory telemetry: simulate fleets, replay telemetry\n" +
-        "through the detector, measure it against ground truth, and run it live on NATS JetStream.",
+      "resin finds memory leaks across a fleet from memory telemetry, names the leaking allocation " +
+        "stacks from heap profiles and mitigates them: simulate fleets, replay telemetry through the " +
+        "detector, measure it against ground truth, run it live on NATS JetStream, and run the agent on hosts.",
     )
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
