@@ -127,12 +127,12 @@ export async function evaluateSinkDiagnosis(
         core.stopped(action.trace.trace);
         return;
       case "diagnose": {
-        const load = (refs: readonly { id: string }[]) =>
+        const load = <R extends { id: string }>(refs: readonly R[]) =>
           refs.flatMap((ref) => {
             const profile = stored.get(ref.id);
             return profile === undefined ? [] : [{ ref, profile }];
           });
-        const loaded = load(action.trace.ring) as Parameters<typeof diagnosisReport>[2];
+        const loaded = load(action.trace.ring);
         const references = (action.references?.records ?? [])
           .map((r) => load(r.profiles).map((p) => p.profile))
           .filter((series) => series.length >= 2);
@@ -216,7 +216,7 @@ export async function evaluateSinkDiagnosis(
       culprits: r.culprits.slice(0, 3).map((c) => ({
         frame: c.frames[0]!,
         growthBytes: c.growthBytes,
-        excessBytes: 0,
+        excessBytes: 0, // not in the report: its culprits carry their growth and score only
         score: c.score,
         reason: c.reason,
       })),
