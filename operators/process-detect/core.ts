@@ -534,14 +534,14 @@ export class ProcessDetectCore {
     // Break out above the levels of the day before the interval (diurnal peaks, sawtooth tops,
     // bursts). Without a day of history, beat the wander that healthy peers show in a day.
     const history = c.ringLen[slot]! - 1 - hours;
+    const shift = this.restartShift(slot, ageHours);
     if (c.ringLen[slot]! - 1 >= 24) {
       // Higher than the same hour yesterday by more than the series' own day-over-day wobble.
       // Both ends without bursts: the last three hours' median (never above now) against the
       // smoothed same hour yesterday.
-      const shift = this.restartShift(slot, ageHours);
       const dayOverDay = cfg.burstRobust
         ? Math.min(z, median3(z, this.ringAt(slot, 1), this.ringAt(slot, 2))) - this.smoothAt(slot, 24, shift)
-        : z - this.ringAt(slot, 24) + (24 > shift.since ? shift.drop : 0);
+        : z - this.shiftedAt(slot, 24, shift);
       if (dayOverDay < cfg.seasonalSigmas * Math.max(c.sig24[slot]!, cfg.noiseFloor))
         return this.reject(slot, now, "not above yesterday");
     }
@@ -550,11 +550,8 @@ export class ProcessDetectCore {
       let top1 = Number.NEGATIVE_INFINITY;
       let top2 = Number.NEGATIVE_INFINITY;
       let top3 = Number.NEGATIVE_INFINITY;
-      const shift = this.restartShift(slot, ageHours);
       for (let back = hours + 1; back <= hours + cfg.breakoutHours; back++) {
-        const v = cfg.burstRobust
-          ? this.smoothAt(slot, back, shift)
-          : this.ringAt(slot, back) - (back > shift.since ? shift.drop : 0);
+        const v = cfg.burstRobust ? this.smoothAt(slot, back, shift) : this.shiftedAt(slot, back, shift);
         if (v > top1) {
           top3 = top2;
           top2 = top1;
@@ -654,10 +651,15 @@ export class ProcessDetectCore {
     const to = Math.min(last, back + 2);
     const win = this.scratchW;
     win.length = 0;
-    for (let b = from; b <= to; b++) win.push(this.ringAt(slot, b) - (b > shift.since ? shift.drop : 0));
+    for (let b = from; b <= to; b++) win.push(this.shiftedAt(slot, b, shift));
     win.sort((a, b) => a - b);
     const mid = win.length >> 1;
     return win.length % 2 === 1 ? win[mid]! : (win[mid - 1]! + win[mid]!) / 2;
+  }
+
+  /** The level `back` hours back, lowered by the restart's drop when it is from before the restart. */
+  private shiftedAt(slot: number, back: number, shift: RestartShift): number {
+    return this.ringAt(slot, back) - (back > shift.since ? shift.drop : 0);
   }
 
   /**
