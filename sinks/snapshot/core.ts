@@ -204,8 +204,8 @@ const UNKNOWN_CLUSTER = "(unknown)";
 /** A host not seen for this long is no reference candidate. */
 const REFERENCE_HOST_SILENCE_MS = 3 * 3_600_000;
 /**
- * A reference may not grow faster than this share of the suspect's rate (the detector's
- * growthBytesPerHour is per window): the evaluation's reference policy, `resin eval --diagnose-sim`.
+ * A reference may not grow faster than this share of the suspect's rate: the evaluation's
+ * reference policy, `resin eval --diagnose-sim`.
  */
 const REFERENCE_MAX_GROWTH_RATIO = 0.25;
 

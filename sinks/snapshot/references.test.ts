@@ -137,7 +137,7 @@ describe("pickReferenceHost", () => {
       processes: { api: 200 },
       history: { api: points(10 * MiB) },
     });
-    const limit = 0.25 * 20 * MiB; // the suspect grows 20 MiB per window
+    const limit = 0.25 * 20 * MiB; // the suspect grows 20 MiB per hour
     const pick = (hosts: KnownHost[]) => pickReferenceHost(hosts, want, new Set(), T0, 3 * H, limit)?.host;
     expect(pick([leaking, steady, young])).toBe("steady");
     expect(pick([leaking, young])).toBe("young");

@@ -15,7 +15,7 @@
  * stack grows there too, and the diagnosis drops it); and VM memory, which scales with VMs,
  * does not look like memory only the suspect holds. The OS stays in the key but not the choice.
  */
-import { median, theilSenSlope } from "../../lib/stats.ts";
+import { theilSenSlope } from "../../lib/stats.ts";
 
 export interface Fingerprint {
   component: string;
@@ -168,24 +168,22 @@ export interface KnownHost {
 export const HISTORY_POINTS = 25;
 
 /**
- * Did this process grow while it ran under its current pid? "grew" when its robust slope per
- * window passes `maxGrowthPerWindow` (a share of the suspect's rate), "steady" when it does not
+ * Did this process grow while it ran under its current pid? "grew" when its robust slope, per
+ * clock hour like the suspect's rate, passes `maxGrowthPerHour`, "steady" when it does not
  * over at least `minPoints` windows, "unknown" with less history (a young process or a sink that
  * just started). A reference that leaks too would hide the suspect's leaking stack.
  */
 export function growthVerdict(
   h: KnownHost,
   process: string,
-  maxGrowthPerWindow: number,
+  maxGrowthPerHour: number,
   minPoints = 3,
 ): "steady" | "grew" | "unknown" {
   const hist = h.history?.[process];
   if (hist === undefined || hist.pid !== h.processes[process] || hist.ts.length < minPoints) return "unknown";
-  const gaps = hist.ts.slice(1).map((t, i) => t - hist.ts[i]!);
-  const windowMs = Math.max(1, median(gaps));
   const slope = theilSenSlope(hist.ts, hist.bytes);
   if (slope === null) return "unknown";
-  return slope * windowMs > maxGrowthPerWindow ? "grew" : "steady";
+  return slope * 3_600_000 > maxGrowthPerHour ? "grew" : "steady";
 }
 
 /** The version most of these hosts run (ties: the smallest), or undefined when none is known. */
@@ -198,7 +196,7 @@ export function baselineVersion(hosts: readonly KnownHost[]): string | undefined
 /**
  * A healthy host to take a reference from: running a process of the suspect's name, no open
  * suspect (`exclude`), seen within `maxSilenceMs`, and whose process did not grow faster than
- * `maxGrowthPerWindow` (bytes per window; see `growthVerdict`); the suspect's cluster on the
+ * `maxGrowthPerHour` (bytes per hour, as the suspect's rate; see `growthVerdict`); the suspect's cluster on the
  * baseline version first, then its cluster on another version, then elsewhere on the baseline,
  * then the rest; within each, hosts known to be steady before those without enough history, then
  * the VM count nearest the suspect's (ratio), then host id.
@@ -209,7 +207,7 @@ export function pickReferenceHost(
   exclude: ReadonlySet<string>,
   now: number,
   maxSilenceMs: number,
-  maxGrowthPerWindow = Number.POSITIVE_INFINITY,
+  maxGrowthPerHour = Number.POSITIVE_INFINITY,
 ): (KnownHost & { pid: number }) | undefined {
   const vmGap = (h: KnownHost) =>
     h.vms === undefined || want.vms === undefined
@@ -223,7 +221,7 @@ export function pickReferenceHost(
     .map((h) => ({
       h,
       rank: rankOf(h.cluster, h.version, want),
-      health: growthVerdict(h, want.process, maxGrowthPerWindow),
+      health: growthVerdict(h, want.process, maxGrowthPerHour),
       gap: vmGap(h),
     }))
     .filter((x) => x.health !== "grew")
