@@ -10,7 +10,7 @@ import { pino } from "pino";
 import { connectWithRetry } from "../lib/nats.ts";
 import { startSimulatedAgents } from "../simulate/agents.ts";
 import { createSimulation } from "../simulate/index.ts";
-import { CliError } from "./main.ts";
+import { CliError } from "./errors.ts";
 import { addNatsAuthOptions, type NatsFlags, natsSettingsFromFlags } from "./nats-flags.ts";
 import { intFlag } from "./options.ts";
 import { type FleetFlags, overridesFromFlags, resolveForCli } from "./simulate.ts";

@@ -11,7 +11,7 @@ import {
   sensitivityRow,
 } from "../simulate/closed-loop/report.ts";
 import type { SimConfig } from "../simulate/index.ts";
-import { CliError } from "./main.ts";
+import { CliError } from "./errors.ts";
 
 /** Flags of `resin simulate --closed-loop`. */
 export interface ClosedLoopFlags {

@@ -7,7 +7,7 @@ import { evaluate, renderHtml, renderTable, toJsonReport } from "../eval/index.t
 import { LineWriter } from "../lib/ndjson.ts";
 import { replayLines } from "../pipelines/replay.ts";
 import { createSimulation, formatDuration, PRESETS, type Simulation } from "../simulate/index.ts";
-import { CliError } from "./main.ts";
+import { CliError } from "./errors.ts";
 import { overridesFromFlags, resolveForCli } from "./simulate.ts";
 
 interface DemoFlags {

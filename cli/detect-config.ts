@@ -6,7 +6,7 @@ import { LifecycleConfig } from "../operators/suspect-lifecycle/config.ts";
 import { WindowConfig } from "../operators/window/config.ts";
 import type { DetectOptions } from "../pipelines/detect.ts";
 import { check } from "../schemas/common.ts";
-import { CliError } from "./main.ts";
+import { CliError } from "./errors.ts";
 
 /**
  * The detector's settings as one JSON file (`--detect-config`): each section is the config of

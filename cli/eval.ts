@@ -12,7 +12,7 @@ import {
 } from "../eval/index.ts";
 import type { TruthRecord } from "../schemas/truth.ts";
 import { createSimulation } from "../simulate/index.ts";
-import { CliError, EXIT } from "./main.ts";
+import { CliError, EXIT } from "./errors.ts";
 import { type FleetFlags, overridesFromFlags, resolveForCli } from "./simulate.ts";
 
 /** The fleet flags describe the simulation for --diagnose-sim (its scenario is that flag's value). */

@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import { DateTime } from "luxon";
 import { openInput, readLineBatches } from "../lib/ndjson.ts";
 import { replayLines } from "../pipelines/replay.ts";
-import { CliError } from "./main.ts";
+import { CliError } from "./errors.ts";
 import { parseDurationMs } from "./options.ts";
 
 interface ExplainFlags {

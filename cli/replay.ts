@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import { LineWriter, openInput, readLineBatches } from "../lib/ndjson.ts";
 import { replayLines } from "../pipelines/replay.ts";
 import { detectOptions, readDetectConfig } from "./detect-config.ts";
-import { CliError, EXIT } from "./main.ts";
+import { CliError, EXIT } from "./errors.ts";
 import { parseDurationMs } from "./options.ts";
 
 export function registerReplay(program: Command): void {

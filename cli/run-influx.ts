@@ -11,7 +11,7 @@ import {
   influxSettingsFrom,
   parseInfluxSinkConfig,
 } from "../sinks/influx/index.ts";
-import { CliError } from "./main.ts";
+import { CliError } from "./errors.ts";
 import { parseDurationMs } from "./options.ts";
 
 /** Flag name (without `--influx-`), the setting it fills, its value name and help. */

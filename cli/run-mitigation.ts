@@ -9,7 +9,7 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { pulledMetrics } from "../lib/metrics.ts";
 import { connectWithRetry, type NatsSettings } from "../lib/nats.ts";
-import type { SeriesSink } from "../pipelines/live.ts";
+import { partitionStateKey, type SeriesSink } from "../pipelines/live.ts";
 import { ValidationError } from "../schemas/common.ts";
 import { type MitigationConfig, parseMitigationConfig } from "../sinks/mitigation/config.ts";
 import { targetKey } from "../sinks/mitigation/engine.ts";
@@ -19,8 +19,9 @@ import {
   type MitigationSinkConfig,
   parseMitigationSinkConfig,
 } from "../sinks/mitigation/sink.ts";
+import { isActive } from "../sinks/snapshot/core.ts";
 import type { SnapshotSeriesTap } from "../sinks/snapshot/series.ts";
-import { CliError, EXIT } from "./main.ts";
+import { CliError, EXIT } from "./errors.ts";
 import { parseDurationMs } from "./options.ts";
 
 export interface MitigationFlags {
@@ -119,16 +120,24 @@ export function mitigationSettingsFromFlags(flags: MitigationFlags): MitigationS
     }
   }
   const timeout = text("mitigationTimeout");
-  return parseMitigationSinkConfig({
-    engine,
-    ...(clock !== undefined ? { clock } : {}),
-    ...(dir !== undefined ? { auditDir: dir } : {}),
-    ...(timeout !== undefined ? { requestTimeoutMs: parseDurationMs(timeout, "--mitigation-timeout") } : {}),
-  });
+  try {
+    return parseMitigationSinkConfig({
+      engine,
+      ...(clock !== undefined ? { clock } : {}),
+      ...(dir !== undefined ? { auditDir: dir } : {}),
+      ...(timeout !== undefined
+        ? { requestTimeoutMs: parseDurationMs(timeout, "--mitigation-timeout") }
+        : {}),
+    });
+  } catch (err) {
+    // A value the sink's schema refuses (e.g. a timeout under its minimum) is a bad flag.
+    if (err instanceof ValidationError) throw new CliError(`--mitigation-*: ${err.message}`);
+    throw err;
+  }
 }
 
 /** A rules file, parsed and validated; errors name the file, the field and the value (exit 3). */
-export function readRules(path: string): MitigationConfig & { dryRun: boolean } {
+export function readRules(path: string): MitigationConfig {
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(path, "utf8"));
@@ -138,10 +147,7 @@ export function readRules(path: string): MitigationConfig & { dryRun: boolean } 
     throw new CliError(`--mitigation-rules ${path}: not JSON: ${(err as Error).message}`, EXIT.invalidInput);
   }
   try {
-    const parsed = parseMitigationConfig(raw);
-    // Whether the file itself asked for live mitigation (the schema's default hides it).
-    const asked = (raw as { dryRun?: unknown }).dryRun;
-    return { ...parsed, dryRun: asked === false ? false : parsed.dryRun };
+    return parseMitigationConfig(raw);
   } catch (err) {
     if (err instanceof ValidationError)
       throw new CliError(`--mitigation-rules ${path}: ${err.message}`, EXIT.invalidInput);
@@ -151,7 +157,7 @@ export function readRules(path: string): MitigationConfig & { dryRun: boolean } 
 
 /** Name of a partition's mitigation state (one per partition, like the checkpoints). */
 export function mitigationStateKey(partition: { index: number; count: number }): string {
-  return partition.count === 1 ? "mitigation" : `mitigation-p${partition.index}of${partition.count}`;
+  return partitionStateKey("mitigation", partition);
 }
 
 /**
@@ -162,9 +168,7 @@ export function tracingHostsOf(tap: SnapshotSeriesTap): () => string[] {
   return () => {
     const keys: string[] = [];
     for (const c of tap.snapshots.core.cases())
-      for (const t of c.traces)
-        if (t.status === "starting" || t.status === "tracing")
-          keys.push(targetKey(t.host, t.component, t.process));
+      for (const t of c.traces) if (isActive(t)) keys.push(targetKey(t.host, t.component, t.process));
     return keys;
   };
 }

@@ -9,7 +9,7 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { pulledMetrics } from "../lib/metrics.ts";
 import { connectWithRetry, type NatsSettings } from "../lib/nats.ts";
-import type { SeriesSink } from "../pipelines/live.ts";
+import { partitionStateKey, type SeriesSink } from "../pipelines/live.ts";
 import { describeViolations, ValidationError } from "../schemas/common.ts";
 import { parseBytes } from "../simulate/index.ts";
 import { parseSnapshotSinkConfig, type SnapshotSinkConfig } from "../sinks/snapshot/config.ts";
@@ -17,7 +17,7 @@ import { SnapshotSeriesTap } from "../sinks/snapshot/series.ts";
 import { SnapshotSink } from "../sinks/snapshot/sink.ts";
 import { parseTicketSinkConfig, type TicketSinkConfig } from "../sinks/ticket/config.ts";
 import { TicketSink } from "../sinks/ticket/sink.ts";
-import { CliError } from "./main.ts";
+import { CliError } from "./errors.ts";
 import { intFlag, parseDurationMs } from "./options.ts";
 
 export interface SnapshotFlags {
@@ -246,7 +246,7 @@ export async function openSnapshotSinks(
 
 /** Name of a partition's snapshot state (one per partition, like the checkpoints). */
 export function snapshotStateKey(partition: { index: number; count: number }): string {
-  return partition.count === 1 ? "snapshots" : `snapshots-p${partition.index}of${partition.count}`;
+  return partitionStateKey("snapshots", partition);
 }
 
 export function registerSnapshotMetrics(registry: Registry, tap: SnapshotSeriesTap): void {

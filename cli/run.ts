@@ -8,7 +8,7 @@ import { StateError } from "../lib/state.ts";
 import { LiveConfig, LivePipeline, partitionFilter, type SeriesSink } from "../pipelines/live.ts";
 import { parseBytes } from "../simulate/index.ts";
 import { detectOptions, readDetectConfig } from "./detect-config.ts";
-import { CliError, EXIT } from "./main.ts";
+import { CliError, EXIT } from "./errors.ts";
 import { addNatsAuthOptions, type NatsFlags, natsSettingsFromFlags } from "./nats-flags.ts";
 import { intFlag, parseDurationMs } from "./options.ts";
 import { addInfluxOptions, checkInfluxInBackground, influxSinkFromFlags } from "./run-influx.ts";

@@ -28,7 +28,7 @@ import {
   publishTelemetry,
 } from "../simulate/publish.ts";
 import { type ClosedLoopFlags, runClosedLoopCli } from "./closed-loop.ts";
-import { CliError, EXIT } from "./main.ts";
+import { CliError, EXIT } from "./errors.ts";
 import { addNatsAuthOptions, type NatsFlags, natsSettingsFromFlags } from "./nats-flags.ts";
 import { intFlag, parseDurationMs } from "./options.ts";
 

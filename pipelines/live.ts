@@ -125,8 +125,13 @@ interface SavedState {
   counters: LiveCounters;
 }
 
+/** Name of one partition's state of `base` (the detector's, a sink's): the base alone for one partition. */
+export function partitionStateKey(base: string, p: { index: number; count: number }): string {
+  return p.count === 1 ? base : `${base}-p${p.index}of${p.count}`;
+}
+
 export function partitionKey(p: { index: number; count: number }): string {
-  return p.count === 1 ? "detect" : `detect-p${p.index}of${p.count}`;
+  return partitionStateKey("detect", p);
 }
 
 /** Telemetry subjects of a partition: with more than one, the server maps a partition token onto each subject. */

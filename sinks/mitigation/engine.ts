@@ -413,7 +413,7 @@ export class MitigationEngine {
 
     const out: MitigateRequest[] = [];
     for (const { t, p } of candidates) {
-      const rung = this.currentRung(t, now);
+      const rung = this.currentRung(t);
       if (rung === undefined) continue;
       const facts = this.hosts.get(t.host);
       const cluster = facts?.cluster ?? "";
@@ -570,7 +570,7 @@ export class MitigationEngine {
   }
 
   /** The step to take now, skipping those that do not apply (audited); undefined when none is left. */
-  private currentRung(t: TargetState, now: number): Rung | undefined {
+  private currentRung(t: TargetState): Rung | undefined {
     if (t.rule === undefined) {
       const rule = this.matchRule(t);
       if (rule === undefined) {
@@ -612,7 +612,6 @@ export class MitigationEngine {
       this.record("skipped", t, { reason: skip, action: rung.action });
       t.rung++;
     }
-    void now;
     this.giveUp(t, "no step of the ladder is left");
     return undefined;
   }

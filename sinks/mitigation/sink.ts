@@ -277,7 +277,7 @@ export class MitigationSink {
           this.launch(req);
         }
         await this.deliverAudit();
-        if (this.dirty || commands.length > 0) await this.persist();
+        if (this.dirty) await this.persist();
         const idle = commands.length === 0 && this.running.size === 0 && this.backlog.length === 0;
         if (idle && this.pokes === pokes) {
           this.quiet = true;
