@@ -15,7 +15,7 @@ import type { Logger } from "pino";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { SnapshotResponder } from "../lib/agent/responder.ts";
 import { pulledMetrics } from "../lib/metrics.ts";
-import { connectWithRetry, type NatsSettings } from "../lib/nats.ts";
+import { connectWithRetry, type NatsSettings, sleep } from "../lib/nats.ts";
 import { startOpsServer } from "../lib/ops-server.ts";
 import type { Telemetry } from "../schemas/telemetry.ts";
 import type { AgentConfig } from "./config.ts";
@@ -225,9 +225,10 @@ export class Agent {
           { err: (err as Error).message, attempt },
           "cannot start the agent's responders yet, retrying",
         );
-        await new Promise((r) => setTimeout(r, Math.min(10_000, 500 * 2 ** attempt)));
+        await sleep(Math.min(10_000, 500 * 2 ** attempt), this.stopping.signal);
       }
     }
+    if (this.stopping.signal.aborted) return;
     log.info(
       { snapshots: this.snapshots !== undefined, services: this.services.length },
       "connected to NATS",

@@ -16,6 +16,8 @@ mkdirSync(dirname(out), { recursive: true });
 const result = await build({
   entryPoints: [join(root, "cli", "agent-entry.ts")],
   outfile: out,
+  // Metafile paths are relative to this directory: the repository, wherever the script runs from.
+  absWorkingDir: root,
   bundle: true,
   platform: "node",
   format: "esm",
@@ -28,8 +30,6 @@ const result = await build({
   },
 });
 // The sources the bundle was made from, for bin/resin.js's freshness check.
-const inputs = Object.keys(result.metafile.inputs)
-  .filter((p) => !p.includes("node_modules"))
-  .map((p) => relative(root, join(root, p)));
+const inputs = Object.keys(result.metafile.inputs).filter((p) => !p.includes("node_modules"));
 writeFileSync(join(outDir, "resin-agent.inputs.json"), `${JSON.stringify(inputs)}\n`);
 process.stderr.write(`built ${relative(root, out)} from ${inputs.length} source files\n`);

@@ -2,6 +2,7 @@ import type { Telemetry } from "../schemas/telemetry.ts";
 import {
   type CompPlan,
   type HostPlan,
+  isDown,
   leakCumulative,
   type Plan,
   type ProcPlan,
@@ -60,8 +61,6 @@ export interface HostRt {
   readonly h: HostPlan;
   vm: number;
   ts: number;
-  /** Memory demand at the last sample, before clamping to the host's total (the closed loop reads it). */
-  demand: number;
   readonly jitter: Rand;
   readonly comps: CompRt[];
 }
@@ -132,7 +131,6 @@ function runtime(plan: Plan): HostRt[] {
     h,
     vm: 0,
     ts: 0,
-    demand: 0,
     jitter: new Rand(seed, `jitter/${h.id}`),
     comps: h.comps.map((c) => {
       const procs = c.procs.map((p) => {
@@ -162,7 +160,7 @@ function runtime(plan: Plan): HostRt[] {
   }));
 }
 
-/** Computes every process of one host at `ts`; returns the host's used bytes (clamped to total). */
+/** Computes every process of one host at `ts`; returns its memory demand (not clamped to the total). */
 function sampleHost(hr: HostRt, ts: number, vms: number): number {
   const h = hr.h;
   let used = vms * h.vmBytes;
@@ -201,9 +199,7 @@ function sampleHost(hr: HostRt, ts: number, vms: number): number {
       used += bytes;
     }
   }
-  used = Math.round(used);
-  hr.demand = used;
-  return Math.min(used, h.totalBytes);
+  return Math.round(used);
 }
 
 /**
@@ -213,14 +209,6 @@ function sampleHost(hr: HostRt, ts: number, vms: number): number {
  * outages) but not the sample being built.
  */
 export type SampleObserver = (host: HostPlan, ts: number, demandBytes: number, vms: number) => void;
-
-/** Whether `ts` falls in one of the [from, to) pairs of a host's extra outages (few, ascending). */
-function inOutage(outages: readonly number[], ts: number): boolean {
-  for (let i = outages.length - 2; i >= 0; i -= 2) {
-    if (ts >= outages[i]!) return ts < outages[i + 1]!;
-  }
-  return false;
-}
 
 /**
  * Generates the delivered message stream. On-time messages come in ts order; a late message
@@ -261,13 +249,13 @@ export function* generate<T>(
         yield due[di++]!.item;
       }
       const h = hr.h;
-      if (ts >= h.downFrom && ts < h.downTo) continue;
-      if (h.outages !== undefined && inOutage(h.outages, ts)) continue;
+      if (isDown(h, ts)) continue;
       const vmAt = h.vmAt;
       while (hr.vm + 1 < vmAt.length && vmAt[hr.vm + 1]! <= ts) hr.vm++;
       const vms = h.vmCount[hr.vm]!;
-      const used = sampleHost(hr, ts, vms);
-      onSample?.(h, ts, hr.demand, vms);
+      const demand = sampleHost(hr, ts, vms);
+      const used = Math.min(demand, h.totalBytes);
+      onSample?.(h, ts, demand, vms);
       for (const cr of hr.comps) {
         stats.samples++;
         const u = cr.faults.float();

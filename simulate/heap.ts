@@ -36,6 +36,7 @@ import {
   type CompPlan,
   type HostPlan,
   healthyBytesAt,
+  isDown,
   leakedBytesAt,
   lifeAt,
   type Plan,
@@ -294,7 +295,7 @@ export function simulatedHeapProfile(
   const id = `${target.host}/${target.component}/${target.process}`;
   const m = modelOf(plan, target);
   const { host, proc } = m;
-  if (at >= host.downFrom && at < host.downTo) {
+  if (isDown(host, at)) {
     throw new NoHeapProfileError(`host ${host.id} is down at ${new Date(at).toISOString()}`, "host-down");
   }
   const life = lifeAt(proc, at);

@@ -13,14 +13,7 @@ import type { GrowthPattern, LeakKind } from "../schemas/suspect.ts";
 import type { Telemetry } from "../schemas/telemetry.ts";
 import type { TruthRecord } from "../schemas/truth.ts";
 import type { SimConfig } from "./config.ts";
-import {
-  type DeliveryStats,
-  emptyDeliveryStats,
-  generate,
-  lineBuilder,
-  objectBuilder,
-  type SampleObserver,
-} from "./engine.ts";
+import { type DeliveryStats, emptyDeliveryStats, generate, lineBuilder, objectBuilder } from "./engine.ts";
 import { buildPlan, type LeakCause, type Plan, type RestartCause, truthRecord } from "./plan.ts";
 import { validateConfig } from "./scenario.ts";
 
@@ -34,7 +27,7 @@ export {
   presetConfig,
 } from "./config.ts";
 export { DAY, formatDuration, HOUR, MINUTE, parseBytes, parseDuration, SECOND } from "./duration.ts";
-export type { DeliveryStats, SampleObserver } from "./engine.ts";
+export type { DeliveryStats } from "./engine.ts";
 export type { LeakCause, Plan, RestartCause } from "./plan.ts";
 export {
   applyOverrides,
@@ -50,8 +43,6 @@ export {
 export interface RunOptions {
   /** Called after each simulated tick (e.g. for a progress bar). */
   onTick?: (tick: number, ticks: number) => void;
-  /** Told of each host sample (memory demand unclamped); the closed loop's eyes. */
-  onSample?: SampleObserver;
 }
 
 /** Public description of one simulated host. */
@@ -204,11 +195,11 @@ export function createSimulation(config: SimConfig): Simulation {
     expectedSamples,
     messages(options = {}) {
       delivery = emptyDeliveryStats();
-      return generate(plan, objectBuilder, delivery, options.onTick, options.onSample);
+      return generate(plan, objectBuilder, delivery, options.onTick);
     },
     lines(options = {}) {
       delivery = emptyDeliveryStats();
-      return generate(plan, lineBuilder, delivery, options.onTick, options.onSample);
+      return generate(plan, lineBuilder, delivery, options.onTick);
     },
     truth,
     truthLines: () => truth().map((r) => JSON.stringify(r)),

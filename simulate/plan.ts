@@ -97,7 +97,7 @@ export interface HostPlan {
    * More periods without telemetry, as [from, to) pairs in ascending order: reboots the closed
    * loop decides while the simulation runs (simulate/closed-loop). Absent in plans of their own.
    */
-  outages?: number[];
+  outages?: number[] | undefined;
   readonly comps: CompPlan[];
 }
 
@@ -206,8 +206,14 @@ export function leakedBytesAt(proc: ProcPlan, t: number): number {
   return leakCumulative(leak, t) - leakCumulative(leak, Math.max(leak.startTs, life.startedAt));
 }
 
-function isDown(host: HostPlan, t: number): boolean {
-  return t >= host.downFrom && t < host.downTo;
+/** Whether the host sends nothing at `t`: its planned death, or one of its extra outages. */
+export function isDown(host: HostPlan, t: number): boolean {
+  if (t >= host.downFrom && t < host.downTo) return true;
+  const o = host.outages;
+  if (o === undefined) return false;
+  // Few pairs, ascending: the last one starting at or before t decides.
+  for (let i = o.length - 2; i >= 0; i -= 2) if (t >= o[i]!) return t < o[i + 1]!;
+  return false;
 }
 
 function drawProc(spec: ProcessSpec, rng: Rand): Omit<ProcPlan, "lives" | "leak"> {
@@ -458,6 +464,8 @@ export function buildPlan(config: SimConfig): Plan {
       vmCount,
       downFrom: Number.POSITIVE_INFINITY,
       downTo: Number.POSITIVE_INFINITY,
+      // Declared up front, so a host given outages later keeps its object shape (the sample loop reads it).
+      outages: undefined,
       comps,
     };
   });

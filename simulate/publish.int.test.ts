@@ -5,12 +5,12 @@ import { join, resolve } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { TELEMETRY_STREAM, telemetrySubject } from "../lib/jetstream.ts";
+import { TELEMETRY_STREAM, telemetryMsgId, telemetrySubject } from "../lib/jetstream.ts";
 import { connectWithRetry, NatsSettings } from "../lib/nats.ts";
 import { type StoredMessage, streamMessages } from "../lib/testing/live.ts";
 import { startNats, type TestServer } from "../lib/testing/servers.ts";
 import { createSimulation, resolveScenario } from "./index.ts";
-import { PublishError, publishTelemetry, telemetryKey, telemetryMsgId } from "./publish.ts";
+import { PublishError, publishTelemetry, telemetryKey } from "./publish.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 

@@ -36,8 +36,6 @@ import {
   telemetrySubject,
 } from "../lib/jetstream.ts";
 
-export { isRetryablePublishError, type TelemetryKey, telemetryMsgId };
-
 import { backoffMs } from "../lib/nats.ts";
 import { SUBJECT_TOKEN } from "../schemas/common.ts";
 

@@ -25,7 +25,12 @@ import { HOUR } from "../duration.ts";
 import { type Builder, emptyDeliveryStats, generate, objectBuilder } from "../engine.ts";
 import { buildPlan, type Plan } from "../plan.ts";
 import { validateConfig } from "../scenario.ts";
-import { ClosedLoopConfig, type ClosedLoopConfigInput, LOOP_MITIGATION } from "./config.ts";
+import {
+  type ClosedLoopConfig,
+  type ClosedLoopConfigInput,
+  LOOP_MITIGATION,
+  parseClosedLoopConfig,
+} from "./config.ts";
 import {
   type ExecutedCommand,
   type ImpactEvent,
@@ -155,7 +160,7 @@ export function ratio(without: number, withResin: number): number | null {
 /** Runs the fleet without and with resin and scores both. */
 export function runClosedLoop(options: ClosedLoopOptions): ClosedLoopResult {
   const sim = validateConfig(options.sim);
-  const world = ClosedLoopConfig.parse(options.world ?? {});
+  const world = parseClosedLoopConfig(options.world ?? {});
   const mitigation = MitigationConfig.parse({ ...LOOP_MITIGATION, ...options.mitigation });
   const without = runOnce(sim, world, undefined, options);
   const withResin = runOnce(sim, world, mitigation, options);

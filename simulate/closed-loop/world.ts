@@ -35,6 +35,7 @@ import {
   type CompPlan,
   type HostPlan,
   healthyBytesAt,
+  isDown,
   leakedBytesAt,
   lifeAt,
   type Plan,
@@ -276,10 +277,6 @@ export class World {
     return this.byId.get(host)?.vms ?? 0;
   }
 
-  capacityOf(host: string): number {
-    return this.byId.get(host)?.capVms ?? 0;
-  }
-
   /**
    * Moves the world to tick time `t` (before the tick is sampled): VMs arrive and leave, jobs
    * progress. Returns the agents' replies that are due by `t`, oldest first.
@@ -496,12 +493,9 @@ export class World {
     return sum;
   }
 
+  /** Whether the host is down at `t` (its planned death or a reboot the loop gave it). */
   isDown(h: HostPlan, t: number): boolean {
-    if (t >= h.downFrom && t < h.downTo) return true;
-    const o = h.outages;
-    if (o === undefined) return false;
-    for (let i = o.length - 2; i >= 0; i -= 2) if (t >= o[i]!) return t < o[i + 1]!;
-    return false;
+    return isDown(h, t);
   }
 
   // ---------------------------------------------------------------------------------------------
