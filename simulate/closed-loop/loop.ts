@@ -19,7 +19,7 @@ import type { SuspectEvent } from "../../schemas/suspect.ts";
 import type { Telemetry } from "../../schemas/telemetry.ts";
 import type { AuditRecord } from "../../sinks/mitigation/audit.ts";
 import { MitigationConfig, type MitigationConfigInput } from "../../sinks/mitigation/config.ts";
-import { MitigationEngine, type MitigationStats } from "../../sinks/mitigation/engine.ts";
+import { hostFactsOf, MitigationEngine, type MitigationStats } from "../../sinks/mitigation/engine.ts";
 import type { SimConfig } from "../config.ts";
 import { HOUR } from "../duration.ts";
 import { type Builder, emptyDeliveryStats, generate, objectBuilder } from "../engine.ts";
@@ -290,23 +290,7 @@ class ResinInTheLoop {
   private onWindow(w: ClosedWindow): void {
     for (const info of w.newSeries) this.known.set(info.slot, info);
     // Host facts for the engine's rules and priority: VMs, memory, processes per component.
-    const perStream = new Map<number, number>();
-    for (const slot of w.slots) {
-      const info = this.known.get(slot);
-      if (info !== undefined) perStream.set(info.stream, (perStream.get(info.stream) ?? 0) + 1);
-    }
-    for (const s of w.streams) {
-      this.engine.observeHost({
-        host: s.host,
-        at: w.end,
-        region: s.region,
-        cluster: s.cluster,
-        vms: s.vms,
-        usedBytes: s.usedBytes,
-        totalBytes: s.totalBytes,
-        processes: { [s.component]: perStream.get(s.stream) ?? 0 },
-      });
-    }
+    for (const f of hostFactsOf(w, (slot) => this.known.get(slot))) this.engine.observeHost(f);
     const result = this.stage.step(w);
     for (const e of result.events) {
       this.events.push(e);

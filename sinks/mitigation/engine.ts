@@ -30,6 +30,7 @@ import {
   type MitigationAction,
   REBOOT_ACTIONS,
 } from "../../lib/agent/mitigate-protocol.ts";
+import type { ClosedWindow, SeriesInfo } from "../../operators/window/index.ts";
 import type { LeakKind, SuspectEvent } from "../../schemas/suspect.ts";
 import { CollectionLimiter, type LimiterState } from "../snapshot/limits.ts";
 import type { AuditEvent, AuditRecord } from "./audit.ts";
@@ -49,6 +50,36 @@ export interface HostFacts {
   totalBytes?: number | undefined;
   /** Processes per component on the host (those given replace what was known of them). */
   processes: Record<string, number>;
+}
+
+/**
+ * The facts of each host in a closed window: region, cluster, VMs and memory from its streams
+ * (each repeats the host-wide numbers), and the processes of each component from its series.
+ */
+export function hostFactsOf(
+  w: ClosedWindow,
+  seriesInfo: (slot: number) => SeriesInfo | undefined,
+): HostFacts[] {
+  const perStream = new Map<number, number>();
+  for (const slot of w.slots) {
+    const info = seriesInfo(slot);
+    if (info !== undefined) perStream.set(info.stream, (perStream.get(info.stream) ?? 0) + 1);
+  }
+  const hosts = new Map<string, HostFacts>();
+  for (const s of w.streams) {
+    let f = hosts.get(s.host);
+    if (f === undefined) {
+      f = { host: s.host, at: w.end, processes: {} };
+      hosts.set(s.host, f);
+    }
+    if (s.region !== "") f.region = s.region;
+    if (s.cluster !== "") f.cluster = s.cluster;
+    if (s.vms !== undefined) f.vms = s.vms;
+    if (s.usedBytes !== undefined) f.usedBytes = s.usedBytes;
+    if (s.totalBytes !== undefined) f.totalBytes = s.totalBytes;
+    f.processes[s.component] = perStream.get(s.stream) ?? 0;
+  }
+  return [...hosts.values()];
 }
 
 export type TargetStatus = "pending" | "in-flight" | "verifying" | "resolved" | "gave-up";

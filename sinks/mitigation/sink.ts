@@ -31,7 +31,7 @@ import type { SuspectEvent } from "../../schemas/suspect.ts";
 import { mitigationLine } from "../influx/points.ts";
 import { AUDIT_STREAM, AUDIT_SUBJECT, type AuditRecord } from "./audit.ts";
 import { MitigationConfig } from "./config.ts";
-import { type EngineState, type HostFacts, MitigationEngine } from "./engine.ts";
+import { type EngineState, hostFactsOf, MitigationEngine } from "./engine.ts";
 
 export const MITIGATION_STATE_BUCKET = "resin_mitigation";
 export const AUDIT_FILE = "mitigation-audit.ndjson";
@@ -204,28 +204,7 @@ export class MitigationSink {
 
   /** A closed window: what each host that reported said of itself, and its processes per component. */
   window(result: WindowResult, seriesInfo: (slot: number) => SeriesInfo | undefined): void {
-    const w = result.window;
-    const perStream = new Map<number, number>();
-    for (const slot of w.slots) {
-      const info = seriesInfo(slot);
-      if (info !== undefined) perStream.set(info.stream, (perStream.get(info.stream) ?? 0) + 1);
-    }
-    const hosts = new Map<string, HostFacts>();
-    for (const s of w.streams) {
-      let f = hosts.get(s.host);
-      if (f === undefined) {
-        f = { host: s.host, at: w.end, processes: {} };
-        hosts.set(s.host, f);
-      }
-      if (s.region !== "") f.region = s.region;
-      if (s.cluster !== "") f.cluster = s.cluster;
-      // Each stream repeats the host-wide numbers; the latest one seen is as good as any.
-      if (s.vms !== undefined) f.vms = s.vms;
-      if (s.usedBytes !== undefined) f.usedBytes = s.usedBytes;
-      if (s.totalBytes !== undefined) f.totalBytes = s.totalBytes;
-      f.processes[s.component] = perStream.get(s.stream) ?? 0;
-    }
-    for (const f of hosts.values()) this.engine.observeHost(f);
+    for (const f of hostFactsOf(result.window, seriesInfo)) this.engine.observeHost(f);
     this.poke();
   }
 
