@@ -135,16 +135,24 @@ export class SnapshotClient {
   }
 }
 
-function unreachable(host: string, op: SnapshotOp, err: Error, timeoutMs: number): AgentError {
-  const noResponders =
+/** Why a request to an agent got no reply: nobody listens, nobody answered in time, or the connection. */
+export function requestFailureKind(err: Error): "no-responders" | "timeout" | "connection" {
+  if (
     err instanceof NoRespondersError ||
-    (err instanceof RequestError && (err.isNoResponders() || err.cause instanceof NoRespondersError));
-  if (noResponders)
+    (err instanceof RequestError && (err.isNoResponders() || err.cause instanceof NoRespondersError))
+  )
+    return "no-responders";
+  if (err instanceof TimeoutError || err.cause instanceof TimeoutError) return "timeout";
+  return "connection";
+}
+
+function unreachable(host: string, op: SnapshotOp, err: Error, timeoutMs: number): AgentError {
+  const kind = requestFailureKind(err);
+  if (kind === "no-responders")
     return new AgentUnreachableError(host, op, "no-responders", `no agent answers for host ${host}`, {
       cause: err,
     });
-  const timedOut = err instanceof TimeoutError || err.cause instanceof TimeoutError;
-  if (timedOut)
+  if (kind === "timeout")
     return new AgentUnreachableError(
       host,
       op,

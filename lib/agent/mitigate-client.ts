@@ -4,8 +4,9 @@
  * `bad-reply` for an answer that is not of the protocol), because for the mitigation engine a
  * failed command is a result like any other (it escalates).
  */
-import { type NatsConnection, NoRespondersError, RequestError, TimeoutError } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { check } from "../../schemas/common.ts";
+import { requestFailureKind } from "./client.ts";
 import {
   MITIGATE_PROTOCOL_VERSION,
   type MitigateErrorReply,
@@ -37,13 +38,14 @@ export class MitigationClient {
       text = msg.string();
     } catch (err) {
       const e = err as Error;
-      const noResponders =
-        e instanceof NoRespondersError ||
-        (e instanceof RequestError && (e.isNoResponders() || e.cause instanceof NoRespondersError));
-      if (noResponders) return failed("no-responders", `no agent answers for host ${req.host}`);
-      if (e instanceof TimeoutError || e.cause instanceof TimeoutError)
-        return failed("timeout", `agent on ${req.host} did not answer within ${timeoutMs} ms`);
-      return failed("connection", `command to ${req.host} failed: ${e.message}`);
+      switch (requestFailureKind(e)) {
+        case "no-responders":
+          return failed("no-responders", `no agent answers for host ${req.host}`);
+        case "timeout":
+          return failed("timeout", `agent on ${req.host} did not answer within ${timeoutMs} ms`);
+        default:
+          return failed("connection", `command to ${req.host} failed: ${e.message}`);
+      }
     }
     let reply: unknown;
     try {
