@@ -12,7 +12,7 @@ import { startSimulatedAgents } from "../simulate/agents.ts";
 import { createSimulation } from "../simulate/index.ts";
 import { CliError } from "./errors.ts";
 import { addNatsAuthOptions, type NatsFlags, natsSettingsFromFlags } from "./nats-flags.ts";
-import { intFlag } from "./options.ts";
+import { checkLogLevel, intFlag, logLevelOption } from "./options.ts";
 import { type FleetFlags, overridesFromFlags, resolveForCli } from "./simulate.ts";
 
 interface AgentSimFlags extends NatsFlags, FleetFlags {
@@ -47,11 +47,7 @@ export function registerAgentSim(program: Command): void {
     )
     .option("--only <hosts>", "answer for these hosts only (comma separated; default: every host)")
     .addOption(new Option("--max-traces <n>", "traces per host at once").default("4"))
-    .addOption(
-      new Option("--log-level <level>", "fatal, error, warn, info, debug or trace")
-        .env("RESIN_LOG_LEVEL")
-        .default("info"),
-    );
+    .addOption(logLevelOption());
   addNatsAuthOptions(cmd);
   cmd
     .addHelpText(
@@ -74,9 +70,7 @@ Example:
 
 async function agentSim(flags: AgentSimFlags): Promise<void> {
   const nats = natsSettingsFromFlags(flags, "resin agent-sim");
-  const levels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
-  if (!levels.includes(flags.logLevel))
-    throw new CliError(`--log-level: expected one of ${levels.join(", ")} (got "${flags.logLevel}")`);
+  checkLogLevel(flags.logLevel);
   const maxTraces = intFlag("--max-traces", flags.maxTraces, 1, 1000);
   const config = resolveForCli(flags.scenario ?? "mixed", overridesFromFlags(flags));
   const sim = createSimulation(config);

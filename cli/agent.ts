@@ -11,7 +11,7 @@ import { defaultHostId } from "../agent/sampler.ts";
 import { SUBJECT_TOKEN, ValidationError } from "../schemas/common.ts";
 import { CliError, EXIT } from "./errors.ts";
 import { addNatsAuthOptions, type NatsFlags, natsSettingsFromFlags } from "./nats-flags.ts";
-import { intFlag, parseDurationMs } from "./options.ts";
+import { checkLogLevel, intFlag, logLevelOption, parseDurationMs } from "./options.ts";
 
 interface AgentFlags extends NatsFlags {
   config?: string;
@@ -79,11 +79,7 @@ export function registerAgent(program: Command): void {
         "port of /metrics and /healthz, 0: off [default: config, else 9465]",
       ),
     )
-    .addOption(
-      new Option("--log-level <level>", "fatal, error, warn, info, debug or trace")
-        .env("RESIN_LOG_LEVEL")
-        .default("info"),
-    );
+    .addOption(logLevelOption());
   addNatsAuthOptions(cmd);
   cmd
     .addHelpText(
@@ -135,9 +131,7 @@ function configFrom(flags: AgentFlags): AgentConfig {
 }
 
 async function runAgent(flags: AgentFlags): Promise<void> {
-  const levels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
-  if (!levels.includes(flags.logLevel))
-    throw new CliError(`--log-level: expected one of ${levels.join(", ")} (got "${flags.logLevel}")`);
+  checkLogLevel(flags.logLevel);
   const config = configFrom(flags);
   const host = flags.host ?? config.host ?? defaultHostId();
   if (!SUBJECT_TOKEN.test(host)) throw new CliError(`--host must match [A-Za-z0-9_-]{1,128}, got "${host}"`);

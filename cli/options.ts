@@ -1,3 +1,4 @@
+import { Option } from "commander";
 import { CliError } from "./errors.ts";
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -17,4 +18,19 @@ export function intFlag(flag: string, value: string, min: number, max: number): 
   if (value.trim() === "" || !Number.isInteger(n) || n < min || n > max)
     throw new CliError(`${flag} must be an integer from ${min} to ${max}, got "${value}"`);
   return n;
+}
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+/** `--log-level` (env RESIN_LOG_LEVEL, default info), as every long-running command takes it. */
+export function logLevelOption(): Option {
+  return new Option("--log-level <level>", "fatal, error, warn, info, debug or trace")
+    .env("RESIN_LOG_LEVEL")
+    .default("info");
+}
+
+/** Checks a --log-level value; CliError names the flag, the levels and the value. */
+export function checkLogLevel(level: string): void {
+  if (!LOG_LEVELS.includes(level))
+    throw new CliError(`--log-level: expected one of ${LOG_LEVELS.join(", ")} (got "${level}")`);
 }

@@ -10,7 +10,7 @@ import { parseBytes } from "../simulate/index.ts";
 import { detectOptions, readDetectConfig } from "./detect-config.ts";
 import { CliError, EXIT } from "./errors.ts";
 import { addNatsAuthOptions, type NatsFlags, natsSettingsFromFlags } from "./nats-flags.ts";
-import { intFlag, parseDurationMs } from "./options.ts";
+import { checkLogLevel, intFlag, logLevelOption, parseDurationMs } from "./options.ts";
 import { addInfluxOptions, checkInfluxInBackground, influxSinkFromFlags } from "./run-influx.ts";
 import {
   addMitigationOptions,
@@ -140,11 +140,7 @@ export function registerRun(program: Command): void {
         .env("RESIN_METRICS_HOST")
         .default("0.0.0.0"),
     )
-    .addOption(
-      new Option("--log-level <level>", "fatal, error, warn, info, debug or trace")
-        .env("RESIN_LOG_LEVEL")
-        .default("info"),
-    );
+    .addOption(logLevelOption());
   addNatsAuthOptions(cmd);
   addInfluxOptions(cmd);
   addSnapshotOptions(cmd);
@@ -182,9 +178,7 @@ async function runCommand(flags: RunFlags): Promise<void> {
   const nats = natsSettingsFromFlags(flags, "resin run");
   if (flags.gate !== "none" && flags.gate !== "bucket")
     throw new CliError(`--gate: expected "none" or "bucket" (got "${flags.gate}")`);
-  const levels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
-  if (!levels.includes(flags.logLevel))
-    throw new CliError(`--log-level: expected one of ${levels.join(", ")} (got "${flags.logLevel}")`);
+  checkLogLevel(flags.logLevel);
   const partition = parsePartition(flags.partition);
   const metricsPort = intFlag("--metrics-port", flags.metricsPort, 0, 65535);
   const live = LiveConfig.parse({
