@@ -147,7 +147,7 @@ describe("world model", () => {
     expect(w.isDown(h, t + 10 * MINUTE)).toBe(false);
     for (const c of h.comps)
       for (const p of c.procs) expect(lifeAt(p, t + 10 * MINUTE).startedAt).toBe(t + 10 * MINUTE);
-    // A second command while it reboots is refused as busy; a host that is down answers nothing.
+    // A host that is down answers nothing.
     expect(w.execute(command(h, "reboot", t + MINUTE, { id: "x" }), t + MINUTE)).toBe("unanswered");
     expect(w.executed.every((e) => e.leakKindsOnHost.length === 0)).toBe(true);
     // The generator sends nothing from the host while it is down.
@@ -171,6 +171,10 @@ describe("world model", () => {
     expect(vms).toBeGreaterThan(4);
     expect(w.execute(command(h, "migrate-vms", t), t)).toBe("done");
     expect(w.vmsOn(h.id)).toBe(vms);
+    // One command per host at a time: another while the migration runs is refused as busy.
+    expect(w.execute(command(h, "soft-reboot", t + MINUTE), t + MINUTE)).toBe("refused");
+    expect(w.executed.at(-1)?.code).toBe("busy");
+    expect(w.advance(t + MINUTE).map((r) => r.reply)).toMatchObject([{ ok: false, error: { code: "busy" } }]);
     const mid = w.advance(t + 2 * MINUTE);
     expect(w.vmsOn(h.id)).toBe(vms - 4);
     expect(mid).toHaveLength(0);
