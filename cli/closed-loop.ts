@@ -65,8 +65,8 @@ export async function runClosedLoopCli(config: SimConfig, flags: ClosedLoopFlags
           world: { headroom },
           onProgress: (run, tick, ticks) => {
             if (run !== current) {
-              if (current !== "")
-                process.stderr.write(tty ? "" : `resin simulate: ${label}: ${current} resin done\n`);
+              if (current !== "" && !tty)
+                process.stderr.write(`resin simulate: ${label}: ${current} resin done\n`);
               current = run;
               bar?.start(ticks, 0, { run, day: 0 });
             }

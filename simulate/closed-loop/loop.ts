@@ -247,10 +247,8 @@ class ResinInTheLoop {
   private readonly closed: ClosedWindow[] = [];
   /** Slot → series as announced by the closed windows (as detectGraph keeps it). */
   private readonly known = new Map<number, SeriesInfo>();
-  private readonly issued: { at: number; cluster: string; host: string; action: string }[] = [];
   private readonly events: SuspectEvent[] = [];
   readonly audit: AuditRecord[] = [];
-  private readonly clusterOf: Map<string, string>;
 
   constructor(
     private readonly plan: Plan,
@@ -261,7 +259,6 @@ class ResinInTheLoop {
     this.window = new WindowCore(detect.window);
     this.stage = new DetectionStage(detect);
     this.engine = new MitigationEngine(mitigation);
-    this.clusterOf = new Map(plan.hosts.map((h) => [h.id, h.cluster]));
   }
 
   push(msg: Telemetry): void {
@@ -275,15 +272,7 @@ class ResinInTheLoop {
   step(t: number, replies: readonly { at: number; reply: MitigateReply }[]): void {
     for (const r of replies) this.engine.onResult(r.reply, r.at);
     const cmds: MitigateRequest[] = this.engine.decide(t);
-    for (const cmd of cmds) {
-      this.issued.push({
-        at: t,
-        cluster: this.clusterOf.get(cmd.host) ?? "",
-        host: cmd.host,
-        action: cmd.action,
-      });
-      this.world.execute({ ...cmd, at: t }, t);
-    }
+    for (const cmd of cmds) this.world.execute({ ...cmd, at: t }, t);
     for (const a of this.engine.drainAudit()) this.audit.push(a);
   }
 
@@ -377,7 +366,8 @@ class ResinInTheLoop {
     let worstActions = 0;
     let worstCluster: string | null = null;
     const byCluster = new Map<string, number[]>();
-    for (const c of this.issued) {
+    // Every command issued went to the agents, which record each one with its host's cluster.
+    for (const c of this.world.executed) {
       const list = byCluster.get(c.cluster) ?? [];
       list.push(c.at);
       byCluster.set(c.cluster, list);

@@ -3,7 +3,9 @@
  * with inline SVG plots (cumulative low-memory VM reboots, allocation errors and leaked memory
  * over time, without and with resin).
  */
+
 import { escapeHtml, formatBytes } from "../../eval/report-html.ts";
+import { alignRows } from "../../eval/table.ts";
 import { DAY } from "../duration.ts";
 import type { ClosedLoopResult, RunResult } from "./loop.ts";
 
@@ -52,12 +54,8 @@ export function sensitivityRow(r: ClosedLoopResult): SensitivityRow {
   };
 }
 
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
-  return rows
-    .map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  "))
-    .join("\n");
-}
+/** First column left-aligned, the rest right-aligned (eval's table layout). */
+const table = (rows: string[][]) => alignRows(rows, 1);
 
 export function renderClosedLoopTable(r: ClosedLoopResult, sensitivity: SensitivityRow[] = []): string {
   const w = r.without;
