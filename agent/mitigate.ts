@@ -17,6 +17,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { MitigateExecuteError, type MitigateRequest } from "../lib/agent/mitigate-protocol.ts";
 import {
+  agentAllows,
   type MitigationAllowlist,
   MitigationResponder,
   type MitigationResponderOptions,
@@ -153,12 +154,10 @@ export class LinuxMitigationExecutor {
   };
 
   private ruleFor(req: MitigateRequest): MitigationRule {
-    const rule = this.options.rules.find((r) => {
-      if (r.action !== req.action) return false;
-      if (r.action === "custom") return r.component === req.component && r.script === req.script;
-      if ("components" in r) return r.components.includes("*") || r.components.includes(req.component);
-      return r.component === req.component;
-    });
+    // The rule that allows it, by the responder's own matching (the allowlist is made of the rules).
+    const rule = this.options.rules.find(
+      (r) => r.action === req.action && agentAllows(allowlistOf([r]), req.action, req.component, req.script),
+    );
     if (rule === undefined)
       throw new MitigateExecuteError(
         "not-allowed",
