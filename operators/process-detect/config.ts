@@ -10,6 +10,11 @@ export const DetectConfig = z.strictObject({
   sigmas: z.number().positive().default(5),
   /** ... and at least this share of the process's size (log scale, 0.02 ≈ 2%). */
   minRelGrowth: z.number().nonnegative().default(0.02),
+  /**
+   * ... and at least this many bytes (0: no floor). Growth that no one would act on, whatever its
+   * shape: e.g. a few MB in a small process on a host watched with time compressed.
+   */
+  minGrowthBytes: z.number().nonnegative().default(0),
   /** Goodness of the linear fit over the interval. */
   minR2: z.number().min(0).max(1).default(0.5),
   /** Fit the interval through a 5-hour running median (bursts of an hour or two are not trend). */
@@ -70,6 +75,14 @@ export const DetectConfig = z.strictObject({
   unknownWander: z.number().nonnegative().default(0.25),
   /** The level must exceed the same hour of the day before by this many of its day-over-day wobbles. */
   seasonalSigmas: z.number().nonnegative().default(3),
+  /**
+   * "Above yesterday" also passes when the median of the last `seasonalSpan` hours beats the
+   * median of the same hours yesterday by `seasonalSigmas` of that statistic's own day-over-day
+   * wobble (1: off). A GC sawtooth whose period does not divide the day puts the same hour
+   * yesterday at a random phase: its single-hour wobble is the sawtooth's depth, a bar no slow
+   * leak clears, while medians over a span longer than the period cancel the phase.
+   */
+  seasonalSpan: z.number().int().min(1).max(12).default(7),
   /** The level must break out above the highest level of this many hours before the interval. */
   breakoutHours: z.number().int().nonnegative().default(24),
 });

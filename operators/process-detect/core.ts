@@ -59,6 +59,7 @@ const FLOAT_COLS = [
   "wander",
   "lastVms",
   "sig24",
+  "sig24s",
   "perVm",
   "perVmN",
   "vmOffset",
@@ -349,6 +350,14 @@ export class ProcessDetectCore {
       const spansRestart = cfg.restartShift && c.heir[slot] === 1 && ageHours < 24;
       if (dayChange <= 0 && !spansRestart)
         c.sig24[slot] = sig + decay * (Math.min(-dayChange, 3 * sig) - sig);
+      const span = cfg.seasonalSpan;
+      if (span > 1 && c.ringLen[slot]! > 24 + span) {
+        const sigS = Math.max(c.sig24s[slot]!, cfg.noiseFloor);
+        const spanChange =
+          this.spanMedian(slot, 0, span, NO_SHIFT) - this.spanMedian(slot, 24, span, NO_SHIFT);
+        if (spanChange <= 0 && !spansRestart)
+          c.sig24s[slot] = sigS + decay * (Math.min(-spanChange, 3 * sigS) - sigS);
+      }
       pushTo(acc.sig24Seen, c.coarse[slot]!, c.sig24[slot]!);
     }
 
@@ -488,6 +497,8 @@ export class ProcessDetectCore {
     const growth = z - minZ;
     if (hours < cfg.minHours || growth < cfg.sigmas * levelNoise || growth < cfg.minRelGrowth)
       return this.reject(slot, now, "short or small growth");
+    if (cfg.minGrowthBytes > 0 && Math.exp(c.lastY[slot]!) * -Math.expm1(-growth) < cfg.minGrowthBytes)
+      return this.reject(slot, now, "growth below minGrowthBytes");
 
     // Linear fit over the interval, the largest single rise, and jumps.
     const ts = this.scratchT;
@@ -542,8 +553,15 @@ export class ProcessDetectCore {
       const dayOverDay = cfg.burstRobust
         ? Math.min(z, median3(z, this.ringAt(slot, 1), this.ringAt(slot, 2))) - this.smoothAt(slot, 24, shift)
         : z - this.shiftedAt(slot, 24, shift);
-      if (dayOverDay < cfg.seasonalSigmas * Math.max(c.sig24[slot]!, cfg.noiseFloor))
-        return this.reject(slot, now, "not above yesterday");
+      const span = cfg.seasonalSpan;
+      if (dayOverDay < cfg.seasonalSigmas * Math.max(c.sig24[slot]!, cfg.noiseFloor)) {
+        const spanOk =
+          span > 1 &&
+          c.ringLen[slot]! > 24 + span &&
+          Math.min(z, this.spanMedian(slot, 0, span, NO_SHIFT)) - this.spanMedian(slot, 24, span, shift) >=
+            cfg.seasonalSigmas * Math.max(c.sig24s[slot]!, cfg.noiseFloor);
+        if (!spanOk) return this.reject(slot, now, "not above yesterday");
+      }
     }
     if (history >= cfg.breakoutHours) {
       // The third-highest level, not the highest: a burst or two in that day must not raise the bar.
@@ -623,6 +641,7 @@ export class ProcessDetectCore {
       "noise",
       "wander",
       "sig24",
+      "sig24s",
       "lastY",
       "lastVms",
       "perVm",
@@ -652,6 +671,17 @@ export class ProcessDetectCore {
     const win = this.scratchW;
     win.length = 0;
     for (let b = from; b <= to; b++) win.push(this.shiftedAt(slot, b, shift));
+    win.sort((a, b) => a - b);
+    const mid = win.length >> 1;
+    return win.length % 2 === 1 ? win[mid]! : (win[mid - 1]! + win[mid]!) / 2;
+  }
+
+  /** The median of `span` levels from `back` hours back and older (as far as the ring reaches). */
+  private spanMedian(slot: number, back: number, span: number, shift: RestartShift): number {
+    const last = this.cols.ringLen[slot]! - 1;
+    const win = this.scratchW;
+    win.length = 0;
+    for (let b = back; b < back + span && b <= last; b++) win.push(this.shiftedAt(slot, b, shift));
     win.sort((a, b) => a - b);
     const mid = win.length >> 1;
     return win.length % 2 === 1 ? win[mid]! : (win[mid - 1]! + win[mid]!) / 2;
@@ -781,6 +811,7 @@ export class ProcessDetectCore {
     c.lastVms[slot] = -1;
     c.noise[slot] = this.coarseNoise[coarse] ?? 0.01;
     c.sig24[slot] = this.coarseSig24[coarse] ?? 0.02;
+    c.sig24s[slot] = c.sig24[slot]!;
   }
 
   private removeSeries(slot: number): void {

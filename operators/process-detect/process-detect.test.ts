@@ -29,6 +29,9 @@ interface HostPlan {
   stairs?: boolean;
   /** The restart gives the leaked memory back and the leak starts over (the bug is still there). */
   leakResets?: boolean;
+  /** A GC sawtooth: rises by this share over `sawtoothHours`, then drops back (phase per host). */
+  sawtooth?: number;
+  sawtoothHours?: number;
 }
 
 /** A small fleet: diurnal load shared by all hosts, per-host noise, and per-host plans. */
@@ -49,6 +52,10 @@ function fleet(hosts: number, days: number, plans: Record<number, HostPlan>, see
         bytes *= 1 + 0.5 * (1 - Math.exp(-(hour - plan.restartAt!) / (plan.warmupTau ?? 2))) - 0.5;
       if (plan.stepAt !== undefined && hour >= plan.stepAt) bytes *= 1.2;
       if (plan.bursts && (Math.floor(hour) + h * 5) % 12 < 2) bytes *= 1.4;
+      if (plan.sawtooth !== undefined) {
+        const period = plan.sawtoothHours ?? 5;
+        bytes *= 1 + plan.sawtooth * (((hour + h * 0.37 * period) % period) / period);
+      }
       if (plan.leakFrom !== undefined && hour >= plan.leakFrom) {
         let leakHours =
           hour - (plan.leakResets && restarted ? Math.max(plan.leakFrom, plan.restartAt!) : plan.leakFrom);
@@ -187,6 +194,42 @@ describe("process-level detection", () => {
     expect(plain.length === 0 || hoursAfterRestart(plain[0]!) > hoursAfterRestart(shifted[1]!) + 6).toBe(
       true,
     );
+  });
+
+  it("finds a slow leak under a GC sawtooth whose period does not divide the day", async () => {
+    // Every host's memory rises 35% over 5 hours and drops back: the same hour yesterday is at a
+    // random phase of the sawtooth, so single hours wobble day over day by its whole depth.
+    const everyone = Object.fromEntries(
+      Array.from({ length: 20 }, (_, h) => [h, { sawtooth: 0.35, sawtoothHours: 5 } as HostPlan]),
+    );
+    const leaking = fleet(
+      20,
+      5,
+      { ...everyone, 4: { sawtooth: 0.35, sawtoothHours: 5, leakFrom: 40, leakPerHour: 3e6 } },
+      21,
+    );
+    const opensOf = async (seasonalSpan: number) =>
+      (await replayLines(leaking, { detect: { seasonalSpan } })).events.filter((e) => e.state === "open");
+    const spanned = await opensOf(7);
+    expect(spanned.map((e) => e.host)).toEqual(["h4"]);
+    // With single hours only, the bar is the sawtooth's depth: found much later, if at all.
+    const single = await opensOf(1);
+    expect(single.length === 0 || single[0]!.detectedAt > spanned[0]!.detectedAt + 12 * H).toBe(true);
+    // The sawtooth alone raises nothing.
+    expect((await replayLines(fleet(20, 5, everyone, 21))).events).toEqual([]);
+  });
+
+  it("waits for minGrowthBytes of growth when a floor is set", async () => {
+    const input = fleet(20, 4, { 3: { leakFrom: 30, leakPerHour: 8e6 } });
+    const openedAt = async (minGrowthBytes: number) =>
+      (await replayLines(input, { detect: { minGrowthBytes } })).events.find((e) => e.state === "open")
+        ?.detectedAt;
+    const unbounded = await openedAt(0);
+    const floored = await openedAt(200e6);
+    expect(unbounded).toBeDefined();
+    // 200 MB at 8 MB/h take 25 hours.
+    expect(floored).toBeGreaterThanOrEqual(T0 + (30 + 25) * H);
+    expect(await openedAt(5e9)).toBeUndefined();
   });
 
   it("keeps its per-series state small", () => {
