@@ -19,6 +19,7 @@
  */
 import { z } from "zod";
 import { EpochMs, SubjectToken } from "../../schemas/common.ts";
+import { CodedError, errorBodySchema, errorReplySchema } from "./request-responder.ts";
 
 export const MITIGATE_PROTOCOL_VERSION = 1;
 
@@ -113,12 +114,7 @@ export const MitigateErrorCode = z.enum([
 ]);
 export type MitigateErrorCode = z.infer<typeof MitigateErrorCode>;
 
-export const MitigateErrorBody = z.looseObject({
-  code: MitigateErrorCode.or(z.string().min(1)),
-  message: z.string(),
-  field: z.string().optional(),
-  value: z.unknown().optional(),
-});
+export const MitigateErrorBody = errorBodySchema(MitigateErrorCode);
 export type MitigateErrorBody = z.infer<typeof MitigateErrorBody>;
 
 export const MitigateOutcome = z.enum(["done", "dry-run", "duplicate"]);
@@ -138,13 +134,9 @@ export const MitigateOkReply = z.looseObject({
 });
 export type MitigateOkReply = z.infer<typeof MitigateOkReply>;
 
-export const MitigateErrorReply = z.looseObject({
-  v: z.literal(MITIGATE_PROTOCOL_VERSION),
-  ok: z.literal(false),
+export const MitigateErrorReply = errorReplySchema(MITIGATE_PROTOCOL_VERSION, MitigateErrorBody, {
   id: z.string().optional(),
-  host: SubjectToken,
   action: z.string().optional(),
-  error: MitigateErrorBody,
 });
 export type MitigateErrorReply = z.infer<typeof MitigateErrorReply>;
 
@@ -155,13 +147,6 @@ export type MitigateReply = MitigateOkReply | MitigateErrorReply;
  * Thrown by an agent's `execute` to give the reply a precise code (a process that is gone is
  * `no-such-process`, an unknown script `not-allowed`, anything else `failed`).
  */
-export class MitigateExecuteError extends Error {
+export class MitigateExecuteError extends CodedError<MitigateErrorCode> {
   override name = "MitigateExecuteError";
-  constructor(
-    readonly code: MitigateErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
 }

@@ -19,9 +19,8 @@
  * command issued no later than the newest forgotten one cannot be told from a replay and is
  * refused too (so the bound never reopens a window for replays).
  */
-import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { check } from "../../schemas/common.ts";
 import {
   MITIGATE_PROTOCOL_VERSION,
   type MitigateErrorCode,
@@ -33,6 +32,15 @@ import {
   type MitigationAction,
   mitigateSubject,
 } from "./mitigate-protocol.ts";
+import {
+  echoed,
+  errorBody,
+  parseRequest,
+  Refusal,
+  type RequestServer,
+  refusalOf,
+  serveRequests,
+} from "./request-responder.ts";
 
 export { MitigateExecuteError } from "./mitigate-protocol.ts";
 
@@ -103,16 +111,12 @@ interface Seen {
   result: Promise<MitigateReply>;
 }
 
-class Refusal extends Error {
-  constructor(
-    readonly code: MitigateErrorCode,
-    message: string,
-    readonly field?: string,
-    readonly value?: unknown,
-  ) {
-    super(message);
-  }
-}
+const MITIGATE_PROTOCOL = {
+  name: "mitigation",
+  version: MITIGATE_PROTOCOL_VERSION,
+  noun: "command",
+  schema: MitigateRequest,
+};
 
 export class MitigationResponder {
   readonly stats: MitigationResponderStats = {
@@ -132,8 +136,7 @@ export class MitigationResponder {
   /** Newest `issuedAt` among forgotten ids: commands issued up to it may be replays. */
   private forgottenUpTo = -1;
   private running = 0;
-  private readonly inFlight = new Set<Promise<void>>();
-  private sub: Subscription | undefined;
+  private served: RequestServer | undefined;
   private closed = false;
 
   private constructor(private readonly options: MitigationResponderOptions) {
@@ -147,18 +150,15 @@ export class MitigationResponder {
   ): Promise<MitigationResponder> {
     const opts: MitigationResponderOptions = { ...DEFAULT_MITIGATION_RESPONDER_OPTIONS, ...options };
     const responder = new MitigationResponder(opts);
-    responder.sub = nc.subscribe(responder.subject, {
+    responder.served = await serveRequests(nc, responder.subject, {
       queue: opts.queue,
-      callback: (err, msg) => {
-        if (err) {
-          opts.log?.warn({ err: err.message, subject: responder.subject }, "mitigate subscription failed");
-          return;
-        }
-        responder.receive(msg);
+      what: "mitigate",
+      answer: (text) => {
+        responder.stats.requests++;
+        return responder.handle(text);
       },
+      log: opts.log,
     });
-    // The subscription must be known to the server before anyone is told we answer.
-    await nc.flush();
     return responder;
   }
 
@@ -181,46 +181,15 @@ export class MitigationResponder {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.sub?.unsubscribe();
-    await Promise.allSettled([...this.inFlight]);
-  }
-
-  private receive(msg: Msg): void {
-    this.stats.requests++;
-    const work = this.handle(msg.string())
-      .then((reply) => {
-        if (msg.reply) msg.respond(JSON.stringify(reply));
-      })
-      .catch((err: Error) => this.options.log?.warn({ err: err.message }, "mitigate reply not sent"));
-    this.inFlight.add(work);
-    void work.finally(() => this.inFlight.delete(work));
+    await this.served?.close();
   }
 
   /** Answers one command given as text (the NATS handler; also usable without NATS). */
   async handle(text: string): Promise<MitigateReply> {
-    let input: unknown;
-    try {
-      input = JSON.parse(text);
-    } catch {
-      return this.refused(undefined, new Refusal("bad-request", "command is not JSON", "(message)"));
-    }
-    const v = (input as { v?: unknown } | null)?.v;
-    if (v !== MITIGATE_PROTOCOL_VERSION && v !== undefined)
-      return this.refused(
-        input,
-        new Refusal(
-          "unsupported-version",
-          `this agent speaks mitigation protocol version ${MITIGATE_PROTOCOL_VERSION}`,
-          "v",
-          v,
-        ),
-      );
-    const checked = check(MitigateRequest, input);
-    if (!checked.ok) {
-      const first = checked.violations[0]!;
-      return this.refused(input, new Refusal("bad-request", checked.reason, first.path, first.value));
-    }
-    const req = checked.value;
+    const parsed = parseRequest(text, MITIGATE_PROTOCOL);
+    const input = parsed.input;
+    if (!parsed.ok) return this.refused(input, parsed.refusal);
+    const req = parsed.value;
     if (req.host !== this.options.host)
       return this.refused(
         input,
@@ -301,8 +270,7 @@ export class MitigationResponder {
       this.options.log?.info({ id: req.id, action: req.action, component: req.component }, "mitigation done");
       return this.ok(req, "done", startedAt, Math.max(startedAt, finishedAt), detail);
     } catch (err) {
-      if (err instanceof MitigateExecuteError) return this.refused(input, new Refusal(err.code, err.message));
-      return this.refused(input, new Refusal("failed", (err as Error).message));
+      return this.refused(input, refusalOf(err, MitigateExecuteError, "failed"));
     } finally {
       this.running--;
     }
@@ -343,7 +311,7 @@ export class MitigationResponder {
     return promise;
   }
 
-  private refused(input: unknown, r: Refusal): MitigateErrorReply {
+  private refused(input: unknown, r: Refusal<MitigateErrorCode>): MitigateErrorReply {
     const counter: Partial<Record<string, keyof MitigationResponderStats>> = {
       "bad-request": "invalid",
       "unsupported-version": "invalid",
@@ -358,22 +326,12 @@ export class MitigationResponder {
         { code: r.code, field: r.field, value: r.value, err: r.message },
         "mitigation command refused",
       );
-    const o = (typeof input === "object" && input !== null ? input : {}) as {
-      id?: unknown;
-      action?: unknown;
-    };
     return {
       v: MITIGATE_PROTOCOL_VERSION,
       ok: false,
       host: this.options.host,
-      ...(typeof o.id === "string" ? { id: o.id } : {}),
-      ...(typeof o.action === "string" ? { action: o.action } : {}),
-      error: {
-        code: r.code,
-        message: r.message,
-        ...(r.field !== undefined ? { field: r.field } : {}),
-        ...(r.value !== undefined ? { value: r.value } : {}),
-      },
+      ...echoed(input, ["id", "action"]),
+      error: errorBody(r),
     };
   }
 }

@@ -18,6 +18,7 @@
  */
 import { z } from "zod";
 import { EpochMs, SubjectToken } from "../../schemas/common.ts";
+import { CodedError, errorBodySchema, errorReplySchema } from "./request-responder.ts";
 
 export const AGENT_PROTOCOL_VERSION = 1;
 
@@ -99,12 +100,7 @@ export const AgentErrorCode = z.enum([
 ]);
 export type AgentErrorCode = z.infer<typeof AgentErrorCode>;
 
-export const AgentErrorBody = z.looseObject({
-  code: AgentErrorCode.or(z.string().min(1)),
-  message: z.string(),
-  field: z.string().optional(),
-  value: z.unknown().optional(),
-});
+export const AgentErrorBody = errorBodySchema(AgentErrorCode);
 export type AgentErrorBody = z.infer<typeof AgentErrorBody>;
 
 const replyCommon = {
@@ -156,13 +152,9 @@ export const StopReply = z.looseObject({
 });
 export type StopReply = z.infer<typeof StopReply>;
 
-export const ErrorReply = z.looseObject({
-  v: z.literal(AGENT_PROTOCOL_VERSION),
-  host: SubjectToken,
-  ok: z.literal(false),
+export const ErrorReply = errorReplySchema(AGENT_PROTOCOL_VERSION, AgentErrorBody, {
   op: z.string().optional(),
   trace: z.string().optional(),
-  error: AgentErrorBody,
 });
 export type ErrorReply = z.infer<typeof ErrorReply>;
 
@@ -176,15 +168,8 @@ export type ReplyFor<Op extends SnapshotOp> = z.infer<(typeof REPLY_FOR)[Op]>;
  * Thrown by a profile source to give the agent's reply a precise code (a process that exited
  * is `no-such-process`, not a generic failure).
  */
-export class AgentSourceError extends Error {
+export class AgentSourceError extends CodedError<AgentErrorCode> {
   override name = "AgentSourceError";
-  constructor(
-    readonly code: AgentErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
 }
 
 /** Headers of a stored profile object (the Object Store keeps them in the object's metadata). */

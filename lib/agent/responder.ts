@@ -9,9 +9,8 @@
  *   …
  *   await responder.close(); // stops every trace it runs
  */
-import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { check } from "../../schemas/common.ts";
 import type { HeapProfile } from "../heap/profile.ts";
 import { ProfileStore } from "./profiles.ts";
 import {
@@ -27,6 +26,15 @@ import {
   type StopReply,
   snapshotSubject,
 } from "./protocol.ts";
+import {
+  echoed,
+  errorBody,
+  parseRequest,
+  Refusal,
+  type RequestServer,
+  refusalOf,
+  serveRequests,
+} from "./request-responder.ts";
 
 /** One trace as the source sees it. */
 export interface TraceSpec extends SnapshotTarget {
@@ -102,16 +110,12 @@ interface Session {
   collected: number;
 }
 
-class Refusal extends Error {
-  constructor(
-    readonly code: AgentErrorCode,
-    message: string,
-    readonly field?: string,
-    readonly value?: unknown,
-  ) {
-    super(message);
-  }
-}
+const SNAPSHOT_PROTOCOL = {
+  name: "snapshot",
+  version: AGENT_PROTOCOL_VERSION,
+  noun: "request",
+  schema: SnapshotRequest,
+};
 
 export class SnapshotResponder {
   readonly stats: ResponderStats = { requests: 0, invalid: 0, failed: 0, profilesStored: 0, expired: 0 };
@@ -119,9 +123,8 @@ export class SnapshotResponder {
   private readonly sessions = new Map<string, Session>();
   /** Per trace, the request being handled: requests naming one trace run one after another. */
   private readonly chains = new Map<string, Promise<void>>();
-  private readonly inFlight = new Set<Promise<void>>();
   private readonly source: ProfileSource;
-  private sub: Subscription | undefined;
+  private served: RequestServer | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -140,20 +143,17 @@ export class SnapshotResponder {
     const opts: SnapshotResponderOptions = { ...DEFAULT_RESPONDER_OPTIONS, ...options };
     const store = opts.store ?? (await ProfileStore.open(nc));
     const responder = new SnapshotResponder(store, opts);
-    responder.sub = nc.subscribe(responder.subject, {
+    responder.served = await serveRequests(nc, responder.subject, {
       queue: opts.queue,
-      callback: (err, msg) => {
-        if (err) {
-          opts.log?.warn({ err: err.message, subject: responder.subject }, "snapshot subscription failed");
-          return;
-        }
-        responder.receive(msg);
+      what: "snapshot",
+      answer: (text) => {
+        responder.stats.requests++;
+        return responder.answer(text);
       },
+      log: opts.log,
     });
     responder.sweeper = setInterval(() => responder.sweepWall(), opts.sweepIntervalMs);
     responder.sweeper.unref();
-    // The subscription must be known to the server before anyone is told we answer.
-    await nc.flush();
     return responder;
   }
 
@@ -171,8 +171,7 @@ export class SnapshotResponder {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.sweeper);
-    this.sub?.unsubscribe();
-    await Promise.allSettled([...this.inFlight]);
+    await this.served?.close();
     for (const [trace, s] of [...this.sessions]) {
       this.sessions.delete(trace);
       await this.source.stop?.(s.spec, undefined).catch(() => undefined);
@@ -180,42 +179,11 @@ export class SnapshotResponder {
     await this.source.close?.().catch(() => undefined);
   }
 
-  private receive(msg: Msg): void {
-    this.stats.requests++;
-    const work = this.answer(msg)
-      .then((reply) => {
-        if (msg.reply) msg.respond(JSON.stringify(reply));
-      })
-      .catch((err: Error) => this.options.log?.warn({ err: err.message }, "snapshot reply not sent"));
-    this.inFlight.add(work);
-    void work.finally(() => this.inFlight.delete(work));
-  }
-
-  private async answer(msg: Msg): Promise<StartReply | CollectReply | StopReply | ErrorReply> {
-    let input: unknown;
-    try {
-      input = JSON.parse(msg.string());
-    } catch {
-      return this.refused(undefined, new Refusal("bad-request", "request is not JSON", "(message)"));
-    }
-    const v = (input as { v?: unknown } | null)?.v;
-    if (v !== AGENT_PROTOCOL_VERSION && v !== undefined) {
-      return this.refused(
-        input,
-        new Refusal(
-          "unsupported-version",
-          `this agent speaks snapshot protocol version ${AGENT_PROTOCOL_VERSION}`,
-          "v",
-          v,
-        ),
-      );
-    }
-    const checked = check(SnapshotRequest, input);
-    if (!checked.ok) {
-      const first = checked.violations[0]!;
-      return this.refused(input, new Refusal("bad-request", checked.reason, first.path, first.value));
-    }
-    const req = checked.value;
+  private async answer(text: string): Promise<StartReply | CollectReply | StopReply | ErrorReply> {
+    const parsed = parseRequest(text, SNAPSHOT_PROTOCOL);
+    const input = parsed.input;
+    if (!parsed.ok) return this.refused(input, parsed.refusal);
+    const req = parsed.value;
     if (this.closed) return this.refused(input, new Refusal("busy", "agent is shutting down"));
     // One request per trace at a time, in arrival order.
     const previous = this.chains.get(req.trace) ?? Promise.resolve();
@@ -237,9 +205,7 @@ export class SnapshotResponder {
           return await this.stop(req.trace, req.at);
       }
     } catch (err) {
-      if (err instanceof Refusal) return this.refused(input, err);
-      if (err instanceof AgentSourceError) return this.refused(input, new Refusal(err.code, err.message));
-      return this.refused(input, new Refusal("source-failed", (err as Error).message));
+      return this.refused(input, refusalOf(err, AgentSourceError, "source-failed"));
     } finally {
       release();
       if (this.chains.get(req.trace) === chain) this.chains.delete(req.trace);
@@ -255,7 +221,7 @@ export class SnapshotResponder {
         existing.spec.process === req.process &&
         existing.spec.component === req.component;
       if (!same)
-        throw new Refusal(
+        throw new Refusal<AgentErrorCode>(
           "trace-conflict",
           `trace ${req.trace} already samples pid ${existing.spec.pid} (${existing.spec.process})`,
           "trace",
@@ -266,7 +232,7 @@ export class SnapshotResponder {
       return this.startReply(existing);
     }
     if (this.sessions.size >= this.options.maxTraces)
-      throw new Refusal(
+      throw new Refusal<AgentErrorCode>(
         "busy",
         `this agent already runs ${this.sessions.size} traces (at most ${this.options.maxTraces})`,
       );
@@ -307,7 +273,7 @@ export class SnapshotResponder {
   private async collect(trace: string, at: number | undefined): Promise<CollectReply> {
     const s = this.sessions.get(trace);
     if (s === undefined)
-      throw new Refusal(
+      throw new Refusal<AgentErrorCode>(
         "unknown-trace",
         `no trace ${trace} on ${this.options.host} (never started, stopped, expired, or the agent restarted)`,
         "trace",
@@ -328,7 +294,10 @@ export class SnapshotResponder {
         ...(this.options.os !== undefined ? { os: this.options.os } : {}),
       });
     } catch (err) {
-      throw new Refusal("store-failed", `profile taken but not stored: ${(err as Error).message}`);
+      throw new Refusal<AgentErrorCode>(
+        "store-failed",
+        `profile taken but not stored: ${(err as Error).message}`,
+      );
     }
     this.stats.profilesStored++;
     const version = this.options.version?.(s.spec.component);
@@ -369,22 +338,15 @@ export class SnapshotResponder {
     return reply;
   }
 
-  private refused(input: unknown, r: Refusal): ErrorReply {
+  private refused(input: unknown, r: Refusal<AgentErrorCode>): ErrorReply {
     if (r.code === "bad-request" || r.code === "unsupported-version") this.stats.invalid++;
     else this.stats.failed++;
-    const o = (typeof input === "object" && input !== null ? input : {}) as { op?: unknown; trace?: unknown };
     return {
       v: AGENT_PROTOCOL_VERSION,
       ok: false,
       host: this.options.host,
-      ...(typeof o.op === "string" ? { op: o.op } : {}),
-      ...(typeof o.trace === "string" ? { trace: o.trace } : {}),
-      error: {
-        code: r.code,
-        message: r.message,
-        ...(r.field !== undefined ? { field: r.field } : {}),
-        ...(r.value !== undefined ? { value: r.value } : {}),
-      },
+      ...echoed(input, ["op", "trace"]),
+      error: errorBody(r),
     };
   }
 
