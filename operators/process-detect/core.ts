@@ -557,6 +557,7 @@ export class ProcessDetectCore {
       if (dayOverDay < cfg.seasonalSigmas * Math.max(c.sig24[slot]!, cfg.noiseFloor)) {
         const spanOk =
           span > 1 &&
+          c.heir[slot] === 1 &&
           c.ringLen[slot]! > 24 + span &&
           Math.min(z, this.spanMedian(slot, 0, span, NO_SHIFT)) - this.spanMedian(slot, 24, span, shift) >=
             cfg.seasonalSigmas * Math.max(c.sig24s[slot]!, cfg.noiseFloor);

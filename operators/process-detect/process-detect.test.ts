@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { replayLines } from "../../pipelines/replay.ts";
 import type { Telemetry } from "../../schemas/telemetry.ts";
@@ -29,9 +31,6 @@ interface HostPlan {
   stairs?: boolean;
   /** The restart gives the leaked memory back and the leak starts over (the bug is still there). */
   leakResets?: boolean;
-  /** A GC sawtooth: rises by this share over `sawtoothHours`, then drops back (phase per host). */
-  sawtooth?: number;
-  sawtoothHours?: number;
 }
 
 /** A small fleet: diurnal load shared by all hosts, per-host noise, and per-host plans. */
@@ -52,10 +51,6 @@ function fleet(hosts: number, days: number, plans: Record<number, HostPlan>, see
         bytes *= 1 + 0.5 * (1 - Math.exp(-(hour - plan.restartAt!) / (plan.warmupTau ?? 2))) - 0.5;
       if (plan.stepAt !== undefined && hour >= plan.stepAt) bytes *= 1.2;
       if (plan.bursts && (Math.floor(hour) + h * 5) % 12 < 2) bytes *= 1.4;
-      if (plan.sawtooth !== undefined) {
-        const period = plan.sawtoothHours ?? 5;
-        bytes *= 1 + plan.sawtooth * (((hour + h * 0.37 * period) % period) / period);
-      }
       if (plan.leakFrom !== undefined && hour >= plan.leakFrom) {
         let leakHours =
           hour - (plan.leakResets && restarted ? Math.max(plan.leakFrom, plan.restartAt!) : plan.leakFrom);
@@ -196,27 +191,43 @@ describe("process-level detection", () => {
     );
   });
 
-  it("finds a slow leak under a GC sawtooth whose period does not divide the day", async () => {
-    // Every host's memory rises 35% over 5 hours and drops back: the same hour yesterday is at a
-    // random phase of the sawtooth, so single hours wobble day over day by its whole depth.
-    const everyone = Object.fromEntries(
-      Array.from({ length: 20 }, (_, h) => [h, { sawtooth: 0.35, sawtoothHours: 5 } as HostPlan]),
+  it("flags a leak that resumes after resin restarted it, under a GC sawtooth whose period does not divide the day", async () => {
+    // A real series from the closed loop (see the fixture's "about"): the same hour yesterday is at
+    // a random phase of the sawtooth, so single hours wobble day over day by its whole depth.
+    const fixture = JSON.parse(
+      readFileSync(join(import.meta.dirname, "fixtures/sawtooth-relapse.json"), "utf8"),
     );
-    const leaking = fleet(
-      20,
-      5,
-      { ...everyone, 4: { sawtooth: 0.35, sawtoothHours: 5, leakFrom: 40, leakPerHour: 3e6 } },
-      21,
-    );
+    const lives = fixture.lives as [number, number][];
+    const minutes = (fixture.minutes as string).split(",").map(Number);
+    const mb = (fixture.mb as string).split(",").map(Number);
+    const lines: string[] = [];
+    let minute = 0;
+    let size = 0;
+    for (let i = 0; i < minutes.length; i++) {
+      minute += minutes[i]!;
+      size += mb[i]!;
+      const [pid, startMinute] = lives.findLast(([, start]) => start <= minute)!;
+      const msg: Telemetry = {
+        v: 1,
+        ts: T0 + minute * 60_000,
+        host: "h0",
+        component: "host-api",
+        attrs: { region: "r1" },
+        vms: 10,
+        processes: [{ pid, name: "host-api", startedAt: T0 + startMinute * 60_000, bytes: size * 1e6 }],
+      };
+      lines.push(JSON.stringify(msg));
+    }
     const opensOf = async (seasonalSpan: number) =>
-      (await replayLines(leaking, { detect: { seasonalSpan } })).events.filter((e) => e.state === "open");
+      (await replayLines([lines], { detect: { seasonalSpan } })).events
+        .filter((e) => e.state === "open")
+        .map((e) => [e.pid, (e.detectedAt - T0) / H]);
+    // Restarted at hour 319; the 7-hour medians flag the resumed leak a day and a half later.
     const spanned = await opensOf(7);
-    expect(spanned.map((e) => e.host)).toEqual(["h4"]);
-    // With single hours only, the bar is the sawtooth's depth: found much later, if at all.
-    const single = await opensOf(1);
-    expect(single.length === 0 || single[0]!.detectedAt > spanned[0]!.detectedAt + 12 * H).toBe(true);
-    // The sawtooth alone raises nothing.
-    expect((await replayLines(fleet(20, 5, everyone, 21))).events).toEqual([]);
+    expect(spanned.map(([pid]) => pid)).toEqual([14895, 39471]);
+    expect(spanned[1]![1]).toBeLessThan(319 + 48);
+    // On single hours, the bar is the sawtooth's depth: the resumed leak is never flagged.
+    expect((await opensOf(1)).map(([pid]) => pid)).toEqual([14895]);
   });
 
   it("waits for minGrowthBytes of growth when a floor is set", async () => {
