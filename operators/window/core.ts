@@ -62,12 +62,17 @@ interface Stream {
   slot: number;
   host: string;
   component: string;
-  /** Series slots of this stream's live processes; looked up by a short scan (few per stream). */
-  slots: number[];
+  /**
+   * This stream's live processes, oldest first, as a list threaded through `nextInStream` (−1
+   * ends it): looked up by a short scan (few per stream), and no array per stream to keep.
+   */
+  first: number;
+  last: number;
+  /** Number of slots in the list. */
+  size: number;
   /** Identity key → slot, built only for streams with many processes (kernel pools). */
   index: Map<string, number> | undefined;
-  /** The last few sample timestamps, to drop duplicates. */
-  /** Next write position in this stream's row of `recentTs`. */
+  /** Next write position in this stream's row of `recentTs` (its last few sample timestamps, to drop duplicates). */
   recentPos: number;
 }
 
@@ -97,14 +102,20 @@ function identityKey(name: string, pid: number, startedAt: number | undefined): 
 export class WindowCore {
   readonly config: WindowConfig;
   readonly stats: WindowStats = { accepted: 0, duplicates: 0, late: 0, samples: 0 };
-  private readonly streams = new Map<string, Stream>();
+  /** host → component → stream: no key string to build and hash per message. */
+  private readonly streams = new Map<string, Map<string, Stream>>();
   private readonly streamList: Stream[] = [];
   /** The last DEDUP_DEPTH sample timestamps of every stream, one row per stream (NaN = empty). */
   private recentTs = new Float64Array(0);
   private readonly series: (SeriesInfo | undefined)[] = [];
+  /** Per series slot, in typed arrays (a few bytes per series, not a tagged value each; see `growSlots`). */
+  private slotCapacity = 0;
   /** Start of the last closed window in which each series had a point. */
-  private readonly lastWindow: number[] = [];
-  private readonly announced: boolean[] = [];
+  private lastWindow = new Float64Array(0);
+  /** 1 once the series was announced in an emitted window's `newSeries`. */
+  private announced = new Uint8Array(0);
+  /** Next slot of the same stream (see `Stream.first`), −1 at the end. */
+  private nextInStream = new Int32Array(0);
   private readonly freeSlots: number[] = [];
   private readonly open = new Map<number, OpenWindow>();
   private maxTs = Number.NEGATIVE_INFINITY;
@@ -134,7 +145,7 @@ export class WindowCore {
     const out: SeriesInfo[] = [];
     for (let slot = 0; slot < this.series.length; slot++) {
       const info = this.series[slot];
-      if (info !== undefined && this.announced[slot]) out.push(info);
+      if (info !== undefined && this.announced[slot] === 1) out.push(info);
     }
     return out;
   }
@@ -240,8 +251,8 @@ export class WindowCore {
       values[i] = robustCenter(vals);
       counts[i] = vals.length;
       this.lastWindow[slot] = win.start;
-      if (!this.announced[slot]) {
-        this.announced[slot] = true;
+      if (this.announced[slot] === 0) {
+        this.announced[slot] = 1;
         newSeries.push(this.series[slot]!);
       }
     }
@@ -259,7 +270,7 @@ export class WindowCore {
     const horizon = win.start + this.config.windowMs - this.config.idleEndMs;
     for (let slot = 0; slot < this.series.length; slot++) {
       const info = this.series[slot];
-      if (info === undefined || !this.announced[slot]) continue;
+      if (info === undefined || this.announced[slot] === 0) continue;
       if (this.lastWindow[slot]! + this.config.windowMs > horizon) continue;
       if (this.hasOpenSamples(slot)) continue;
       ended.push(slot);
@@ -290,21 +301,19 @@ export class WindowCore {
 
   private findSeries(stream: Stream, name: string, pid: number, startedAt: number | undefined): number {
     if (stream.index !== undefined) return stream.index.get(identityKey(name, pid, startedAt)) ?? -1;
-    const slots = stream.slots;
-    for (let i = 0; i < slots.length; i++) {
-      const info = this.series[slots[i]!]!;
-      if (info.pid === pid && info.name === name && info.startedAt === startedAt) return slots[i]!;
+    for (let slot = stream.first; slot >= 0; slot = this.nextInStream[slot]!) {
+      const info = this.series[slot]!;
+      if (info.pid === pid && info.name === name && info.startedAt === startedAt) return slot;
     }
     return -1;
   }
 
   private endSeries(info: SeriesInfo): void {
     const stream = this.streamList[info.stream]!;
-    const at = stream.slots.indexOf(info.slot);
-    if (at >= 0) stream.slots.splice(at, 1);
+    this.unlink(stream, info.slot);
     stream.index?.delete(identityKey(info.name, info.pid, info.startedAt));
     this.series[info.slot] = undefined;
-    this.announced[info.slot] = false;
+    this.announced[info.slot] = 0;
     this.freeSlots.push(info.slot);
     this.liveSeries--;
   }
@@ -317,10 +326,11 @@ export class WindowCore {
     ts: number,
   ): number {
     const slot = this.freeSlots.length > 0 ? this.freeSlots.pop()! : this.series.length;
+    if (slot >= this.slotCapacity) this.growSlots(slot + 1);
     let predecessor: number | undefined;
     let predecessorStart = Number.NEGATIVE_INFINITY;
     const myStart = startedAt ?? ts;
-    for (const other of stream.slots) {
+    for (let other = stream.first; other >= 0; other = this.nextInStream[other]!) {
       const o = this.series[other]!;
       const oStart = o.startedAt ?? o.firstTs;
       if (o.name === name && oStart < myStart && oStart > predecessorStart) {
@@ -339,35 +349,79 @@ export class WindowCore {
       stream: stream.slot,
       predecessor,
     };
-    stream.slots.push(slot);
+    this.append(stream, slot);
     if (stream.index !== undefined) stream.index.set(identityKey(name, pid, startedAt), slot);
-    else if (stream.slots.length > INDEX_AFTER) {
+    else if (stream.size > INDEX_AFTER) {
       stream.index = new Map();
-      for (const s of stream.slots) {
+      for (let s = stream.first; s >= 0; s = this.nextInStream[s]!) {
         const si = this.series[s]!;
         stream.index.set(identityKey(si.name, si.pid, si.startedAt), s);
       }
     }
     this.lastWindow[slot] = Number.POSITIVE_INFINITY;
-    this.announced[slot] = false;
+    this.announced[slot] = 0;
     this.liveSeries++;
     return slot;
   }
 
+  /** Appends `slot` to the stream's list of live series. */
+  private append(stream: Stream, slot: number): void {
+    this.nextInStream[slot] = -1;
+    if (stream.last < 0) stream.first = slot;
+    else this.nextInStream[stream.last] = slot;
+    stream.last = slot;
+    stream.size++;
+  }
+
+  /** Removes `slot` from the stream's list, keeping the others in order. */
+  private unlink(stream: Stream, slot: number): void {
+    let prev = -1;
+    for (let s = stream.first; s >= 0; prev = s, s = this.nextInStream[s]!) {
+      if (s !== slot) continue;
+      const next = this.nextInStream[s]!;
+      if (prev < 0) stream.first = next;
+      else this.nextInStream[prev] = next;
+      if (stream.last === slot) stream.last = prev;
+      stream.size--;
+      return;
+    }
+  }
+
+  /** Makes room for series slots below `needed` in the per-slot typed arrays. */
+  private growSlots(needed: number): void {
+    const capacity = Math.max(needed, 1024, Math.ceil(this.slotCapacity * 1.25));
+    const lastWindow = new Float64Array(capacity);
+    lastWindow.set(this.lastWindow);
+    this.lastWindow = lastWindow;
+    const announced = new Uint8Array(capacity);
+    announced.set(this.announced);
+    this.announced = announced;
+    const next = new Int32Array(capacity);
+    next.set(this.nextInStream);
+    this.nextInStream = next;
+    this.slotCapacity = capacity;
+  }
+
   private streamOf(msg: Telemetry): Stream {
-    const key = `${msg.host}\u0001${msg.component}`;
-    let stream = this.streams.get(key);
+    let byComponent = this.streams.get(msg.host);
+    if (byComponent === undefined) {
+      byComponent = new Map();
+      this.streams.set(msg.host, byComponent);
+    }
+    let stream = byComponent.get(msg.component);
     if (stream === undefined) {
       const slot = this.streamList.length;
       stream = {
         slot,
         host: msg.host,
         component: msg.component,
-        slots: [],
+        first: -1,
+        last: -1,
+        size: 0,
         index: undefined,
         recentPos: 0,
       };
-      this.streams.set(key, stream);
+      byComponent.set(msg.component, stream);
       this.streamList.push(stream);
       const rows = this.recentTs.length / DEDUP_DEPTH;
       if (slot >= rows) {
