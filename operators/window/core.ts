@@ -199,11 +199,17 @@ export class WindowCore {
     }
 
     const procs = msg.processes;
+    // A host lists its processes in the same order in every sample, the order in which the
+    // stream's list has them: try the slot after the previous process's first. Only a guess:
+    // when it is not the process, the full lookup runs.
+    let guess = stream.first;
     for (let i = 0; i < procs.length; i++) {
       const p = procs[i]!;
-      let slot = this.findSeries(stream, p.name, p.pid, p.startedAt);
+      let slot = guess >= 0 && this.isSeries(guess, p.name, p.pid, p.startedAt) ? guess : -1;
+      if (slot < 0) slot = this.findSeries(stream, p.name, p.pid, p.startedAt);
       if (slot < 0) slot = this.newSeries(stream, p.name, p.pid, p.startedAt, ts);
       else if (ts < this.series[slot]!.firstTs) this.series[slot]!.firstTs = ts;
+      guess = this.nextInStream[slot]!;
       const vals = win.values.get(slot);
       if (vals === undefined) win.values.set(slot, [p.bytes]);
       else vals.push(p.bytes);
@@ -301,11 +307,15 @@ export class WindowCore {
 
   private findSeries(stream: Stream, name: string, pid: number, startedAt: number | undefined): number {
     if (stream.index !== undefined) return stream.index.get(identityKey(name, pid, startedAt)) ?? -1;
-    for (let slot = stream.first; slot >= 0; slot = this.nextInStream[slot]!) {
-      const info = this.series[slot]!;
-      if (info.pid === pid && info.name === name && info.startedAt === startedAt) return slot;
-    }
+    for (let slot = stream.first; slot >= 0; slot = this.nextInStream[slot]!)
+      if (this.isSeries(slot, name, pid, startedAt)) return slot;
     return -1;
+  }
+
+  /** Whether the live series in `slot` has this identity. */
+  private isSeries(slot: number, name: string, pid: number, startedAt: number | undefined): boolean {
+    const info = this.series[slot]!;
+    return info.pid === pid && info.name === name && info.startedAt === startedAt;
   }
 
   private endSeries(info: SeriesInfo): void {
