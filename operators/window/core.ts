@@ -84,6 +84,10 @@ interface OpenWindow {
 }
 
 const DEDUP_DEPTH = 8;
+/** Distinct process names kept for sharing (see `WindowCore.names`). */
+const MAX_SHARED_NAMES = 65_536;
+/** Fields of the core that are configuration or a cache, not checkpointed state. */
+const NOT_STATE = ["config", "names"];
 /** Streams with more live processes than this get a hash index. */
 const INDEX_AFTER = 24;
 
@@ -122,6 +126,13 @@ export class WindowCore {
   /** Every window ending at or before this is closed. */
   private closedUpTo = Number.NEGATIVE_INFINITY;
   private liveSeries = 0;
+  /**
+   * One string per process name for all series: JSON.parse gives every message its own copy of
+   * names longer than 10 characters, and a series would otherwise keep the copy of its first
+   * sample (~32 B per series). A cache, not state: cleared when it grows large (pid-bearing
+   * names), which only costs sharing.
+   */
+  private readonly names = new Map<string, string>();
 
   constructor(config: WindowConfigInput = {}) {
     this.config = WindowConfig.parse(config);
@@ -152,12 +163,12 @@ export class WindowCore {
 
   /** Everything this core knows, as plain data for a checkpoint (see lib/state.ts). */
   captureState(): Fields {
-    return fieldsOf(this, ["config"]);
+    return fieldsOf(this, NOT_STATE);
   }
 
   /** Restores `captureState()` output into a fresh core made with the same configuration. */
   restoreState(fields: Fields): void {
-    assignFields(this, fields, ["config"]);
+    assignFields(this, fields, NOT_STATE);
   }
 
   /** Accepts one message; returns the windows this message's event time closed (often none). */
@@ -352,7 +363,7 @@ export class WindowCore {
       slot,
       host: stream.host,
       component: stream.component,
-      name,
+      name: this.shared(name),
       pid,
       startedAt,
       firstTs: ts,
@@ -372,6 +383,14 @@ export class WindowCore {
     this.announced[slot] = 0;
     this.liveSeries++;
     return slot;
+  }
+
+  private shared(name: string): string {
+    const known = this.names.get(name);
+    if (known !== undefined) return known;
+    if (this.names.size >= MAX_SHARED_NAMES) this.names.clear();
+    this.names.set(name, name);
+    return name;
   }
 
   /** Appends `slot` to the stream's list of live series. */
