@@ -64,10 +64,13 @@ const FLOAT_COLS = [
   "vmOffset",
   "perVmVar",
 ] as const;
-const INT_COLS = ["confirms", "fine", "coarse", "ringPos", "ringLen"] as const;
+const INT_COLS = ["confirms", "fine", "coarse"] as const;
+/** Positions in the ring of levels: ringHours is at most 256, so 16 bits hold them. */
+const RING_COLS = ["ringPos", "ringLen"] as const;
 type Columns = Record<(typeof TIME_COLS)[number], Float64Array> &
   Record<(typeof FLOAT_COLS)[number], Float32Array> &
-  Record<(typeof INT_COLS)[number], Int32Array> & {
+  Record<(typeof INT_COLS)[number], Int32Array> &
+  Record<(typeof RING_COLS)[number], Uint16Array> & {
     suspected: Uint8Array;
     /** 1: continues the history of a predecessor that was suspected when it was restarted. */
     heir: Uint8Array;
@@ -773,6 +776,7 @@ export class ProcessDetectCore {
     for (const k of TIME_COLS) c[k][slot] = 0;
     for (const k of FLOAT_COLS) c[k][slot] = 0;
     for (const k of INT_COLS) c[k][slot] = 0;
+    for (const k of RING_COLS) c[k][slot] = 0;
     c.suspected[slot] = 0;
     c.heir[slot] = 0;
     c.lastMs[slot] = -1;
@@ -791,10 +795,11 @@ export class ProcessDetectCore {
 
   private grow(capacity: number): void {
     const old = this.cols as Columns | undefined;
-    const next: Record<string, Float64Array | Float32Array | Int32Array | Uint8Array> = {};
+    const next: Record<string, Float64Array | Float32Array | Int32Array | Uint16Array | Uint8Array> = {};
     for (const k of TIME_COLS) next[k] = new Float64Array(capacity);
     for (const k of FLOAT_COLS) next[k] = new Float32Array(capacity);
     for (const k of INT_COLS) next[k] = new Int32Array(capacity);
+    for (const k of RING_COLS) next[k] = new Uint16Array(capacity);
     next.suspected = new Uint8Array(capacity);
     next.heir = new Uint8Array(capacity);
     if (old !== undefined) for (const k of Object.keys(next)) next[k]!.set(old[k as keyof Columns]);
@@ -807,7 +812,14 @@ export class ProcessDetectCore {
 
   /** Bytes of detector state per series slot (columns + ring). */
   stateBytesPerSeries(): number {
-    return TIME_COLS.length * 8 + FLOAT_COLS.length * 4 + INT_COLS.length * 4 + 2 + this.config.ringHours * 2;
+    return (
+      TIME_COLS.length * 8 +
+      FLOAT_COLS.length * 4 +
+      INT_COLS.length * 4 +
+      RING_COLS.length * 2 +
+      2 +
+      this.config.ringHours * 2
+    );
   }
 }
 
