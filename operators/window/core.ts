@@ -485,7 +485,27 @@ export function robustCenter(values: number[]): number {
   const n = values.length;
   if (n === 1) return values[0]!;
   if (n === 2) return (values[0]! + values[1]!) / 2;
-  values.sort((a, b) => a - b);
+  if (n <= SMALL_SORT) insertionSort(values);
+  else values.sort((a, b) => a - b);
   const mid = n >> 1;
   return n % 2 === 1 ? values[mid]! : (values[mid - 1]! + values[mid]!) / 2;
+}
+
+/**
+ * Up to this many values (a window of 5-minute samples has 12) an inline insertion sort beats
+ * `sort` with a comparator callback several times over. Both sorts are stable with the same
+ * order, so the result is the same array.
+ */
+const SMALL_SORT = 32;
+
+function insertionSort(values: number[]): void {
+  for (let i = 1; i < values.length; i++) {
+    const v = values[i]!;
+    let j = i - 1;
+    while (j >= 0 && values[j]! > v) {
+      values[j + 1] = values[j]!;
+      j--;
+    }
+    values[j + 1] = v;
+  }
 }
