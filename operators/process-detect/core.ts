@@ -1,5 +1,5 @@
 import { SimpleLinearRegression } from "ml-regression";
-import { median } from "../../lib/stats.ts";
+import { median, sortNumbers } from "../../lib/stats.ts";
 import type { GrowthPattern } from "../../schemas/suspect.ts";
 import { classifyGrowth } from "../pattern/core.ts";
 import type { ClosedWindow, SeriesInfo, StreamSnapshot } from "../window/core.ts";
@@ -655,7 +655,7 @@ export class ProcessDetectCore {
     const win = this.scratchW;
     win.length = 0;
     for (let b = from; b <= to; b++) win.push(this.shiftedAt(slot, b, shift));
-    win.sort((a, b) => a - b);
+    sortNumbers(win);
     const mid = win.length >> 1;
     return win.length % 2 === 1 ? win[mid]! : (win[mid - 1]! + win[mid]!) / 2;
   }
@@ -904,15 +904,18 @@ function sigmoid(x: number): number {
   return 1 / (1 + Math.exp(-x));
 }
 
+/** Window of `runningMedian5`, reused: it runs for every candidate interval of every series. */
+const median5: number[] = [];
+
 /** Running median over 5 points (fewer at the ends), into `out`. */
 function runningMedian5(values: readonly number[], out: number[]): number[] {
   const n = values.length;
   out.length = n;
-  const win: number[] = [];
+  const win = median5;
   for (let k = 0; k < n; k++) {
     win.length = 0;
     for (let j = Math.max(0, k - 2); j <= Math.min(n - 1, k + 2); j++) win.push(values[j]!);
-    win.sort((a, b) => a - b);
+    sortNumbers(win);
     const mid = win.length >> 1;
     out[k] = win.length % 2 === 1 ? win[mid]! : (win[mid - 1]! + win[mid]!) / 2;
   }
