@@ -75,6 +75,8 @@ interface Stream {
   index: Map<string, number> | undefined;
   /** Next write position in this stream's row of `recentTs` (its last few sample timestamps, to drop duplicates). */
   recentPos: number;
+  /** The host's next stream (see `WindowCore.streams`). */
+  nextOfHost: Stream | undefined;
 }
 
 interface OpenWindow {
@@ -107,8 +109,11 @@ function identityKey(name: string, pid: number, startedAt: number | undefined): 
 export class WindowCore {
   readonly config: WindowConfig;
   readonly stats: WindowStats = { accepted: 0, duplicates: 0, late: 0, samples: 0 };
-  /** host → component → stream: no key string to build and hash per message. */
-  private readonly streams = new Map<string, Map<string, Stream>>();
+  /**
+   * host → its first stream, the others chained through `nextOfHost`: a host has a few streams,
+   * found by a short scan; no key string to build and hash per message, and no Map per host.
+   */
+  private readonly streams = new Map<string, Stream>();
   private readonly streamList: Stream[] = [];
   /** The last DEDUP_DEPTH sample timestamps of every stream, one row per stream (NaN = empty). */
   private recentTs = new Float64Array(0);
@@ -435,12 +440,9 @@ export class WindowCore {
   }
 
   private streamOf(msg: Telemetry): Stream {
-    let byComponent = this.streams.get(msg.host);
-    if (byComponent === undefined) {
-      byComponent = new Map();
-      this.streams.set(msg.host, byComponent);
-    }
-    let stream = byComponent.get(msg.component);
+    const first = this.streams.get(msg.host);
+    let stream = first;
+    while (stream !== undefined && stream.component !== msg.component) stream = stream.nextOfHost;
     if (stream === undefined) {
       const slot = this.streamList.length;
       stream = {
@@ -452,8 +454,9 @@ export class WindowCore {
         size: 0,
         index: undefined,
         recentPos: 0,
+        nextOfHost: first,
       };
-      byComponent.set(msg.component, stream);
+      this.streams.set(msg.host, stream);
       this.streamList.push(stream);
       const rows = this.recentTs.length / DEDUP_DEPTH;
       if (slot >= rows) {
