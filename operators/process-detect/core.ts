@@ -896,7 +896,7 @@ function pushTo(map: Map<number, number[]>, key: number, value: number): void {
 
 /** The q-quantile of `values` (nearest rank); sorts in place. */
 function quantile(values: number[], q: number): number {
-  values.sort((a, b) => a - b);
+  sortNumbers(values);
   return values[Math.min(values.length - 1, Math.floor(q * values.length))]!;
 }
 
