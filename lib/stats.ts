@@ -3,9 +3,10 @@
  * That sort calls its comparator for every comparison (boxing each difference) and copies into
  * a work array on every call: a few hundred MB of garbage per replay of 1M messages, mostly from
  * the detector's many small sorts. Up to 32 values an insertion sort (stable, like `sort`) is
- * several times faster (NaN aside). Longer arrays go through a Float64Array's native numeric sort unless they
- * hold a zero or NaN: without those, numerically equal values are the same value, so every
- * ascending order is the same array; -0 and +0, or NaN, could come out in another order.
+ * several times faster, NaN aside. Longer arrays go through a Float64Array's native numeric
+ * sort unless they hold a zero or NaN: without those, numerically equal values are the same
+ * value, so every ascending order is the same array; -0 and +0, or NaN, could come out in
+ * another order.
  */
 export function sortNumbers(values: number[]): number[] {
   const n = values.length;
