@@ -37,7 +37,7 @@ export class StateError extends Error {
 }
 
 /** Layout version of captured state: bump when a core's fields change meaning. */
-export const STATE_FORMAT = 1;
+export const STATE_FORMAT = 2;
 
 interface Envelope {
   format: number;

@@ -18,8 +18,20 @@ function isInt(v: unknown): v is number {
   return typeof v === "number" && Number.isInteger(v);
 }
 
+/**
+ * Tokens that passed the check: every message repeats its host's and component's, and a Set
+ * lookup is several times cheaper than the regular expression. A memo of a pure check, bounded.
+ */
+const goodTokens = new Set<string>();
+const MAX_GOOD_TOKENS = 16_384;
+
 function isToken(v: unknown): v is string {
-  return typeof v === "string" && v.length <= 128 && SUBJECT_TOKEN.test(v);
+  if (typeof v !== "string") return false;
+  if (goodTokens.has(v)) return true;
+  if (v.length > 128 || !SUBJECT_TOKEN.test(v)) return false;
+  if (goodTokens.size >= MAX_GOOD_TOKENS) goodTokens.clear();
+  goodTokens.add(v);
+  return true;
 }
 
 /**

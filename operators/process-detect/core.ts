@@ -1,5 +1,5 @@
 import { SimpleLinearRegression } from "ml-regression";
-import { median } from "../../lib/stats.ts";
+import { median, sortNumbers } from "../../lib/stats.ts";
 import type { GrowthPattern } from "../../schemas/suspect.ts";
 import { classifyGrowth } from "../pattern/core.ts";
 import type { ClosedWindow, SeriesInfo, StreamSnapshot } from "../window/core.ts";
@@ -65,10 +65,13 @@ const FLOAT_COLS = [
   "vmOffset",
   "perVmVar",
 ] as const;
-const INT_COLS = ["confirms", "fine", "coarse", "ringPos", "ringLen"] as const;
+const INT_COLS = ["confirms", "fine", "coarse"] as const;
+/** Positions in the ring of levels: ringHours is at most 256, so 16 bits hold them. */
+const RING_COLS = ["ringPos", "ringLen"] as const;
 type Columns = Record<(typeof TIME_COLS)[number], Float64Array> &
   Record<(typeof FLOAT_COLS)[number], Float32Array> &
-  Record<(typeof INT_COLS)[number], Int32Array> & {
+  Record<(typeof INT_COLS)[number], Int32Array> &
+  Record<(typeof RING_COLS)[number], Uint16Array> & {
     suspected: Uint8Array;
     /** 1: continues the history of a predecessor that was suspected when it was restarted. */
     heir: Uint8Array;
@@ -672,7 +675,7 @@ export class ProcessDetectCore {
     const win = this.scratchW;
     win.length = 0;
     for (let b = from; b <= to; b++) win.push(this.shiftedAt(slot, b, shift));
-    win.sort((a, b) => a - b);
+    sortNumbers(win);
     const mid = win.length >> 1;
     return win.length % 2 === 1 ? win[mid]! : (win[mid - 1]! + win[mid]!) / 2;
   }
@@ -804,6 +807,7 @@ export class ProcessDetectCore {
     for (const k of TIME_COLS) c[k][slot] = 0;
     for (const k of FLOAT_COLS) c[k][slot] = 0;
     for (const k of INT_COLS) c[k][slot] = 0;
+    for (const k of RING_COLS) c[k][slot] = 0;
     c.suspected[slot] = 0;
     c.heir[slot] = 0;
     c.lastMs[slot] = -1;
@@ -823,10 +827,11 @@ export class ProcessDetectCore {
 
   private grow(capacity: number): void {
     const old = this.cols as Columns | undefined;
-    const next: Record<string, Float64Array | Float32Array | Int32Array | Uint8Array> = {};
+    const next: Record<string, Float64Array | Float32Array | Int32Array | Uint16Array | Uint8Array> = {};
     for (const k of TIME_COLS) next[k] = new Float64Array(capacity);
     for (const k of FLOAT_COLS) next[k] = new Float32Array(capacity);
     for (const k of INT_COLS) next[k] = new Int32Array(capacity);
+    for (const k of RING_COLS) next[k] = new Uint16Array(capacity);
     next.suspected = new Uint8Array(capacity);
     next.heir = new Uint8Array(capacity);
     if (old !== undefined) for (const k of Object.keys(next)) next[k]!.set(old[k as keyof Columns]);
@@ -839,7 +844,14 @@ export class ProcessDetectCore {
 
   /** Bytes of detector state per series slot (columns + ring). */
   stateBytesPerSeries(): number {
-    return TIME_COLS.length * 8 + FLOAT_COLS.length * 4 + INT_COLS.length * 4 + 2 + this.config.ringHours * 2;
+    return (
+      TIME_COLS.length * 8 +
+      FLOAT_COLS.length * 4 +
+      INT_COLS.length * 4 +
+      RING_COLS.length * 2 +
+      2 +
+      this.config.ringHours * 2
+    );
   }
 }
 
@@ -916,7 +928,7 @@ function pushTo(map: Map<number, number[]>, key: number, value: number): void {
 
 /** The q-quantile of `values` (nearest rank); sorts in place. */
 function quantile(values: number[], q: number): number {
-  values.sort((a, b) => a - b);
+  sortNumbers(values);
   return values[Math.min(values.length - 1, Math.floor(q * values.length))]!;
 }
 
@@ -924,17 +936,28 @@ function sigmoid(x: number): number {
   return 1 / (1 + Math.exp(-x));
 }
 
+/**
+ * Window of `runningMedian5`, reused: it runs for every candidate interval of every series, and
+ * an array per call, or `sort`'s work array, was ~300 MB of garbage per 1M messages replayed.
+ */
+const median5 = new Float64Array(5);
+
 /** Running median over 5 points (fewer at the ends), into `out`. */
 function runningMedian5(values: readonly number[], out: number[]): number[] {
   const n = values.length;
   out.length = n;
-  const win: number[] = [];
+  const win = median5;
   for (let k = 0; k < n; k++) {
-    win.length = 0;
-    for (let j = Math.max(0, k - 2); j <= Math.min(n - 1, k + 2); j++) win.push(values[j]!);
-    win.sort((a, b) => a - b);
-    const mid = win.length >> 1;
-    out[k] = win.length % 2 === 1 ? win[mid]! : (win[mid - 1]! + win[mid]!) / 2;
+    // The up to 5 values around k, kept sorted as they are added (a stable insertion sort).
+    let m = 0;
+    for (let j = Math.max(0, k - 2); j <= Math.min(n - 1, k + 2); j++, m++) {
+      const v = values[j]!;
+      let i = m - 1;
+      for (; i >= 0 && win[i]! > v; i--) win[i + 1] = win[i]!;
+      win[i + 1] = v;
+    }
+    const mid = m >> 1;
+    out[k] = m % 2 === 1 ? win[mid]! : (win[mid - 1]! + win[mid]!) / 2;
   }
   return out;
 }

@@ -1,4 +1,5 @@
 import { assignFields, type Fields, fieldsOf } from "../../lib/state.ts";
+import { sortNumbers } from "../../lib/stats.ts";
 import type { Telemetry } from "../../schemas/telemetry.ts";
 import { WindowConfig, type WindowConfigInput } from "./config.ts";
 
@@ -62,13 +63,20 @@ interface Stream {
   slot: number;
   host: string;
   component: string;
-  /** Series slots of this stream's live processes; looked up by a short scan (few per stream). */
-  slots: number[];
+  /**
+   * This stream's live processes, oldest first, as a list threaded through `nextInStream` (−1
+   * ends it): looked up by a short scan (few per stream), and no array per stream to keep.
+   */
+  first: number;
+  last: number;
+  /** Number of slots in the list. */
+  size: number;
   /** Identity key → slot, built only for streams with many processes (kernel pools). */
   index: Map<string, number> | undefined;
-  /** The last few sample timestamps, to drop duplicates. */
-  /** Next write position in this stream's row of `recentTs`. */
+  /** Next write position in this stream's row of `recentTs` (its last few sample timestamps, to drop duplicates). */
   recentPos: number;
+  /** The host's next stream (see `WindowCore.streams`). */
+  nextOfHost: Stream | undefined;
 }
 
 interface OpenWindow {
@@ -79,6 +87,10 @@ interface OpenWindow {
 }
 
 const DEDUP_DEPTH = 8;
+/** Distinct process names kept for sharing (see `WindowCore.names`). */
+const MAX_SHARED_NAMES = 65_536;
+/** Fields of the core that are configuration or a cache, not checkpointed state. */
+const NOT_STATE = ["config", "names"];
 /** Streams with more live processes than this get a hash index. */
 const INDEX_AFTER = 24;
 
@@ -97,20 +109,36 @@ function identityKey(name: string, pid: number, startedAt: number | undefined): 
 export class WindowCore {
   readonly config: WindowConfig;
   readonly stats: WindowStats = { accepted: 0, duplicates: 0, late: 0, samples: 0 };
+  /**
+   * host → its first stream, the others chained through `nextOfHost`: a host has a few streams,
+   * found by a short scan; no key string to build and hash per message, and no Map per host.
+   */
   private readonly streams = new Map<string, Stream>();
   private readonly streamList: Stream[] = [];
   /** The last DEDUP_DEPTH sample timestamps of every stream, one row per stream (NaN = empty). */
   private recentTs = new Float64Array(0);
   private readonly series: (SeriesInfo | undefined)[] = [];
+  /** Per series slot, in typed arrays (a few bytes per series, not a tagged value each; see `growSlots`). */
+  private slotCapacity = 0;
   /** Start of the last closed window in which each series had a point. */
-  private readonly lastWindow: number[] = [];
-  private readonly announced: boolean[] = [];
+  private lastWindow = new Float64Array(0);
+  /** 1 once the series was announced in an emitted window's `newSeries`. */
+  private announced = new Uint8Array(0);
+  /** Next slot of the same stream (see `Stream.first`), −1 at the end. */
+  private nextInStream = new Int32Array(0);
   private readonly freeSlots: number[] = [];
   private readonly open = new Map<number, OpenWindow>();
   private maxTs = Number.NEGATIVE_INFINITY;
   /** Every window ending at or before this is closed. */
   private closedUpTo = Number.NEGATIVE_INFINITY;
   private liveSeries = 0;
+  /**
+   * One string per process name for all series: JSON.parse gives every message its own copy of
+   * names longer than 10 characters, and a series would otherwise keep the copy of its first
+   * sample (~32 B per series). A cache, not state: cleared when it grows large (pid-bearing
+   * names), which only costs sharing.
+   */
+  private readonly names = new Map<string, string>();
 
   constructor(config: WindowConfigInput = {}) {
     this.config = WindowConfig.parse(config);
@@ -134,19 +162,19 @@ export class WindowCore {
     const out: SeriesInfo[] = [];
     for (let slot = 0; slot < this.series.length; slot++) {
       const info = this.series[slot];
-      if (info !== undefined && this.announced[slot]) out.push(info);
+      if (info !== undefined && this.announced[slot] === 1) out.push(info);
     }
     return out;
   }
 
   /** Everything this core knows, as plain data for a checkpoint (see lib/state.ts). */
   captureState(): Fields {
-    return fieldsOf(this, ["config"]);
+    return fieldsOf(this, NOT_STATE);
   }
 
   /** Restores `captureState()` output into a fresh core made with the same configuration. */
   restoreState(fields: Fields): void {
-    assignFields(this, fields, ["config"]);
+    assignFields(this, fields, NOT_STATE);
   }
 
   /** Accepts one message; returns the windows this message's event time closed (often none). */
@@ -183,16 +211,24 @@ export class WindowCore {
       if (msg.vms !== undefined) latest.vms.push(msg.vms);
       if (ts > latest.ts) {
         latest.ts = ts;
-        latest.snapshot = snapshotOf(stream, msg);
+        // In place: the window is still open, nothing else holds its snapshot yet (a new object
+        // per message was ~100 MB of garbage per 1M messages).
+        updateSnapshot(latest.snapshot, msg);
       }
     }
 
     const procs = msg.processes;
+    // A host lists its processes in the same order in every sample, the order in which the
+    // stream's list has them: try the slot after the previous process's first. Only a guess:
+    // when it is not the process, the full lookup runs.
+    let guess = stream.first;
     for (let i = 0; i < procs.length; i++) {
       const p = procs[i]!;
-      let slot = this.findSeries(stream, p.name, p.pid, p.startedAt);
+      let slot = guess >= 0 && this.isSeries(guess, p.name, p.pid, p.startedAt) ? guess : -1;
+      if (slot < 0) slot = this.findSeries(stream, p.name, p.pid, p.startedAt);
       if (slot < 0) slot = this.newSeries(stream, p.name, p.pid, p.startedAt, ts);
       else if (ts < this.series[slot]!.firstTs) this.series[slot]!.firstTs = ts;
+      guess = this.nextInStream[slot]!;
       const vals = win.values.get(slot);
       if (vals === undefined) win.values.set(slot, [p.bytes]);
       else vals.push(p.bytes);
@@ -240,8 +276,8 @@ export class WindowCore {
       values[i] = robustCenter(vals);
       counts[i] = vals.length;
       this.lastWindow[slot] = win.start;
-      if (!this.announced[slot]) {
-        this.announced[slot] = true;
+      if (this.announced[slot] === 0) {
+        this.announced[slot] = 1;
         newSeries.push(this.series[slot]!);
       }
     }
@@ -259,7 +295,7 @@ export class WindowCore {
     const horizon = win.start + this.config.windowMs - this.config.idleEndMs;
     for (let slot = 0; slot < this.series.length; slot++) {
       const info = this.series[slot];
-      if (info === undefined || !this.announced[slot]) continue;
+      if (info === undefined || this.announced[slot] === 0) continue;
       if (this.lastWindow[slot]! + this.config.windowMs > horizon) continue;
       if (this.hasOpenSamples(slot)) continue;
       ended.push(slot);
@@ -290,21 +326,23 @@ export class WindowCore {
 
   private findSeries(stream: Stream, name: string, pid: number, startedAt: number | undefined): number {
     if (stream.index !== undefined) return stream.index.get(identityKey(name, pid, startedAt)) ?? -1;
-    const slots = stream.slots;
-    for (let i = 0; i < slots.length; i++) {
-      const info = this.series[slots[i]!]!;
-      if (info.pid === pid && info.name === name && info.startedAt === startedAt) return slots[i]!;
-    }
+    for (let slot = stream.first; slot >= 0; slot = this.nextInStream[slot]!)
+      if (this.isSeries(slot, name, pid, startedAt)) return slot;
     return -1;
+  }
+
+  /** Whether the live series in `slot` has this identity. */
+  private isSeries(slot: number, name: string, pid: number, startedAt: number | undefined): boolean {
+    const info = this.series[slot]!;
+    return info.pid === pid && info.name === name && info.startedAt === startedAt;
   }
 
   private endSeries(info: SeriesInfo): void {
     const stream = this.streamList[info.stream]!;
-    const at = stream.slots.indexOf(info.slot);
-    if (at >= 0) stream.slots.splice(at, 1);
+    this.unlink(stream, info.slot);
     stream.index?.delete(identityKey(info.name, info.pid, info.startedAt));
     this.series[info.slot] = undefined;
-    this.announced[info.slot] = false;
+    this.announced[info.slot] = 0;
     this.freeSlots.push(info.slot);
     this.liveSeries--;
   }
@@ -317,10 +355,11 @@ export class WindowCore {
     ts: number,
   ): number {
     const slot = this.freeSlots.length > 0 ? this.freeSlots.pop()! : this.series.length;
+    if (slot >= this.slotCapacity) this.growSlots(slot + 1);
     let predecessor: number | undefined;
     let predecessorStart = Number.NEGATIVE_INFINITY;
     const myStart = startedAt ?? ts;
-    for (const other of stream.slots) {
+    for (let other = stream.first; other >= 0; other = this.nextInStream[other]!) {
       const o = this.series[other]!;
       const oStart = o.startedAt ?? o.firstTs;
       if (o.name === name && oStart < myStart && oStart > predecessorStart) {
@@ -332,42 +371,92 @@ export class WindowCore {
       slot,
       host: stream.host,
       component: stream.component,
-      name,
+      name: this.shared(name),
       pid,
       startedAt,
       firstTs: ts,
       stream: stream.slot,
       predecessor,
     };
-    stream.slots.push(slot);
+    this.append(stream, slot);
     if (stream.index !== undefined) stream.index.set(identityKey(name, pid, startedAt), slot);
-    else if (stream.slots.length > INDEX_AFTER) {
+    else if (stream.size > INDEX_AFTER) {
       stream.index = new Map();
-      for (const s of stream.slots) {
+      for (let s = stream.first; s >= 0; s = this.nextInStream[s]!) {
         const si = this.series[s]!;
         stream.index.set(identityKey(si.name, si.pid, si.startedAt), s);
       }
     }
     this.lastWindow[slot] = Number.POSITIVE_INFINITY;
-    this.announced[slot] = false;
+    this.announced[slot] = 0;
     this.liveSeries++;
     return slot;
   }
 
+  private shared(name: string): string {
+    const known = this.names.get(name);
+    if (known !== undefined) return known;
+    if (this.names.size >= MAX_SHARED_NAMES) this.names.clear();
+    this.names.set(name, name);
+    return name;
+  }
+
+  /** Appends `slot` to the stream's list of live series. */
+  private append(stream: Stream, slot: number): void {
+    this.nextInStream[slot] = -1;
+    if (stream.last < 0) stream.first = slot;
+    else this.nextInStream[stream.last] = slot;
+    stream.last = slot;
+    stream.size++;
+  }
+
+  /** Removes `slot` from the stream's list, keeping the others in order. */
+  private unlink(stream: Stream, slot: number): void {
+    let prev = -1;
+    for (let s = stream.first; s >= 0; prev = s, s = this.nextInStream[s]!) {
+      if (s !== slot) continue;
+      const next = this.nextInStream[s]!;
+      if (prev < 0) stream.first = next;
+      else this.nextInStream[prev] = next;
+      if (stream.last === slot) stream.last = prev;
+      stream.size--;
+      return;
+    }
+  }
+
+  /** Makes room for series slots below `needed` in the per-slot typed arrays. */
+  private growSlots(needed: number): void {
+    const capacity = Math.max(needed, 1024, Math.ceil(this.slotCapacity * 1.25));
+    const lastWindow = new Float64Array(capacity);
+    lastWindow.set(this.lastWindow);
+    this.lastWindow = lastWindow;
+    const announced = new Uint8Array(capacity);
+    announced.set(this.announced);
+    this.announced = announced;
+    const next = new Int32Array(capacity);
+    next.set(this.nextInStream);
+    this.nextInStream = next;
+    this.slotCapacity = capacity;
+  }
+
   private streamOf(msg: Telemetry): Stream {
-    const key = `${msg.host}\u0001${msg.component}`;
-    let stream = this.streams.get(key);
+    const first = this.streams.get(msg.host);
+    let stream = first;
+    while (stream !== undefined && stream.component !== msg.component) stream = stream.nextOfHost;
     if (stream === undefined) {
       const slot = this.streamList.length;
       stream = {
         slot,
         host: msg.host,
         component: msg.component,
-        slots: [],
+        first: -1,
+        last: -1,
+        size: 0,
         index: undefined,
         recentPos: 0,
+        nextOfHost: first,
       };
-      this.streams.set(key, stream);
+      this.streams.set(msg.host, stream);
       this.streamList.push(stream);
       const rows = this.recentTs.length / DEDUP_DEPTH;
       if (slot >= rows) {
@@ -397,12 +486,24 @@ function snapshotOf(stream: Stream, msg: Telemetry): StreamSnapshot {
   };
 }
 
+/** Makes `snapshot` what `snapshotOf` would give for `msg` (same stream). */
+function updateSnapshot(snapshot: StreamSnapshot, msg: Telemetry): void {
+  const attrs = msg.attrs;
+  snapshot.region = attrs?.region ?? "";
+  snapshot.cluster = attrs?.cluster ?? "";
+  snapshot.version = attrs?.version ?? "";
+  snapshot.vms = msg.vms;
+  snapshot.totalBytes = msg.hostMemory?.totalBytes;
+  snapshot.usedBytes = msg.hostMemory?.usedBytes;
+}
+
 /** Median (mean of the middle two for even counts): robust to bursts and outliers within a window. */
 export function robustCenter(values: number[]): number {
   const n = values.length;
   if (n === 1) return values[0]!;
   if (n === 2) return (values[0]! + values[1]!) / 2;
-  values.sort((a, b) => a - b);
+  // A window of 5-minute samples has 12.
+  sortNumbers(values);
   const mid = n >> 1;
   return n % 2 === 1 ? values[mid]! : (values[mid - 1]! + values[mid]!) / 2;
 }
