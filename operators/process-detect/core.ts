@@ -358,7 +358,9 @@ export class ProcessDetectCore {
         const sigS = Math.max(c.sig24s[slot]!, cfg.noiseFloor);
         const spanChange =
           this.spanMedian(slot, 0, span, NO_SHIFT) - this.spanMedian(slot, 24, span, NO_SHIFT);
-        if (spanChange <= 0 && !spansRestart)
+        // Yesterday's span reaches `span` hours further back than the same hour yesterday.
+        const spanSpansRestart = cfg.restartShift && c.heir[slot] === 1 && ageHours < 24 + span;
+        if (spanChange <= 0 && !spanSpansRestart)
           c.sig24s[slot] = sigS + decay * (Math.min(-spanChange, 3 * sigS) - sigS);
       }
       pushTo(acc.sig24Seen, c.coarse[slot]!, c.sig24[slot]!);
