@@ -36,7 +36,7 @@ interface PprofService {
 const services: PprofService[] = [];
 
 /** Starts the fixture and waits for its port; `role` tells the config's rules the children apart. */
-async function startPprofService(role: string): Promise<PprofService> {
+async function startPprofService(role: string, port = 0): Promise<PprofService> {
   const child = spawn(
     process.execPath,
     [
@@ -47,6 +47,7 @@ async function startPprofService(role: string): Promise<PprofService> {
       `--leak-kib-per-s=${LEAK_KIB_PER_S}`,
       `--sampling-interval-bytes=${SAMPLING_INTERVAL_BYTES}`,
       "--lifetime-s=90",
+      `--port=${port}`,
     ],
     { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
   );
@@ -235,6 +236,8 @@ describe("AgentProfileSource, pprof-http, against a real endpoint", () => {
       `cannot fetch the heap profile of orders-api (pid ${orders.pid}) from ${closed}`,
     );
     expect(String((err.cause as Error).cause)).toMatch(/ECONNREFUSED/);
+    // The reason is in the message too, not only fetch's bare "fetch failed".
+    expect(err.message).toMatch(/ECONNREFUSED/);
 
     const hung = `${orders.base}/stall`;
     const stalled = agentFor("orders", { snapshot: { kind: "pprof-http", url: hung, timeoutMs: 500 } });
@@ -262,6 +265,27 @@ describe("AgentProfileSource, pprof-http, against a real endpoint", () => {
     // And a new trace of it is refused before any fetch.
     const again = await failure(source.start(specOf(doomed, "doomed-2")));
     expect(again.code).toBe("no-such-process");
+    await source.stop(spec);
+  });
+
+  it("fails with no-such-process when another process has taken over the endpoint's port", async () => {
+    // A Go service serves its heap on a fixed port: after the traced process dies and its
+    // supervisor starts it again, the URL answers for the new process. Its heap must not be
+    // passed off as the old pid's (the leak would seem to vanish from the diagnosis).
+    const port = await freePort();
+    const first = await startPprofService("phoenix", port);
+    const { source } = agentFor("phoenix", {
+      snapshot: { kind: "pprof-http", url: `http://127.0.0.1:${port}/debug/pprof/heap`, timeoutMs: 5000 },
+    });
+    const spec = specOf(first, "phoenix-1");
+    await source.start(spec);
+    await source.collect(spec);
+    await kill(first);
+    const second = await startPprofService("phoenix", port);
+    expect(second.pid).not.toBe(first.pid);
+    const err = await failure(source.collect(spec));
+    expect(err.code).toBe("no-such-process");
+    expect(err.message).toBe(`process ${first.pid} is gone`);
     await source.stop(spec);
   });
 

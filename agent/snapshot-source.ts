@@ -43,6 +43,8 @@ const withPid = (template: string, pid: number) => template.replaceAll("{pid}", 
 export class AgentProfileSource implements ProfileSource {
   private readonly options: AgentProfileSourceOptions;
   private readonly routes = new Map<string, Route>();
+  /** Start time of each traced process: with the pid, its identity (a restart or a reused pid differs). */
+  private readonly startedAt = new Map<string, number>();
   private readonly node: NodeSnapshotSource;
 
   constructor(options: Pick<AgentProfileSourceOptions, "identify"> & Partial<AgentProfileSourceOptions>) {
@@ -74,11 +76,13 @@ export class AgentProfileSource implements ProfileSource {
           'set components[].snapshot in the agent config ("pprof-http" with the URL of its heap profile, or "node-inspector")',
       );
     this.routes.set(spec.trace, route);
+    this.startedAt.set(spec.trace, identity.startedAt);
     try {
       if (route.kind === "pprof-http") await this.fetchPprof(route, spec);
       else await this.node.start(spec);
     } catch (err) {
       this.routes.delete(spec.trace);
+      this.startedAt.delete(spec.trace);
       throw err;
     }
   }
@@ -92,11 +96,13 @@ export class AgentProfileSource implements ProfileSource {
   async stop(spec: TraceSpec): Promise<void> {
     const route = this.routes.get(spec.trace);
     this.routes.delete(spec.trace);
+    this.startedAt.delete(spec.trace);
     if (route?.kind === "node-inspector") await this.node.stop(spec);
   }
 
   async close(): Promise<void> {
     this.routes.clear();
+    this.startedAt.clear();
     await this.node.close();
   }
 
@@ -105,6 +111,13 @@ export class AgentProfileSource implements ProfileSource {
     spec: TraceSpec,
   ): Promise<HeapProfile> {
     const url = withPid(route.url, spec.pid);
+    // A fixed-port endpoint answers for whichever process holds the port now: after the traced
+    // process died and its supervisor started another, it would serve the new one's heap under
+    // the old pid, and the leak would seem to vanish from the diagnosis.
+    const identity = this.options.identify(spec.pid);
+    const startedAt = this.startedAt.get(spec.trace);
+    if (identity === undefined || (startedAt !== undefined && identity.startedAt !== startedAt))
+      throw new AgentSourceError("no-such-process", `process ${spec.pid} is gone`);
     let body: Uint8Array;
     try {
       const res = await this.options.fetch(url, { signal: AbortSignal.timeout(route.timeoutMs) });
@@ -120,7 +133,7 @@ export class AgentProfileSource implements ProfileSource {
         throw new AgentSourceError("no-such-process", `process ${spec.pid} is gone`, { cause: err });
       throw new AgentSourceError(
         "unreachable",
-        `cannot fetch the heap profile of ${spec.process} (pid ${spec.pid}) from ${url}: ${(err as Error).message}`,
+        `cannot fetch the heap profile of ${spec.process} (pid ${spec.pid}) from ${url}: ${reasonOf(err)}`,
         { cause: err },
       );
     }
@@ -139,4 +152,14 @@ export class AgentProfileSource implements ProfileSource {
     // Go sets time_nanos; a producer that does not gets the agent's clock.
     return profile.takenAt > 0 ? profile : { ...profile, takenAt: this.options.now() };
   }
+}
+
+/** fetch's own message is a bare "fetch failed"; the reason (ECONNREFUSED, a DNS failure) is in its causes. */
+function reasonOf(err: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = err; e instanceof Error && parts.length < 3; e = e.cause) {
+    const code = (e as { code?: unknown }).code;
+    parts.push(typeof code === "string" && !e.message.includes(code) ? `${e.message} (${code})` : e.message);
+  }
+  return parts.join(": ");
 }
