@@ -76,12 +76,14 @@ export const DetectConfig = z.strictObject({
   /** The level must exceed the same hour of the day before by this many of its day-over-day wobbles. */
   seasonalSigmas: z.number().nonnegative().default(3),
   /**
-   * For the heir of a flagged process (resin restarted a leak), "above yesterday" also passes
+   * For a process whose lineage was flagged (it continues, through one restart or more, the
+   * history of a process that was suspected when it restarted: resin restarted a leak), "above
+   * yesterday" also passes
    * when the median of the last `seasonalSpan` hours beats the median of the same hours
    * yesterday by `seasonalSigmas` of that statistic's own day-over-day wobble (1: off). A GC
    * sawtooth whose period does not divide the day puts the same hour yesterday at a random phase:
    * its single-hour wobble is the sawtooth's depth, a bar a resumed leak may never clear, while
-   * medians over a span longer than the period cancel the phase. Only for heirs: on every series
+   * medians over a span longer than the period cancel the phase. Only for such lineages: on every series
    * it also flagged healthy diurnal ones over 30 days of the closed loop.
    */
   seasonalSpan: z.number().int().min(1).max(12).default(7),

@@ -73,7 +73,10 @@ type Columns = Record<(typeof TIME_COLS)[number], Float64Array> &
   Record<(typeof INT_COLS)[number], Int32Array> &
   Record<(typeof RING_COLS)[number], Uint16Array> & {
     suspected: Uint8Array;
-    /** 1: continues the history of a predecessor that was suspected when it was restarted. */
+    /**
+     * 1: continues the history of a predecessor that was suspected when it was restarted; 2: of
+     * an earlier life that was (a leaking lineage, restarted since for another reason).
+     */
     heir: Uint8Array;
   };
 
@@ -359,7 +362,7 @@ export class ProcessDetectCore {
         const spanChange =
           this.spanMedian(slot, 0, span, NO_SHIFT) - this.spanMedian(slot, 24, span, NO_SHIFT);
         // Yesterday's span reaches `span` hours further back than the same hour yesterday.
-        const spanSpansRestart = cfg.restartShift && c.heir[slot] === 1 && ageHours < 24 + span;
+        const spanSpansRestart = cfg.restartShift && c.heir[slot] !== 0 && ageHours < 24 + span;
         if (spanChange <= 0 && !spanSpansRestart)
           c.sig24s[slot] = sigS + decay * (Math.min(-spanChange, 3 * sigS) - sigS);
       }
@@ -562,7 +565,7 @@ export class ProcessDetectCore {
       if (dayOverDay < cfg.seasonalSigmas * Math.max(c.sig24[slot]!, cfg.noiseFloor)) {
         const spanOk =
           span > 1 &&
-          c.heir[slot] === 1 &&
+          c.heir[slot] !== 0 &&
           c.ringLen[slot]! > 24 + span &&
           Math.min(z, this.spanMedian(slot, 0, span, NO_SHIFT)) - this.spanMedian(slot, 24, span, shift) >=
             cfg.seasonalSigmas * Math.max(c.sig24s[slot]!, cfg.noiseFloor);
@@ -662,7 +665,7 @@ export class ProcessDetectCore {
       this.dropNewestLevel(slot);
     }
     c.resetMs[slot] = now;
-    c.heir[slot] = c.suspected[predecessor] === 1 ? 1 : 0;
+    c.heir[slot] = c.suspected[predecessor] === 1 ? 1 : c.heir[predecessor] !== 0 ? 2 : 0;
     return true;
   }
 
