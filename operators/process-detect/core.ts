@@ -691,7 +691,7 @@ export class ProcessDetectCore {
     const win = this.scratchW;
     win.length = 0;
     for (let b = back; b < back + span && b <= last; b++) win.push(this.shiftedAt(slot, b, shift));
-    win.sort((a, b) => a - b);
+    sortNumbers(win);
     const mid = win.length >> 1;
     return win.length % 2 === 1 ? win[mid]! : (win[mid - 1]! + win[mid]!) / 2;
   }
