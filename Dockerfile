@@ -5,6 +5,7 @@ ENV NODE_ENV=production
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY bin ./bin
+COPY agent ./agent
 COPY cli ./cli
 COPY eval ./eval
 COPY lib ./lib

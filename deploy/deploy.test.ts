@@ -13,6 +13,7 @@ import { NatsSettings } from "../lib/nats.ts";
 import { requireBinary } from "../lib/testing/servers.ts";
 import type { WindowResult } from "../pipelines/detect.ts";
 import { LivePipeline } from "../pipelines/live.ts";
+import { Telemetry } from "../schemas/telemetry.ts";
 import {
   MEASUREMENT,
   mitigationLine,
@@ -43,6 +44,25 @@ describe("deploy/nats/nats.conf", () => {
       .replace(/^# }/m, "}");
     expect(partitioned).toMatch(/^mappings = \{\n {2}"resin\.telemetry\.\*\.\*":.*partition\(2,1\).*\n\}/m);
     expect(check(partitioned)).toMatch(/is valid/);
+  });
+});
+
+describe("deploy/agent/agent.json", () => {
+  it("is a valid agent config whose one pass over this machine's /proc is valid telemetry", () => {
+    const root = resolve(HERE, "..");
+    const r = spawnSync(
+      process.execPath,
+      [join(root, "bin/resin.js"), "agent", "--config", join(HERE, "agent/agent.json"), "--once"],
+      { encoding: "utf8", cwd: root, timeout: 60_000 },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const messages = r.stdout.split("\n").filter((l) => l.startsWith("{"));
+    expect(messages.length).toBeGreaterThan(0);
+    for (const line of messages) expect(Telemetry.safeParse(JSON.parse(line)).success, line).toBe(true);
+    // The compose service mounts this file and talks to the compose NATS.
+    const compose = readFileSync(join(root, "docker-compose.yml"), "utf8");
+    expect(compose).toContain("./deploy/agent/agent.json:/etc/resin/agent.json:ro");
+    expect(compose).toMatch(/agent:\n(.*\n)*? {4}pid: host/);
   });
 });
 
