@@ -138,7 +138,10 @@ async function runAgent(flags: AgentFlags): Promise<void> {
   const print = (m: unknown) => process.stdout.write(`${JSON.stringify(m)}\n`);
 
   if (flags.once === true) {
-    const log = pino({ level: flags.logLevel, base: { command: "agent" } }, pino.destination(2));
+    const log = pino(
+      { level: flags.logLevel, base: { command: "agent" } },
+      pino.destination({ dest: 2, sync: true }),
+    );
     const agent = await Agent.start({
       config: { ...config, metricsPort: 0 },
       host,

@@ -59,6 +59,17 @@ describe("deploy/agent/agent.json", () => {
     const messages = r.stdout.split("\n").filter((l) => l.startsWith("{"));
     expect(messages.length).toBeGreaterThan(0);
     for (const line of messages) expect(Telemetry.safeParse(JSON.parse(line)).success, line).toBe(true);
+    // Piped into a reader that stops early (`| head`), logs and telemetry on the same pipe, it
+    // still exits (a buffered log destination used to hang it on the broken pipe).
+    const piped = spawnSync(
+      "bash",
+      [
+        "-c",
+        `set -o pipefail; timeout 30 "${process.execPath}" bin/resin.js agent --config deploy/agent/agent.json --once 2>&1 | head -c 100 >/dev/null`,
+      ],
+      { encoding: "utf8", cwd: root, timeout: 60_000 },
+    );
+    expect(piped.status, piped.stderr).toBe(0);
     // The compose service mounts this file and talks to the compose NATS.
     const compose = readFileSync(join(root, "docker-compose.yml"), "utf8");
     expect(compose).toContain("./deploy/agent/agent.json:/etc/resin/agent.json:ro");
