@@ -234,6 +234,10 @@ export class GroupTrends {
     const firstHalf = dod(half) - dod(start);
     const secondHalf = now - dod(half);
     if (secondHalf < cfg.pace * firstHalf) return undefined;
+    // A growth shows against two days back as well as against one: a transient dip a day ago (a
+    // rolling deploy's restarts, their warm-up) makes today look like a ramp against yesterday
+    // while the level has only come back to where it was before the dip.
+    if (last >= 2 * DAY_HOURS && hist[last]! - hist[last - 2 * DAY_HOURS]! < 0.5 * now) return undefined;
     return start;
   }
 }
