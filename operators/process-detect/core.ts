@@ -674,23 +674,20 @@ export class ProcessDetectCore {
    * burst of an hour or two is not the level the series was at.
    */
   private smoothAt(slot: number, back: number, shift: RestartShift = NO_SHIFT): number {
-    const last = this.cols.ringLen[slot]! - 1;
-    const from = Math.max(0, back - 2);
-    const to = Math.min(last, back + 2);
-    const win = this.scratchW;
-    win.length = 0;
-    for (let b = from; b <= to; b++) win.push(this.shiftedAt(slot, b, shift));
-    sortNumbers(win);
-    const mid = win.length >> 1;
-    return win.length % 2 === 1 ? win[mid]! : (win[mid - 1]! + win[mid]!) / 2;
+    return this.medianOfLevels(slot, Math.max(0, back - 2), back + 2, shift);
   }
 
   /** The median of `span` levels from `back` hours back and older (as far as the ring reaches). */
   private spanMedian(slot: number, back: number, span: number, shift: RestartShift): number {
-    const last = this.cols.ringLen[slot]! - 1;
+    return this.medianOfLevels(slot, back, back + span - 1, shift);
+  }
+
+  /** The median of the (shifted) levels `from` to `to` hours back, `to` clipped to the ring. */
+  private medianOfLevels(slot: number, from: number, to: number, shift: RestartShift): number {
+    const last = Math.min(to, this.cols.ringLen[slot]! - 1);
     const win = this.scratchW;
     win.length = 0;
-    for (let b = back; b < back + span && b <= last; b++) win.push(this.shiftedAt(slot, b, shift));
+    for (let b = from; b <= last; b++) win.push(this.shiftedAt(slot, b, shift));
     sortNumbers(win);
     const mid = win.length >> 1;
     return win.length % 2 === 1 ? win[mid]! : (win[mid - 1]! + win[mid]!) / 2;
