@@ -42,16 +42,18 @@ const withPid = (template: string, pid: number) => template.replaceAll("{pid}", 
 
 export class AgentProfileSource implements ProfileSource {
   private readonly options: AgentProfileSourceOptions;
-  private readonly routes = new Map<string, Route>();
-  /** Start time of each traced process: with the pid, its identity (a restart or a reused pid differs). */
-  private readonly startedAt = new Map<string, number>();
+  /**
+   * Each trace's route, and the start time of its process: with the pid, the process's identity
+   * (a restart or a reused pid differs).
+   */
+  private readonly traces = new Map<string, { route: Route; startedAt: number }>();
   private readonly node: NodeSnapshotSource;
 
   constructor(options: Pick<AgentProfileSourceOptions, "identify"> & Partial<AgentProfileSourceOptions>) {
     this.options = { fetch, now: Date.now, ...options };
     this.node = new NodeSnapshotSource({
       inspectorFor: async (spec) => {
-        const route = this.routes.get(spec.trace);
+        const route = this.traces.get(spec.trace)?.route;
         return route?.kind === "node-inspector" && route.inspector !== undefined
           ? withPid(route.inspector, spec.pid)
           : await activateInspector(spec.pid);
@@ -75,48 +77,45 @@ export class AgentProfileSource implements ProfileSource {
         `no heap profile source for component ${spec.component} (process ${identity.comm}): ` +
           'set components[].snapshot in the agent config ("pprof-http" with the URL of its heap profile, or "node-inspector")',
       );
-    this.routes.set(spec.trace, route);
-    this.startedAt.set(spec.trace, identity.startedAt);
+    this.traces.set(spec.trace, { route, startedAt: identity.startedAt });
     try {
-      if (route.kind === "pprof-http") await this.fetchPprof(route, spec);
+      if (route.kind === "pprof-http") await this.fetchPprof(route, spec, identity.startedAt);
       else await this.node.start(spec);
     } catch (err) {
-      this.routes.delete(spec.trace);
-      this.startedAt.delete(spec.trace);
+      this.traces.delete(spec.trace);
       throw err;
     }
   }
 
   async collect(spec: TraceSpec): Promise<HeapProfile> {
-    const route = this.routes.get(spec.trace);
-    if (route === undefined) throw new AgentSourceError("unknown-trace", `no route for trace ${spec.trace}`);
-    return route.kind === "pprof-http" ? await this.fetchPprof(route, spec) : await this.node.collect(spec);
+    const trace = this.traces.get(spec.trace);
+    if (trace === undefined) throw new AgentSourceError("unknown-trace", `no route for trace ${spec.trace}`);
+    return trace.route.kind === "pprof-http"
+      ? await this.fetchPprof(trace.route, spec, trace.startedAt)
+      : await this.node.collect(spec);
   }
 
   async stop(spec: TraceSpec): Promise<void> {
-    const route = this.routes.get(spec.trace);
-    this.routes.delete(spec.trace);
-    this.startedAt.delete(spec.trace);
+    const route = this.traces.get(spec.trace)?.route;
+    this.traces.delete(spec.trace);
     if (route?.kind === "node-inspector") await this.node.stop(spec);
   }
 
   async close(): Promise<void> {
-    this.routes.clear();
-    this.startedAt.clear();
+    this.traces.clear();
     await this.node.close();
   }
 
   private async fetchPprof(
     route: Extract<Route, { kind: "pprof-http" }>,
     spec: TraceSpec,
+    startedAt: number,
   ): Promise<HeapProfile> {
     const url = withPid(route.url, spec.pid);
     // A fixed-port endpoint answers for whichever process holds the port now: after the traced
     // process died and its supervisor started another, it would serve the new one's heap under
     // the old pid, and the leak would seem to vanish from the diagnosis.
-    const identity = this.options.identify(spec.pid);
-    const startedAt = this.startedAt.get(spec.trace);
-    if (identity === undefined || (startedAt !== undefined && identity.startedAt !== startedAt))
+    if (this.options.identify(spec.pid)?.startedAt !== startedAt)
       throw new AgentSourceError("no-such-process", `process ${spec.pid} is gone`);
     let body: Uint8Array;
     try {
