@@ -10,20 +10,19 @@
  * The agent watches the whole machine (no `unmatched: "skip"`): vitest, nats-server, resin
  * itself, the kernel's memory; none of them may raise a suspect.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectWithRetry, NatsSettings } from "../lib/nats.ts";
-import { ResinProcess } from "../lib/testing/live.ts";
+import { type CapturedProcess, ResinProcess, spawnNode } from "../lib/testing/live.ts";
 import { freePort, startNats, type TestServer, waitFor } from "../lib/testing/servers.ts";
 import type { SuspectEvent } from "../schemas/suspect.ts";
 import type { Telemetry } from "../schemas/telemetry.ts";
 import { DiagnosisReport } from "../sinks/snapshot/report.ts";
 
-const ROOT = resolve(import.meta.dirname, "..");
 const FIXTURE = resolve(import.meta.dirname, "fixtures/steady-leak.js");
 const HOST = "e2e-agent-host";
 
@@ -55,17 +54,10 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function spawnLogged(args: string[]): { child: ChildProcess; output: () => string } {
-  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  child.stdout!.on("data", (d) => {
-    out += d;
-  });
-  child.stderr!.on("data", (d) => {
-    out += d;
-  });
-  children.push(child);
-  return { child, output: () => out };
+function spawnLogged(args: string[]): CapturedProcess {
+  const p = spawnNode(args);
+  children.push(p.child);
+  return p;
 }
 
 /**

@@ -6,12 +6,13 @@
  * 404, text instead of pprof, or nothing at all, and a process that died, fail with the codes
  * resin acts on and messages that say what went wrong.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentSourceError } from "../lib/agent/protocol.ts";
 import type { TraceSpec } from "../lib/agent/responder.ts";
 import type { HeapProfile } from "../lib/heap/profile.ts";
+import { spawnNode } from "../lib/testing/live.ts";
 import { freePort } from "../lib/testing/servers.ts";
 import { diagnose } from "../sinks/snapshot/diagnose.ts";
 import { type AgentConfigInput, parseAgentConfig } from "./config.ts";
@@ -19,7 +20,6 @@ import { RealProcFs } from "./procfs.ts";
 import { DEFAULT_CLOCK_TICKS, DEFAULT_PAGE_SIZE, Sampler } from "./sampler.ts";
 import { AgentProfileSource } from "./snapshot-source.ts";
 
-const ROOT = resolve(import.meta.dirname, "..");
 const FIXTURE = resolve(import.meta.dirname, "fixtures/pprof-service.ts");
 const LEAK_KIB_PER_S = 1024;
 const SAMPLING_INTERVAL_BYTES = 16 * 1024;
@@ -37,35 +37,21 @@ const services: PprofService[] = [];
 
 /** Starts the fixture and waits for its port; `role` tells the config's rules the children apart. */
 async function startPprofService(role: string, port = 0): Promise<PprofService> {
-  const child = spawn(
-    process.execPath,
-    [
-      "--import",
-      "tsx",
-      FIXTURE,
-      `--role=${role}`,
-      `--leak-kib-per-s=${LEAK_KIB_PER_S}`,
-      `--sampling-interval-bytes=${SAMPLING_INTERVAL_BYTES}`,
-      "--lifetime-s=90",
-      `--port=${port}`,
-    ],
-    { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let out = "";
-  let err = "";
-  child.stdout!.on("data", (d) => {
-    out += d;
-  });
-  child.stderr!.on("data", (d) => {
-    err += d;
-  });
-  const output = () => `stdout: ${out}\nstderr: ${err}`;
-  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  const { child, stdout, output, exited } = spawnNode([
+    "--import",
+    "tsx",
+    FIXTURE,
+    `--role=${role}`,
+    `--leak-kib-per-s=${LEAK_KIB_PER_S}`,
+    `--sampling-interval-bytes=${SAMPLING_INTERVAL_BYTES}`,
+    "--lifetime-s=90",
+    `--port=${port}`,
+  ]);
   const service: PprofService = { child, pid: child.pid!, port: 0, base: "", exited, output };
   services.push(service);
   const deadline = Date.now() + 20_000;
   for (;;) {
-    const m = /listening (\d+) (\d+)/.exec(out);
+    const m = /listening (\d+) (\d+)/.exec(stdout());
     if (m) {
       expect(Number(m[2])).toBe(child.pid);
       service.port = Number(m[1]);

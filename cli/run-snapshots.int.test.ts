@@ -5,14 +5,13 @@
  * agents answer from the simulator's heap model, and tickets come out in the directory and on
  * resin.tickets, naming the stacks the simulator leaks from.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectWithRetry, NatsSettings } from "../lib/nats.ts";
-import { ResinProcess, streamMessages } from "../lib/testing/live.ts";
+import { type CapturedProcess, ResinProcess, spawnNode, streamMessages } from "../lib/testing/live.ts";
 import { freePort, startNats, type TestServer, waitFor } from "../lib/testing/servers.ts";
 import { leakStackOf } from "../simulate/heap.ts";
 import { createSimulation, resolveScenario } from "../simulate/index.ts";
@@ -41,21 +40,18 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function agentSim(): { child: ChildProcess; output: () => string } {
-  const child = spawn(
-    process.execPath,
-    [resolve(ROOT, "bin/resin.js"), "agent-sim", "--nats", server.url, ...FLEET, "--log-level", "info"],
-    { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let out = "";
-  child.stdout!.on("data", (d) => {
-    out += d;
-  });
-  child.stderr!.on("data", (d) => {
-    out += d;
-  });
-  children.push(child);
-  return { child, output: () => out };
+function agentSim(): CapturedProcess {
+  const p = spawnNode([
+    resolve(ROOT, "bin/resin.js"),
+    "agent-sim",
+    "--nats",
+    server.url,
+    ...FLEET,
+    "--log-level",
+    "info",
+  ]);
+  children.push(p.child);
+  return p;
 }
 
 const tickets = () => readdirSync(dir).filter((f) => f.endsWith(".json"));

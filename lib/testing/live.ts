@@ -67,6 +67,32 @@ export class ResinProcess {
   }
 }
 
+/** A child `node` process (run from the repository root) with what it printed kept. */
+export interface CapturedProcess {
+  child: ChildProcess;
+  /** Its stdout so far. */
+  stdout: () => string;
+  /** Its stdout and stderr so far, as they came. */
+  output: () => string;
+  exited: Promise<void>;
+}
+
+/** Starts `node args...` from the repository root, keeping its output for the test's assertions and failures. */
+export function spawnNode(args: string[]): CapturedProcess {
+  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let all = "";
+  child.stdout!.on("data", (d) => {
+    out += d;
+    all += d;
+  });
+  child.stderr!.on("data", (d) => {
+    all += d;
+  });
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  return { child, stdout: () => out, output: () => all, exited };
+}
+
 /** Waits until the partition's consumer has delivered everything and the last delivery is acknowledged (checkpointed). */
 export async function drained(nc: NatsConnection, durable: string, timeoutMs = 60_000): Promise<void> {
   const jsm = await jetstreamManager(nc);
