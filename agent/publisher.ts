@@ -24,6 +24,7 @@ import {
   telemetrySubject,
 } from "../lib/jetstream.ts";
 import { backoffMs, sleep } from "../lib/nats.ts";
+import { Waker } from "../lib/waker.ts";
 import type { Telemetry } from "../schemas/telemetry.ts";
 
 export interface PublisherOptions {
@@ -84,8 +85,8 @@ export class TelemetryPublisher {
   private pumping: Promise<void> | undefined;
   private attempt = 0;
   private readonly stopping = new AbortController();
-  /** Woken early from a backoff when new messages arrive or the connection comes back. */
-  private wake = new AbortController();
+  /** Wakes the pump early from a backoff when new messages arrive or the connection comes back. */
+  private readonly waker = new Waker();
 
   constructor(options: Partial<PublisherOptions> = {}) {
     this.options = { ...DEFAULT_PUBLISHER_OPTIONS, ...options };
@@ -138,14 +139,14 @@ export class TelemetryPublisher {
       await sleep(50);
     }
     this.stopping.abort();
-    this.wake.abort();
+    this.waker.wake();
     await this.pumping;
     return this.queue.length + this.inFlight;
   }
 
   private kick(): void {
     if (this.pumping !== undefined) {
-      this.wake.abort();
+      this.waker.wake();
       return;
     }
     this.pumping = this.pump().finally(() => {
@@ -210,10 +211,8 @@ export class TelemetryPublisher {
         { err: (err as Error)?.message, attempt: this.attempt, buffered: this.queue.length },
         what,
       );
-    this.wake = new AbortController();
-    const both = AbortSignal.any([this.wake.signal, this.stopping.signal]);
+    if (this.stopping.signal.aborted) return;
     // New messages must not turn the backoff into a busy loop: wait at least a little.
-    await sleep(Math.max(100, wait), both);
-    if (this.wake.signal.aborted) await sleep(100, this.stopping.signal);
+    if (await this.waker.sleep(Math.max(100, wait))) await sleep(100, this.stopping.signal);
   }
 }

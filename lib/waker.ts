@@ -10,15 +10,17 @@ export class Waker {
     this.pending?.();
   }
 
-  async sleep(ms: number): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const done = () => {
+  /** Resolves true when a `wake()` cut the pause short, false after the full `ms`. */
+  async sleep(ms: number): Promise<boolean> {
+    return await new Promise<boolean>((resolve) => {
+      const done = (woken: boolean) => {
         clearTimeout(timer);
-        if (this.pending === done) this.pending = undefined;
-        resolve();
+        if (this.pending === wake) this.pending = undefined;
+        resolve(woken);
       };
-      const timer = setTimeout(done, ms);
-      this.pending = done;
+      const wake = () => done(true);
+      const timer = setTimeout(() => done(false), ms);
+      this.pending = wake;
     });
   }
 }
