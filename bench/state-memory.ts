@@ -45,6 +45,7 @@ function feed(core: WindowCore, stage: DetectionStage, hosts: number, procsPerHo
       core.push(msg, out);
     }
     for (const w of out) stage.step(w);
+    core.releaseEnded();
   }
   for (const w of core.flush()) stage.step(w);
 }
@@ -62,7 +63,7 @@ export const stateMemoryBench: BenchSuite = {
     const procsPerHost = 5;
     const before = heapAfterGc();
     const core = new WindowCore();
-    const stage = new DetectionStage();
+    const stage = new DetectionStage((slot) => core.seriesInfo(slot));
     feed(core, stage, hosts, procsPerHost);
     const after = heapAfterGc();
     const series = core.trackedSeries;

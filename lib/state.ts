@@ -3,9 +3,8 @@
  *
  * The cores keep their state in plain data (numbers, arrays, typed arrays, Maps, plain objects),
  * so a core's state is its own fields minus configuration and callbacks. Everything is captured
- * in one `v8.serialize` call, which keeps shared references shared (a series' identity object is
- * held by the window core, the detector and the lifecycle at once) and is fast for typed arrays;
- * the result is gzipped.
+ * in one `v8.serialize` call, which keeps references shared between cores shared and is fast
+ * for typed arrays; the result is gzipped.
  */
 import { createHash } from "node:crypto";
 import { deserialize, serialize } from "node:v8";
@@ -37,7 +36,7 @@ export class StateError extends Error {
 }
 
 /** Layout version of captured state: bump when a core's fields change meaning. */
-export const STATE_FORMAT = 2;
+export const STATE_FORMAT = 3;
 
 interface Envelope {
   format: number;

@@ -1,5 +1,5 @@
 import { type Observable, type OperatorFunction, Subject } from "rxjs";
-import { finalize, mergeMap, share, tap } from "rxjs/operators";
+import { finalize, mergeMap, share } from "rxjs/operators";
 import { statefulMap } from "../lib/rx.ts";
 import {
   assignFields,
@@ -20,6 +20,7 @@ import {
   type DetectConfigInput,
   type Finding,
   ProcessDetectCore,
+  type SeriesLookup,
 } from "../operators/process-detect/index.ts";
 import { type LifecycleConfigInput, SuspectLifecycle } from "../operators/suspect-lifecycle/index.ts";
 import { WindowConfig } from "../operators/window/config.ts";
@@ -72,7 +73,7 @@ export interface WindowResult {
 }
 
 /** Configuration, derived constants and callbacks of the process detector: not state. */
-const PROCESS_SKIP = ["config", "trace", "noiseDecay", "baseDecay", "groups", "hourMs"];
+const PROCESS_SKIP = ["config", "seriesInfo", "trace", "noiseDecay", "baseDecay", "groups", "hourMs"];
 
 /**
  * The stages after windowing, as one synchronous step per closed window: level 1 (bucketize,
@@ -87,10 +88,17 @@ export class DetectionStage {
   /** One window, ms: the detector's "hour" (time may be scaled down for tests and demos). */
   private readonly windowMs: number;
 
-  constructor(private readonly options: DetectOptions = {}) {
+  /**
+   * `seriesInfo` resolves the series slots of the windows passed to `step` (the window core's
+   * `seriesInfo`): the stage keeps no identity of its own.
+   */
+  constructor(
+    seriesInfo: SeriesLookup,
+    private readonly options: DetectOptions = {},
+  ) {
     const windowMs = WindowConfig.parse(options.window ?? {}).windowMs;
     this.windowMs = windowMs;
-    this.process = new ProcessDetectCore(options.detect, windowMs);
+    this.process = new ProcessDetectCore(seriesInfo, options.detect, windowMs);
     this.process.trace = options.trace;
     this.anomaly = new BucketAnomalyCore(options.buckets);
     this.lifecycle = new SuspectLifecycle(options.lifecycle, windowMs);
@@ -178,9 +186,10 @@ export class DetectionStage {
  * windows$.pipe(detectLeaks()).subscribe((r) => r.events.forEach((e) => console.log(e.id, e.state)));
  */
 export function detectLeaks(
+  seriesInfo: SeriesLookup,
   options: DetectOptions = {},
   onResult?: (stage: DetectionStage, result: WindowResult) => void,
-  create: () => DetectionStage = () => new DetectionStage(options),
+  create: () => DetectionStage = () => new DetectionStage(seriesInfo, options),
 ): OperatorFunction<ClosedWindow, WindowResult> {
   return statefulMap(create, (stage, w) => {
     const result = stage.step(w);
@@ -250,8 +259,9 @@ export function detectGraph(
   }
   let windowCore: WindowCore | undefined;
   let stage: DetectionStage | undefined;
-  // Slot → series as of the window being passed on (the core itself may be further ahead).
-  const known = new Map<number, SeriesInfo>();
+  // A slot of the window being passed on resolves to the series it means until the window core
+  // reads the next batch (see `WindowCore.releaseEnded`).
+  const seriesInfo = (slot: number) => windowCore?.seriesInfo(slot);
   const windows = lineBatches.pipe(
     decodeTelemetry(dead, stats.decode),
     eventTimeWindows(
@@ -262,15 +272,13 @@ export function detectGraph(
       },
       () => {
         const core = new WindowCore(options.window);
-        if (restored !== undefined) {
-          core.restoreState(restored.window);
-          for (const info of core.announcedSeries()) known.set(info.slot, info);
-        }
+        if (restored !== undefined) core.restoreState(restored.window);
         return core;
       },
       options.flushAtEnd ?? true,
     ),
     detectLeaks(
+      seriesInfo,
       options,
       (s, result) => {
         stats.windows++;
@@ -279,15 +287,11 @@ export function detectGraph(
         stats.suspectEvents += result.events.length;
       },
       () => {
-        stage = new DetectionStage(options);
+        stage = new DetectionStage(seriesInfo, options);
         if (restored !== undefined) stage.restoreState(restored.stage);
         return stage;
       },
     ),
-    tap((r) => {
-      for (const slot of r.window.ended) known.delete(slot);
-      for (const info of r.window.newSeries) known.set(info.slot, info);
-    }),
     finalize(() => dead.complete()),
     share(),
   );
@@ -296,7 +300,7 @@ export function detectGraph(
     windows,
     deadLetters: dead.asObservable(),
     stats,
-    seriesInfo: (slot) => known.get(slot),
+    seriesInfo,
     capture() {
       if (windowCore === undefined || stage === undefined)
         throw new Error("capture() needs a subscribed detection graph");

@@ -6,6 +6,9 @@ import type { ClosedWindow, SeriesInfo, StreamSnapshot } from "../window/core.ts
 import { DetectConfig, type DetectConfigInput } from "./config.ts";
 import { GroupTrends } from "./group.ts";
 
+/** The identity of a series slot (see `ProcessDetectCore.seriesInfo`). */
+export type SeriesLookup = (slot: number) => SeriesInfo | undefined;
+
 /** Levels older than ring index `since` are lowered by `drop` (see `restartShift`). */
 interface RestartShift {
   since: number;
@@ -113,7 +116,6 @@ export class ProcessDetectCore {
   private capacity = 0;
   private cols!: Columns;
   private ring = new Int16Array(0);
-  private readonly infos: (SeriesInfo | undefined)[] = [];
   private readonly open = new Map<number, OpenSuspect>();
   private readonly fineIds = new Map<string, number>();
   private readonly coarseIds = new Map<string, number>();
@@ -135,6 +137,12 @@ export class ProcessDetectCore {
   private readonly scratchW: number[] = [];
   private readonly scratchS: number[] = [];
 
+  /**
+   * Identity of a series slot, from the window core (`WindowCore.seriesInfo`): the detector keeps
+   * no identity of its own (an object per series was most of the state beyond its columns).
+   */
+  private readonly seriesInfo: SeriesLookup;
+
   /** Called with the reason whenever a candidate interval is rejected (debugging aid). */
   trace: ((info: SeriesInfo, windowStart: number, reason: string) => void) | undefined;
 
@@ -145,8 +153,9 @@ export class ProcessDetectCore {
    */
   private readonly hourMs: number;
 
-  constructor(config: DetectConfigInput = {}, windowMs = 3_600_000) {
+  constructor(seriesInfo: SeriesLookup, config: DetectConfigInput = {}, windowMs = 3_600_000) {
     this.config = DetectConfig.parse(config);
+    this.seriesInfo = seriesInfo;
     this.hourMs = windowMs;
     this.noiseDecay = 1 - 0.5 ** (1 / this.config.noiseHalfLife);
     this.baseDecay = 1 - 0.5 ** (1 / this.config.baselineHalfLife);
@@ -165,9 +174,9 @@ export class ProcessDetectCore {
     this.grow(1024);
   }
 
-  /** Identity of a live series (registered from the windows' newSeries). */
+  /** Identity of a series in the window being processed. */
   infoOf(slot: number): SeriesInfo | undefined {
-    return this.infos[slot];
+    return this.seriesInfo(slot);
   }
 
   /** Marks a series as suspected (kept out of peer baselines) or not; the lifecycle calls it. */
@@ -244,7 +253,7 @@ export class ProcessDetectCore {
     const deferred: number[] = [];
     for (let i = 0; i < n; i++) {
       const slot = w.slots[i]!;
-      if (c.lastMs[slot]! < 0 && this.infos[slot]!.predecessor !== undefined) deferred.push(i);
+      if (c.lastMs[slot]! < 0 && this.seriesInfo(slot)!.predecessor !== undefined) deferred.push(i);
       else this.step(acc, i, ys[i]!);
     }
     for (const i of deferred) this.step(acc, i, ys[i]!);
@@ -269,10 +278,10 @@ export class ProcessDetectCore {
     const cfg = this.config;
     const w = acc.w;
     const slot = w.slots[i]!;
-    const info = this.infos[slot]!;
+    const info = this.seriesInfo(slot)!;
     const vms = acc.streams.get(info.stream)?.vms ?? -1;
     const g = c.fine[slot]!;
-    const ageHours = (w.start - this.ageRef(slot)) / this.hourMs;
+    const ageHours = (w.start - (info.startedAt ?? info.firstTs)) / this.hourMs;
     if (c.lastMs[slot]! < 0 && !this.inherit(slot, info.predecessor, w.start)) {
       const z0 = y - this.fineM[g]!;
       c.lastY[slot] = y;
@@ -404,7 +413,8 @@ export class ProcessDetectCore {
   private backfill(g: number, now: number, delta: readonly number[]): void {
     const c = this.cols;
     for (let slot = 0; slot < this.capacity; slot++) {
-      if (this.infos[slot] === undefined || c.fine[slot] !== g || c.lastMs[slot]! < 0) continue;
+      // lastMs < 0: no level yet, or no series (removed, or a slot never used).
+      if (c.fine[slot] !== g || c.lastMs[slot]! < 0) continue;
       const offset = Math.round((now - c.lastMs[slot]!) / this.hourMs) - 1;
       if (offset < 0 || offset >= delta.length) continue;
       c.z[slot]! += delta[offset]!;
@@ -472,7 +482,7 @@ export class ProcessDetectCore {
 
   /** Why a series was not flagged, reported to `trace` (a debugging aid). */
   private reject(slot: number, now: number, reason: string): undefined {
-    this.trace?.(this.infos[slot]!, now, reason);
+    this.trace?.(this.seriesInfo(slot)!, now, reason);
     return undefined;
   }
 
@@ -636,7 +646,8 @@ export class ProcessDetectCore {
    * from where the predecessor was, and the interval cannot reach back past the restart.
    */
   private inherit(slot: number, predecessor: number | undefined, now: number): boolean {
-    if (predecessor === undefined || this.infos[predecessor] === undefined) return false;
+    // A predecessor no longer tracked has lastMs −1 (see `removeSeries`).
+    if (predecessor === undefined) return false;
     const c = this.cols;
     const r = this.config.ringHours;
     const lastMs = c.lastMs[predecessor]!;
@@ -762,11 +773,6 @@ export class ProcessDetectCore {
     return hi - lo;
   }
 
-  private ageRef(slot: number): number {
-    const info = this.infos[slot]!;
-    return info.startedAt ?? info.firstTs;
-  }
-
   /** Appends a level; missing hours in between repeat it, so a ring index is hours back. */
   private pushRing(slot: number, z: number, gapHours: number): void {
     const c = this.cols;
@@ -790,7 +796,6 @@ export class ProcessDetectCore {
   private addSeries(info: SeriesInfo, stream: StreamSnapshot | undefined): void {
     const slot = info.slot;
     if (slot >= this.capacity) this.grow(Math.max(slot + 1, Math.ceil(this.capacity * 1.25)));
-    this.infos[slot] = info;
     const coarseKey = `${info.component}\u0001${info.name}`;
     let coarse = this.coarseIds.get(coarseKey);
     if (coarse === undefined) {
@@ -821,10 +826,11 @@ export class ProcessDetectCore {
     c.sig24s[slot] = c.sig24[slot]!;
   }
 
+  /** Forgets a series: no level (lastMs −1), as in a slot never used, until a new series takes it. */
   private removeSeries(slot: number): void {
-    this.infos[slot] = undefined;
     this.open.delete(slot);
     this.cols.suspected[slot] = 0;
+    this.cols.lastMs[slot] = -1;
   }
 
   private grow(capacity: number): void {
@@ -836,6 +842,8 @@ export class ProcessDetectCore {
     for (const k of RING_COLS) next[k] = new Uint16Array(capacity);
     next.suspected = new Uint8Array(capacity);
     next.heir = new Uint8Array(capacity);
+    // Slots beyond the old capacity have no series: no level yet (see `removeSeries`).
+    next.lastMs!.fill(-1);
     if (old !== undefined) for (const k of Object.keys(next)) next[k]!.set(old[k as keyof Columns]);
     const ring = new Int16Array(capacity * this.config.ringHours);
     ring.set(this.ring);

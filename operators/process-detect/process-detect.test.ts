@@ -249,6 +249,6 @@ describe("process-level detection", () => {
   });
 
   it("keeps its per-series state small", () => {
-    expect(new ProcessDetectCore().stateBytesPerSeries()).toBeLessThanOrEqual(400);
+    expect(new ProcessDetectCore(() => undefined).stateBytesPerSeries()).toBeLessThanOrEqual(400);
   });
 });

@@ -87,10 +87,12 @@ interface OpenWindow {
 }
 
 const DEDUP_DEPTH = 8;
-/** Distinct process names kept for sharing (see `WindowCore.names`). */
-const MAX_SHARED_NAMES = 65_536;
-/** Fields of the core that are configuration or a cache, not checkpointed state. */
-const NOT_STATE = ["config", "names"];
+/** Fields of the core that are configuration, not checkpointed state. */
+const NOT_STATE = ["config"];
+/** `seriesStream` of a slot no series holds. */
+const FREE = -1;
+/** `pid` of a series whose pid does not fit 32 bits: the pid is in `bigPids`. */
+const BIG_PID = 0xffff_ffff;
 /** Streams with more live processes than this get a hash index. */
 const INDEX_AFTER = 24;
 
@@ -117,28 +119,56 @@ export class WindowCore {
   private readonly streamList: Stream[] = [];
   /** The last DEDUP_DEPTH sample timestamps of every stream, one row per stream (NaN = empty). */
   private recentTs = new Float64Array(0);
-  private readonly series: (SeriesInfo | undefined)[] = [];
-  /** Per series slot, in typed arrays (a few bytes per series, not a tagged value each; see `growSlots`). */
+  /**
+   * Per series slot, in typed arrays (see `growSlots`): a series' identity is 32 bytes of
+   * columns, where a `SeriesInfo` object per series (with its two boxed numbers, and the window
+   * core's and the detector's references to it) was ~144. `seriesInfo(slot)` builds the object
+   * when asked.
+   */
   private slotCapacity = 0;
-  /** Start of the last closed window in which each series had a point. */
+  /** Number of slots ever used: every slot below it is live, ended or free. */
+  private slotCount = 0;
+  /** The series' stream (`Stream.slot`; host and component), or FREE. */
+  private seriesStream = new Int32Array(0);
+  /** The series' process name, as an id in `nameList`. */
+  private nameOf = new Int32Array(0);
+  /** The series' pid, or BIG_PID (then the pid is in `bigPids`; no real system has such pids). */
+  private pid = new Uint32Array(0);
+  private readonly bigPids = new Map<number, number>();
+  /** The process start time the series reported, or NaN when it reported none. */
+  private startedAt = new Float64Array(0);
+  /** Earliest event time seen for the series. */
+  private firstTs = new Float64Array(0);
+  /** Slot of the series this one replaced (see `SeriesInfo.predecessor`), or −1. */
+  private predecessor = new Int32Array(0);
+  /**
+   * Start of the last closed window in which each series had a point; +Infinity until the series
+   * was announced in an emitted window's `newSeries` (it gets its first point in that window),
+   * −Infinity once it ended (until its slot is released).
+   */
   private lastWindow = new Float64Array(0);
-  /** 1 once the series was announced in an emitted window's `newSeries`. */
-  private announced = new Uint8Array(0);
   /** Next slot of the same stream (see `Stream.first`), −1 at the end. */
   private nextInStream = new Int32Array(0);
   private readonly freeSlots: number[] = [];
+  /**
+   * Slots of series ended in emitted windows, not yet free: their windows' consumers may still
+   * look them up (`seriesInfo`) until the windows are passed on (see `releaseEnded`).
+   */
+  private readonly endedSlots: number[] = [];
   private readonly open = new Map<number, OpenWindow>();
   private maxTs = Number.NEGATIVE_INFINITY;
   /** Every window ending at or before this is closed. */
   private closedUpTo = Number.NEGATIVE_INFINITY;
   private liveSeries = 0;
   /**
-   * One string per process name for all series: JSON.parse gives every message its own copy of
-   * names longer than 10 characters, and a series would otherwise keep the copy of its first
-   * sample (~32 B per series). A cache, not state: cleared when it grows large (pid-bearing
-   * names), which only costs sharing.
+   * Process names, each once, with the number of series slots holding it (JSON.parse gives every
+   * message its own copy of a name, and a slot refers to its name by id, 4 bytes). A name is
+   * forgotten with its last series, so pid-bearing names do not pile up.
    */
-  private readonly names = new Map<string, string>();
+  private readonly nameList: string[] = [];
+  private readonly nameIds = new Map<string, number>();
+  private readonly nameRefs: number[] = [];
+  private readonly freeNames: number[] = [];
 
   constructor(config: WindowConfigInput = {}) {
     this.config = WindowConfig.parse(config);
@@ -149,22 +179,54 @@ export class WindowCore {
   }
 
   /**
-   * The series in a slot now. The core may be ahead of the windows it has emitted (a batch is
-   * read before its windows are passed on), so consumers of closed windows should resolve
-   * slots from the windows' own `newSeries`/`ended` (see `announcedSeries`).
+   * The identity of the series in a slot, as a new object (not kept by the core: changing it
+   * changes nothing), or undefined for a free slot. A slot ended by an emitted window keeps its
+   * series until `releaseEnded()`: while the windows are passed on, every slot they mention
+   * (points, `newSeries`, `ended`) resolves to the series they mean, although the core may
+   * already have read further.
    */
   seriesInfo(slot: number): SeriesInfo | undefined {
-    return this.series[slot];
+    if (slot < 0 || slot >= this.slotCount) return undefined;
+    const stream = this.seriesStream[slot]!;
+    if (stream === FREE) return undefined;
+    const s = this.streamList[stream]!;
+    const startedAt = this.startedAt[slot]!;
+    const predecessor = this.predecessor[slot]!;
+    return {
+      slot,
+      host: s.host,
+      component: s.component,
+      name: this.nameList[this.nameOf[slot]!]!,
+      pid: this.pidOf(slot),
+      startedAt: Number.isNaN(startedAt) ? undefined : startedAt,
+      firstTs: this.firstTs[slot]!,
+      stream,
+      predecessor: predecessor < 0 ? undefined : predecessor,
+    };
   }
 
   /** Series announced in an emitted window and not ended since: what window consumers know. */
   announcedSeries(): SeriesInfo[] {
     const out: SeriesInfo[] = [];
-    for (let slot = 0; slot < this.series.length; slot++) {
-      const info = this.series[slot];
-      if (info !== undefined && this.announced[slot] === 1) out.push(info);
-    }
+    for (let slot = 0; slot < this.slotCount; slot++)
+      if (this.isLive(slot) && this.lastWindow[slot] !== Number.POSITIVE_INFINITY)
+        out.push(this.seriesInfo(slot)!);
     return out;
+  }
+
+  /**
+   * Call once the windows emitted so far have been passed on (their consumers are done with
+   * them): the slots of the series they ended become free for new series. Until then those
+   * slots keep resolving (see `seriesInfo`); never calling it only costs slot reuse.
+   */
+  releaseEnded(): void {
+    for (const slot of this.endedSlots) {
+      this.seriesStream[slot] = FREE;
+      this.bigPids.delete(slot);
+      this.dropName(this.nameOf[slot]!);
+      this.freeSlots.push(slot);
+    }
+    this.endedSlots.length = 0;
   }
 
   /** Everything this core knows, as plain data for a checkpoint (see lib/state.ts). */
@@ -227,7 +289,7 @@ export class WindowCore {
       let slot = guess >= 0 && this.isSeries(guess, p.name, p.pid, p.startedAt) ? guess : -1;
       if (slot < 0) slot = this.findSeries(stream, p.name, p.pid, p.startedAt);
       if (slot < 0) slot = this.newSeries(stream, p.name, p.pid, p.startedAt, ts);
-      else if (ts < this.series[slot]!.firstTs) this.series[slot]!.firstTs = ts;
+      else if (ts < this.firstTs[slot]!) this.firstTs[slot] = ts;
       guess = this.nextInStream[slot]!;
       const vals = win.values.get(slot);
       if (vals === undefined) win.values.set(slot, [p.bytes]);
@@ -275,11 +337,8 @@ export class WindowCore {
       slots[i] = slot;
       values[i] = robustCenter(vals);
       counts[i] = vals.length;
+      if (this.lastWindow[slot] === Number.POSITIVE_INFINITY) newSeries.push(this.seriesInfo(slot)!);
       this.lastWindow[slot] = win.start;
-      if (this.announced[slot] === 0) {
-        this.announced[slot] = 1;
-        newSeries.push(this.series[slot]!);
-      }
     }
     const streams: StreamSnapshot[] = [];
     for (const s of [...win.streams.keys()].sort((a, b) => a - b)) {
@@ -293,13 +352,12 @@ export class WindowCore {
     // closed windows only, so the arrival order of samples does not change the outcome.
     const ended: number[] = [];
     const horizon = win.start + this.config.windowMs - this.config.idleEndMs;
-    for (let slot = 0; slot < this.series.length; slot++) {
-      const info = this.series[slot];
-      if (info === undefined || this.announced[slot] === 0) continue;
-      if (this.lastWindow[slot]! + this.config.windowMs > horizon) continue;
+    for (let slot = 0; slot < this.slotCount; slot++) {
+      // Not announced yet (+Infinity) is not idle; nor is an ended or free slot (not live).
+      if (this.lastWindow[slot]! + this.config.windowMs > horizon || !this.isLive(slot)) continue;
       if (this.hasOpenSamples(slot)) continue;
       ended.push(slot);
-      this.endSeries(info);
+      this.endSeries(slot);
     }
     return {
       start: win.start,
@@ -333,17 +391,44 @@ export class WindowCore {
 
   /** Whether the live series in `slot` has this identity. */
   private isSeries(slot: number, name: string, pid: number, startedAt: number | undefined): boolean {
-    const info = this.series[slot]!;
-    return info.pid === pid && info.name === name && info.startedAt === startedAt;
+    const ownStart = this.startedAt[slot]!;
+    return (
+      this.pidOf(slot) === pid &&
+      (startedAt === undefined ? Number.isNaN(ownStart) : ownStart === startedAt) &&
+      this.nameList[this.nameOf[slot]!] === name
+    );
   }
 
-  private endSeries(info: SeriesInfo): void {
-    const stream = this.streamList[info.stream]!;
-    this.unlink(stream, info.slot);
-    stream.index?.delete(identityKey(info.name, info.pid, info.startedAt));
-    this.series[info.slot] = undefined;
-    this.announced[info.slot] = 0;
-    this.freeSlots.push(info.slot);
+  /** `identityKey` of the series in `slot`. */
+  private keyOf(slot: number): string {
+    const startedAt = this.startedAt[slot]!;
+    const name = this.nameList[this.nameOf[slot]!]!;
+    return identityKey(name, this.pidOf(slot), Number.isNaN(startedAt) ? undefined : startedAt);
+  }
+
+  private pidOf(slot: number): number {
+    const pid = this.pid[slot]!;
+    return pid === BIG_PID ? this.bigPids.get(slot)! : pid;
+  }
+
+  /** Whether a series holds the slot and has not ended (ended: `lastWindow` is −Infinity). */
+  private isLive(slot: number): boolean {
+    return this.seriesStream[slot] !== FREE && this.lastWindow[slot] !== Number.NEGATIVE_INFINITY;
+  }
+
+  /** The start time a series is placed by among its stream's: its start, or its first sample. */
+  private startOf(slot: number): number {
+    const startedAt = this.startedAt[slot]!;
+    return Number.isNaN(startedAt) ? this.firstTs[slot]! : startedAt;
+  }
+
+  /** Takes an ended series out of its stream; its slot is freed by `releaseEnded`. */
+  private endSeries(slot: number): void {
+    const stream = this.streamList[this.seriesStream[slot]!]!;
+    this.unlink(stream, slot);
+    stream.index?.delete(this.keyOf(slot));
+    this.lastWindow[slot] = Number.NEGATIVE_INFINITY;
+    this.endedSlots.push(slot);
     this.liveSeries--;
   }
 
@@ -354,51 +439,59 @@ export class WindowCore {
     startedAt: number | undefined,
     ts: number,
   ): number {
-    const slot = this.freeSlots.length > 0 ? this.freeSlots.pop()! : this.series.length;
+    const slot = this.freeSlots.length > 0 ? this.freeSlots.pop()! : this.slotCount++;
     if (slot >= this.slotCapacity) this.growSlots(slot + 1);
-    let predecessor: number | undefined;
+    const nameId = this.nameIdOf(name);
+    let predecessor = -1;
     let predecessorStart = Number.NEGATIVE_INFINITY;
     const myStart = startedAt ?? ts;
     for (let other = stream.first; other >= 0; other = this.nextInStream[other]!) {
-      const o = this.series[other]!;
-      const oStart = o.startedAt ?? o.firstTs;
-      if (o.name === name && oStart < myStart && oStart > predecessorStart) {
+      const oStart = this.startOf(other);
+      if (this.nameOf[other] === nameId && oStart < myStart && oStart > predecessorStart) {
         predecessor = other;
         predecessorStart = oStart;
       }
     }
-    this.series[slot] = {
-      slot,
-      host: stream.host,
-      component: stream.component,
-      name: this.shared(name),
-      pid,
-      startedAt,
-      firstTs: ts,
-      stream: stream.slot,
-      predecessor,
-    };
+    this.seriesStream[slot] = stream.slot;
+    this.nameOf[slot] = nameId;
+    if (pid < BIG_PID) this.pid[slot] = pid;
+    else {
+      this.pid[slot] = BIG_PID;
+      this.bigPids.set(slot, pid);
+    }
+    this.startedAt[slot] = startedAt ?? Number.NaN;
+    this.firstTs[slot] = ts;
+    this.predecessor[slot] = predecessor;
     this.append(stream, slot);
     if (stream.index !== undefined) stream.index.set(identityKey(name, pid, startedAt), slot);
     else if (stream.size > INDEX_AFTER) {
       stream.index = new Map();
-      for (let s = stream.first; s >= 0; s = this.nextInStream[s]!) {
-        const si = this.series[s]!;
-        stream.index.set(identityKey(si.name, si.pid, si.startedAt), s);
-      }
+      for (let s = stream.first; s >= 0; s = this.nextInStream[s]!) stream.index.set(this.keyOf(s), s);
     }
     this.lastWindow[slot] = Number.POSITIVE_INFINITY;
-    this.announced[slot] = 0;
     this.liveSeries++;
     return slot;
   }
 
-  private shared(name: string): string {
-    const known = this.names.get(name);
-    if (known !== undefined) return known;
-    if (this.names.size >= MAX_SHARED_NAMES) this.names.clear();
-    this.names.set(name, name);
-    return name;
+  /** The id of `name` in `nameList`, counting one more slot that holds it. */
+  private nameIdOf(name: string): number {
+    let id = this.nameIds.get(name);
+    if (id === undefined) {
+      id = this.freeNames.length > 0 ? this.freeNames.pop()! : this.nameList.length;
+      this.nameList[id] = name;
+      this.nameRefs[id] = 0;
+      this.nameIds.set(name, id);
+    }
+    this.nameRefs[id]!++;
+    return id;
+  }
+
+  /** One slot fewer holds name `id`; the last one forgets it. */
+  private dropName(id: number): void {
+    if (--this.nameRefs[id]! > 0) return;
+    this.nameIds.delete(this.nameList[id]!);
+    this.nameList[id] = "";
+    this.freeNames.push(id);
   }
 
   /** Appends `slot` to the stream's list of live series. */
@@ -427,15 +520,14 @@ export class WindowCore {
   /** Makes room for series slots below `needed` in the per-slot typed arrays. */
   private growSlots(needed: number): void {
     const capacity = Math.max(needed, 1024, Math.ceil(this.slotCapacity * 1.25));
-    const lastWindow = new Float64Array(capacity);
-    lastWindow.set(this.lastWindow);
-    this.lastWindow = lastWindow;
-    const announced = new Uint8Array(capacity);
-    announced.set(this.announced);
-    this.announced = announced;
-    const next = new Int32Array(capacity);
-    next.set(this.nextInStream);
-    this.nextInStream = next;
+    this.seriesStream = grown(this.seriesStream, new Int32Array(capacity));
+    this.nameOf = grown(this.nameOf, new Int32Array(capacity));
+    this.pid = grown(this.pid, new Uint32Array(capacity));
+    this.startedAt = grown(this.startedAt, new Float64Array(capacity));
+    this.firstTs = grown(this.firstTs, new Float64Array(capacity));
+    this.predecessor = grown(this.predecessor, new Int32Array(capacity));
+    this.lastWindow = grown(this.lastWindow, new Float64Array(capacity));
+    this.nextInStream = grown(this.nextInStream, new Int32Array(capacity));
     this.slotCapacity = capacity;
   }
 
@@ -469,6 +561,12 @@ export class WindowCore {
     }
     return stream;
   }
+}
+
+/** `to` with `from` copied to its start. */
+function grown<T extends Float64Array | Int32Array | Uint32Array>(from: T, to: T): T {
+  to.set(from);
+  return to;
 }
 
 function snapshotOf(stream: Stream, msg: Telemetry): StreamSnapshot {

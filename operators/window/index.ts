@@ -37,6 +37,8 @@ export function eventTimeWindows(
           }
           for (const w of out) subscriber.next(w);
           out.length = 0;
+          // Delivered: the slots of the series these windows ended may now go to new series.
+          core.releaseEnded();
         },
         error(err) {
           subscriber.error(err);

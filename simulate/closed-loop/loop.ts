@@ -13,7 +13,7 @@
  *   r.without.lowMemoryVmRebootsPer100kHostDays / r.with.lowMemoryVmRebootsPer100kHostDays
  */
 import type { MitigateReply, MitigateRequest, MitigationAction } from "../../lib/agent/mitigate-protocol.ts";
-import { type ClosedWindow, type SeriesInfo, WindowCore } from "../../operators/window/index.ts";
+import { type ClosedWindow, WindowCore } from "../../operators/window/index.ts";
 import { DetectionStage, type DetectOptions } from "../../pipelines/detect.ts";
 import type { SuspectEvent } from "../../schemas/suspect.ts";
 import type { Telemetry } from "../../schemas/telemetry.ts";
@@ -245,8 +245,6 @@ class ResinInTheLoop {
   private readonly stage: DetectionStage;
   private readonly engine: MitigationEngine;
   private readonly closed: ClosedWindow[] = [];
-  /** Slot → series as announced by the closed windows (as detectGraph keeps it). */
-  private readonly known = new Map<number, SeriesInfo>();
   private readonly events: SuspectEvent[] = [];
   readonly audit: AuditRecord[] = [];
 
@@ -257,7 +255,7 @@ class ResinInTheLoop {
     detect: DetectOptions = {},
   ) {
     this.window = new WindowCore(detect.window);
-    this.stage = new DetectionStage(detect);
+    this.stage = new DetectionStage((slot) => this.window.seriesInfo(slot), detect);
     this.engine = new MitigationEngine(mitigation);
   }
 
@@ -266,6 +264,7 @@ class ResinInTheLoop {
     if (this.closed.length === 0) return;
     for (const w of this.closed) this.onWindow(w);
     this.closed.length = 0;
+    this.window.releaseEnded();
   }
 
   /** At each tick: the agents' replies, then the engine's decisions, carried out at once. */
@@ -277,15 +276,13 @@ class ResinInTheLoop {
   }
 
   private onWindow(w: ClosedWindow): void {
-    for (const info of w.newSeries) this.known.set(info.slot, info);
     // Host facts for the engine's rules and priority: VMs, memory, processes per component.
-    for (const f of hostFactsOf(w, (slot) => this.known.get(slot))) this.engine.observeHost(f);
+    for (const f of hostFactsOf(w, (slot) => this.window.seriesInfo(slot))) this.engine.observeHost(f);
     const result = this.stage.step(w);
     for (const e of result.events) {
       this.events.push(e);
       this.engine.onSuspect(e);
     }
-    for (const slot of w.ended) this.known.delete(slot);
   }
 
   score(result: RunResult, mitigation: MitigationConfig): void {
