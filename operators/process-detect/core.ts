@@ -59,16 +59,15 @@ const FLOAT_COLS = [
   "anchor",
   "noise",
   "slope",
-  "wander",
   "lastVms",
   "sig24",
   "sig24s",
   "perVm",
   "perVmN",
   "vmOffset",
-  "perVmVar",
 ] as const;
-const INT_COLS = ["confirms", "fine", "coarse"] as const;
+/** `fine`: the series' fine peer group (its coarse group is `fineOf[fine]`). */
+const INT_COLS = ["confirms", "fine"] as const;
 /** Positions in the ring of levels: ringHours is at most 256, so 16 bits hold them. */
 const RING_COLS = ["ringPos", "ringLen"] as const;
 type Columns = Record<(typeof TIME_COLS)[number], Float64Array> &
@@ -209,6 +208,11 @@ export class ProcessDetectCore {
     const cfg = this.config;
     const streams = new Map<number, StreamSnapshot>();
     for (const s of w.streams) streams.set(s.stream, s);
+    // Room for the window's new series at once: a fleet's first window announces nearly all of
+    // them, and growing slot by slot would overshoot by up to a quarter.
+    let needed = 0;
+    for (const info of w.newSeries) needed = Math.max(needed, info.slot + 1);
+    if (needed > this.capacity) this.grow(Math.max(needed, Math.ceil(this.capacity * 1.25)));
     for (const info of w.newSeries) this.addSeries(info, streams.get(info.stream));
 
     // Pass 1: the common mode of each peer group (component, process, region; the component
@@ -281,6 +285,7 @@ export class ProcessDetectCore {
     const info = this.seriesInfo(slot)!;
     const vms = acc.streams.get(info.stream)?.vms ?? -1;
     const g = c.fine[slot]!;
+    const coarse = this.fineOf[g]!;
     const ageHours = (w.start - (info.startedAt ?? info.firstTs)) / this.hourMs;
     if (c.lastMs[slot]! < 0 && !this.inherit(slot, info.predecessor, w.start)) {
       const z0 = y - this.fineM[g]!;
@@ -309,15 +314,14 @@ export class ProcessDetectCore {
         const step = 1 / Math.min(n + 2, 8);
         const miss = change / dv - c.perVm[slot]!;
         c.perVm[slot]! += step * miss;
-        c.perVmVar[slot]! += step * (miss * miss - c.perVmVar[slot]!);
         c.perVmN[slot] = n + 1;
-        if (n + 1 >= 3) pushTo(acc.perVmSeen, c.coarse[slot]!, c.perVm[slot]!);
+        if (n + 1 >= 3) pushTo(acc.perVmSeen, coarse, c.perVm[slot]!);
       }
       // Tenant-following memory: in a component that follows its VM count, take out what the VM
       // change did (VMs and memory are both window medians, so they land in the same window): the
       // host's own memory per VM, shrunk toward the component's while it has seen few changes.
       // A staircase of VM arrivals then does not add up to a leak.
-      const componentPerVm = this.coarsePerVm[c.coarse[slot]!];
+      const componentPerVm = this.coarsePerVm[coarse];
       if (componentPerVm !== undefined) {
         const n = c.perVmN[slot]!;
         const perVm = (n * c.perVm[slot]! + 3 * componentPerVm) / (n + 3);
@@ -345,7 +349,7 @@ export class ProcessDetectCore {
       const dev = Math.min(Math.abs(e - c.slope[slot]! * gapHours) / Math.sqrt(gapHours), 3 * noiseE);
       c.noise[slot] = noiseE + decay * (dev - noiseE);
     }
-    pushTo(acc.noiseSeen, c.coarse[slot]!, c.noise[slot]!);
+    pushTo(acc.noiseSeen, coarse, c.noise[slot]!);
     // A level step in the window where the VM count moved the same way restarts the interval,
     // whatever part of it the memory per VM did not account for.
     if (Math.sign(vmStep) === Math.sign(dv) && Math.abs(vmStep) > 2 * noiseE && c.suspected[slot] !== 1) {
@@ -353,8 +357,9 @@ export class ProcessDetectCore {
     }
     this.pushRing(slot, z, gapHours);
     if (c.ringLen[slot]! > 24 && c.suspected[slot] !== 1) {
-      c.wander[slot] = cfg.burstRobust ? this.robustRangeOf(slot, 24) : this.rangeOf(slot, 0, 24);
-      pushTo(acc.wanderSeen, c.coarse[slot]!, c.wander[slot]!);
+      // Rounded to float32, as the other per-series scales are stored.
+      const wander = Math.fround(cfg.burstRobust ? this.robustRangeOf(slot, 24) : this.rangeOf(slot, 0, 24));
+      pushTo(acc.wanderSeen, coarse, wander);
       // Day-over-day change: what the same hour yesterday says. A healthy series repeats its
       // day (diurnal load, its own phase and amplitude), so this stays near its typical size.
       // Learned from the falls only: healthy wobble is symmetric, a leak only ever rises, and a
@@ -375,7 +380,7 @@ export class ProcessDetectCore {
         if (spanChange <= 0 && !spanSpansRestart)
           c.sig24s[slot] = sigS + decay * (Math.min(-spanChange, 3 * sigS) - sigS);
       }
-      pushTo(acc.sig24Seen, c.coarse[slot]!, c.sig24[slot]!);
+      pushTo(acc.sig24Seen, coarse, c.sig24[slot]!);
     }
 
     const openState = this.open.get(slot);
@@ -600,7 +605,7 @@ export class ProcessDetectCore {
       }
       if (z <= top3 + 2 * levelNoise) return this.reject(slot, now, "not above the day before");
     } else {
-      const wander = this.coarseWander[c.coarse[slot]!];
+      const wander = this.coarseWander[this.fineOf[c.fine[slot]!]!];
       if (growth < (wander ?? cfg.unknownWander) + 2 * levelNoise)
         return this.reject(slot, now, "below peers' daily wander");
     }
@@ -659,7 +664,6 @@ export class ProcessDetectCore {
       "base",
       "anchor",
       "noise",
-      "wander",
       "sig24",
       "sig24s",
       "lastY",
@@ -667,7 +671,6 @@ export class ProcessDetectCore {
       "perVm",
       "perVmN",
       "vmOffset",
-      "perVmVar",
     ] as const)
       c[k][slot] = c[k][predecessor]!;
     c.lastMs[slot] = lastMs === now ? now - this.hourMs : lastMs;
@@ -795,7 +798,6 @@ export class ProcessDetectCore {
 
   private addSeries(info: SeriesInfo, stream: StreamSnapshot | undefined): void {
     const slot = info.slot;
-    if (slot >= this.capacity) this.grow(Math.max(slot + 1, Math.ceil(this.capacity * 1.25)));
     const coarseKey = `${info.component}\u0001${info.name}`;
     let coarse = this.coarseIds.get(coarseKey);
     if (coarse === undefined) {
@@ -819,7 +821,6 @@ export class ProcessDetectCore {
     c.heir[slot] = 0;
     c.lastMs[slot] = -1;
     c.fine[slot] = fine;
-    c.coarse[slot] = coarse;
     c.lastVms[slot] = -1;
     c.noise[slot] = this.coarseNoise[coarse] ?? 0.01;
     c.sig24[slot] = this.coarseSig24[coarse] ?? 0.02;
