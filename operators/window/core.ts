@@ -59,26 +59,6 @@ export interface WindowStats {
   samples: number;
 }
 
-interface Stream {
-  slot: number;
-  host: string;
-  component: string;
-  /**
-   * This stream's live processes, oldest first, as a list threaded through `nextInStream` (−1
-   * ends it): looked up by a short scan (few per stream), and no array per stream to keep.
-   */
-  first: number;
-  last: number;
-  /** Number of slots in the list. */
-  size: number;
-  /** Identity key → slot, built only for streams with many processes (kernel pools). */
-  index: Map<string, number> | undefined;
-  /** Next write position in this stream's row of `recentTs` (its last few sample timestamps, to drop duplicates). */
-  recentPos: number;
-  /** The host's next stream (see `WindowCore.streams`). */
-  nextOfHost: Stream | undefined;
-}
-
 interface OpenWindow {
   start: number;
   values: Map<number, number[]>;
@@ -115,10 +95,30 @@ export class WindowCore {
    * host → its first stream, the others chained through `nextOfHost`: a host has a few streams,
    * found by a short scan; no key string to build and hash per message, and no Map per host.
    */
-  private readonly streams = new Map<string, Stream>();
-  private readonly streamList: Stream[] = [];
+  private readonly streams = new Map<string, number>();
+  /**
+   * Per stream (a host's component), by stream number, in columns like the series (an object
+   * per stream was ~100 bytes more). Streams are never forgotten.
+   */
+  private streamCount = 0;
+  private readonly streamHost: string[] = [];
+  /** The stream's component, as an id in `componentList` (JSON.parse gives each message its own copy of longer names). */
+  private streamComponent = new Int32Array(0);
+  private readonly componentList: string[] = [];
+  private readonly componentIds = new Map<string, number>();
+  /**
+   * The stream's first live series, oldest first, the others threaded through `nextInStream`
+   * (−1 ends the list): looked up by a short scan (few per stream), no array per stream to keep.
+   */
+  private streamFirst = new Int32Array(0);
+  /** The host's next stream (see `streams`), or −1. */
+  private nextOfHost = new Int32Array(0);
+  /** Identity key → slot, only for streams with many live series (kernel pools). */
+  private readonly streamIndex = new Map<number, Map<string, number>>();
   /** The last DEDUP_DEPTH sample timestamps of every stream, one row per stream (NaN = empty). */
   private recentTs = new Float64Array(0);
+  /** Next write position in each stream's row of `recentTs`. */
+  private recentPos = new Uint8Array(0);
   /**
    * Per series slot, in typed arrays (see `growSlots`): a series' identity is 32 bytes of
    * columns, where a `SeriesInfo` object per series (with its two boxed numbers, and the window
@@ -128,7 +128,7 @@ export class WindowCore {
   private slotCapacity = 0;
   /** Number of slots ever used: every slot below it is live, ended or free. */
   private slotCount = 0;
-  /** The series' stream (`Stream.slot`; host and component), or FREE. */
+  /** The series' stream (host and component; see `streamOf`), or FREE. */
   private seriesStream = new Int32Array(0);
   /** The series' process name, as an id in `nameList`. */
   private nameOf = new Int32Array(0);
@@ -147,7 +147,7 @@ export class WindowCore {
    * −Infinity once it ended (until its slot is released).
    */
   private lastWindow = new Float64Array(0);
-  /** Next slot of the same stream (see `Stream.first`), −1 at the end. */
+  /** Next slot of the same stream (see `streamFirst`), −1 at the end. */
   private nextInStream = new Int32Array(0);
   private readonly freeSlots: number[] = [];
   /**
@@ -189,13 +189,12 @@ export class WindowCore {
     if (slot < 0 || slot >= this.slotCount) return undefined;
     const stream = this.seriesStream[slot]!;
     if (stream === FREE) return undefined;
-    const s = this.streamList[stream]!;
     const startedAt = this.startedAt[slot]!;
     const predecessor = this.predecessor[slot]!;
     return {
       slot,
-      host: s.host,
-      component: s.component,
+      host: this.streamHost[stream]!,
+      component: this.componentList[this.streamComponent[stream]!]!,
       name: this.nameList[this.nameOf[slot]!]!,
       pid: this.pidOf(slot),
       startedAt: Number.isNaN(startedAt) ? undefined : startedAt,
@@ -249,12 +248,13 @@ export class WindowCore {
       return out;
     }
     const stream = this.streamOf(msg);
-    if (this.isRecent(stream.slot, ts)) {
+    if (this.isRecent(stream, ts)) {
       this.stats.duplicates++;
       return out;
     }
-    this.recentTs[stream.slot * DEDUP_DEPTH + stream.recentPos] = ts;
-    stream.recentPos = (stream.recentPos + 1) % DEDUP_DEPTH;
+    const pos = this.recentPos[stream]!;
+    this.recentTs[stream * DEDUP_DEPTH + pos] = ts;
+    this.recentPos[stream] = (pos + 1) % DEDUP_DEPTH;
     this.stats.accepted++;
 
     let win = this.open.get(start);
@@ -262,11 +262,16 @@ export class WindowCore {
       win = { start, values: new Map(), streams: new Map() };
       this.open.set(start, win);
     }
-    const latest = win.streams.get(stream.slot);
+    const latest = win.streams.get(stream);
     if (latest === undefined) {
-      win.streams.set(stream.slot, {
+      win.streams.set(stream, {
         ts,
-        snapshot: snapshotOf(stream, msg),
+        snapshot: snapshotOf(
+          stream,
+          this.streamHost[stream]!,
+          this.componentList[this.streamComponent[stream]!]!,
+          msg,
+        ),
         vms: msg.vms === undefined ? [] : [msg.vms],
       });
     } else {
@@ -283,7 +288,7 @@ export class WindowCore {
     // A host lists its processes in the same order in every sample, the order in which the
     // stream's list has them: try the slot after the previous process's first. Only a guess:
     // when it is not the process, the full lookup runs.
-    let guess = stream.first;
+    let guess = this.streamFirst[stream]!;
     for (let i = 0; i < procs.length; i++) {
       const p = procs[i]!;
       let slot = guess >= 0 && this.isSeries(guess, p.name, p.pid, p.startedAt) ? guess : -1;
@@ -382,9 +387,10 @@ export class WindowCore {
     return false;
   }
 
-  private findSeries(stream: Stream, name: string, pid: number, startedAt: number | undefined): number {
-    if (stream.index !== undefined) return stream.index.get(identityKey(name, pid, startedAt)) ?? -1;
-    for (let slot = stream.first; slot >= 0; slot = this.nextInStream[slot]!)
+  private findSeries(stream: number, name: string, pid: number, startedAt: number | undefined): number {
+    const index = this.streamIndex.get(stream);
+    if (index !== undefined) return index.get(identityKey(name, pid, startedAt)) ?? -1;
+    for (let slot = this.streamFirst[stream]!; slot >= 0; slot = this.nextInStream[slot]!)
       if (this.isSeries(slot, name, pid, startedAt)) return slot;
     return -1;
   }
@@ -424,16 +430,16 @@ export class WindowCore {
 
   /** Takes an ended series out of its stream; its slot is freed by `releaseEnded`. */
   private endSeries(slot: number): void {
-    const stream = this.streamList[this.seriesStream[slot]!]!;
+    const stream = this.seriesStream[slot]!;
     this.unlink(stream, slot);
-    stream.index?.delete(this.keyOf(slot));
+    this.streamIndex.get(stream)?.delete(this.keyOf(slot));
     this.lastWindow[slot] = Number.NEGATIVE_INFINITY;
     this.endedSlots.push(slot);
     this.liveSeries--;
   }
 
   private newSeries(
-    stream: Stream,
+    stream: number,
     name: string,
     pid: number,
     startedAt: number | undefined,
@@ -445,14 +451,19 @@ export class WindowCore {
     let predecessor = -1;
     let predecessorStart = Number.NEGATIVE_INFINITY;
     const myStart = startedAt ?? ts;
-    for (let other = stream.first; other >= 0; other = this.nextInStream[other]!) {
+    // One pass over the stream's list: the predecessor, the list's last slot and its length.
+    let last = -1;
+    let size = 0;
+    for (let other = this.streamFirst[stream]!; other >= 0; other = this.nextInStream[other]!) {
       const oStart = this.startOf(other);
       if (this.nameOf[other] === nameId && oStart < myStart && oStart > predecessorStart) {
         predecessor = other;
         predecessorStart = oStart;
       }
+      last = other;
+      size++;
     }
-    this.seriesStream[slot] = stream.slot;
+    this.seriesStream[slot] = stream;
     this.nameOf[slot] = nameId;
     if (pid < BIG_PID) this.pid[slot] = pid;
     else {
@@ -462,11 +473,16 @@ export class WindowCore {
     this.startedAt[slot] = startedAt ?? Number.NaN;
     this.firstTs[slot] = ts;
     this.predecessor[slot] = predecessor;
-    this.append(stream, slot);
-    if (stream.index !== undefined) stream.index.set(identityKey(name, pid, startedAt), slot);
-    else if (stream.size > INDEX_AFTER) {
-      stream.index = new Map();
-      for (let s = stream.first; s >= 0; s = this.nextInStream[s]!) stream.index.set(this.keyOf(s), s);
+    // Appended to the stream's list.
+    this.nextInStream[slot] = -1;
+    if (last < 0) this.streamFirst[stream] = slot;
+    else this.nextInStream[last] = slot;
+    const index = this.streamIndex.get(stream);
+    if (index !== undefined) index.set(identityKey(name, pid, startedAt), slot);
+    else if (size + 1 > INDEX_AFTER) {
+      const built = new Map<string, number>();
+      for (let s = this.streamFirst[stream]!; s >= 0; s = this.nextInStream[s]!) built.set(this.keyOf(s), s);
+      this.streamIndex.set(stream, built);
     }
     this.lastWindow[slot] = Number.POSITIVE_INFINITY;
     this.liveSeries++;
@@ -494,25 +510,14 @@ export class WindowCore {
     this.freeNames.push(id);
   }
 
-  /** Appends `slot` to the stream's list of live series. */
-  private append(stream: Stream, slot: number): void {
-    this.nextInStream[slot] = -1;
-    if (stream.last < 0) stream.first = slot;
-    else this.nextInStream[stream.last] = slot;
-    stream.last = slot;
-    stream.size++;
-  }
-
   /** Removes `slot` from the stream's list, keeping the others in order. */
-  private unlink(stream: Stream, slot: number): void {
+  private unlink(stream: number, slot: number): void {
     let prev = -1;
-    for (let s = stream.first; s >= 0; prev = s, s = this.nextInStream[s]!) {
+    for (let s = this.streamFirst[stream]!; s >= 0; prev = s, s = this.nextInStream[s]!) {
       if (s !== slot) continue;
       const next = this.nextInStream[s]!;
-      if (prev < 0) stream.first = next;
+      if (prev < 0) this.streamFirst[stream] = next;
       else this.nextInStream[prev] = next;
-      if (stream.last === slot) stream.last = prev;
-      stream.size--;
       return;
     }
   }
@@ -531,50 +536,52 @@ export class WindowCore {
     this.slotCapacity = capacity;
   }
 
-  private streamOf(msg: Telemetry): Stream {
+  /** The stream (number) of the message's host and component, made on first sight. */
+  private streamOf(msg: Telemetry): number {
     const first = this.streams.get(msg.host);
-    let stream = first;
-    while (stream !== undefined && stream.component !== msg.component) stream = stream.nextOfHost;
-    if (stream === undefined) {
-      const slot = this.streamList.length;
-      stream = {
-        slot,
-        host: msg.host,
-        component: msg.component,
-        first: -1,
-        last: -1,
-        size: 0,
-        index: undefined,
-        recentPos: 0,
-        nextOfHost: first,
-      };
-      this.streams.set(msg.host, stream);
-      this.streamList.push(stream);
-      const rows = this.recentTs.length / DEDUP_DEPTH;
-      if (slot >= rows) {
-        const grown = new Float64Array(Math.max(64, Math.ceil(rows * 1.25) + 1) * DEDUP_DEPTH).fill(
-          Number.NaN,
-        );
-        grown.set(this.recentTs);
-        this.recentTs = grown;
-      }
+    let stream = first ?? -1;
+    while (stream >= 0 && this.componentList[this.streamComponent[stream]!] !== msg.component)
+      stream = this.nextOfHost[stream]!;
+    if (stream >= 0) return stream;
+    stream = this.streamCount++;
+    if (stream >= this.streamFirst.length) this.growStreams(stream + 1);
+    this.streamHost[stream] = msg.host;
+    let component = this.componentIds.get(msg.component);
+    if (component === undefined) {
+      component = this.componentList.length;
+      this.componentList.push(msg.component);
+      this.componentIds.set(msg.component, component);
     }
+    this.streamComponent[stream] = component;
+    this.streamFirst[stream] = -1;
+    this.nextOfHost[stream] = first ?? -1;
+    this.streams.set(msg.host, stream);
     return stream;
+  }
+
+  /** Makes room for streams below `needed` in the per-stream typed arrays. */
+  private growStreams(needed: number): void {
+    const capacity = Math.max(needed, 64, Math.ceil(this.streamFirst.length * 1.25));
+    this.streamComponent = grown(this.streamComponent, new Int32Array(capacity));
+    this.streamFirst = grown(this.streamFirst, new Int32Array(capacity));
+    this.nextOfHost = grown(this.nextOfHost, new Int32Array(capacity));
+    this.recentPos = grown(this.recentPos, new Uint8Array(capacity));
+    this.recentTs = grown(this.recentTs, new Float64Array(capacity * DEDUP_DEPTH).fill(Number.NaN));
   }
 }
 
 /** `to` with `from` copied to its start. */
-function grown<T extends Float64Array | Int32Array | Uint32Array>(from: T, to: T): T {
+function grown<T extends Float64Array | Int32Array | Uint32Array | Uint8Array>(from: T, to: T): T {
   to.set(from);
   return to;
 }
 
-function snapshotOf(stream: Stream, msg: Telemetry): StreamSnapshot {
+function snapshotOf(stream: number, host: string, component: string, msg: Telemetry): StreamSnapshot {
   const attrs = msg.attrs;
   return {
-    stream: stream.slot,
-    host: stream.host,
-    component: stream.component,
+    stream,
+    host,
+    component,
     region: attrs?.region ?? "",
     cluster: attrs?.cluster ?? "",
     version: attrs?.version ?? "",
