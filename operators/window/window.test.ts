@@ -112,6 +112,61 @@ describe("WindowCore", () => {
     expect(core.trackedSeries).toBe(1);
   });
 
+  it("keeps an ended series resolvable until releaseEnded, then gives its slot to a new series", () => {
+    const core = new WindowCore({ idleEndMs: 2 * H, allowedLatenessMs: 0 });
+    const out: ClosedWindow[] = [];
+    core.push(sample(0, 1, { pid: 1 }), out);
+    for (let t = H; t <= 3 * H; t += H) core.push(sample(t, 1, { pid: 2 }), out);
+    const ended = out.find((w) => w.ended.length > 0)!;
+    const slot = ended.ended[0]!;
+    core.push(sample(3 * H + M, 1, { pid: 3 }), out); // a new series before the windows are passed on
+    expect(core.seriesInfo(slot)?.pid).toBe(1);
+    core.releaseEnded();
+    expect(core.seriesInfo(slot)).toBeUndefined();
+    core.push(sample(3 * H + 2 * M, 1, { pid: 4 }), out);
+    expect(core.seriesInfo(slot)?.pid).toBe(4);
+  });
+
+  it("tells series apart by name, pid and start time, pids beyond 32 bits included", () => {
+    const big = 2 ** 40 + 1;
+    // One process per message, each message at its own ts (not a duplicate).
+    let ts = 0;
+    const msg = (startedAt: number | undefined, pid: number): Telemetry => ({
+      v: 1,
+      ts: ts++,
+      host: "h",
+      component: "c",
+      processes: [{ pid, name: "p", ...(startedAt === undefined ? {} : { startedAt }), bytes: 1 }],
+    });
+    const core = new WindowCore();
+    const out: ClosedWindow[] = [];
+    for (const m of [msg(undefined, 1), msg(0, 1), msg(undefined, big), msg(0, big), msg(0, big - 2 ** 32)])
+      core.push(m, out);
+    core.flush(out);
+    const seen = out[0]!.newSeries.map((s) => [s.pid, s.startedAt]);
+    expect(seen).toEqual([
+      [1, undefined],
+      [1, 0],
+      [big, undefined],
+      [big, 0],
+      [big - 2 ** 32, 0],
+    ]);
+  });
+
+  it("finds the streams of many hosts again (host table growth)", () => {
+    const core = new WindowCore();
+    const out: ClosedWindow[] = [];
+    for (let round = 0; round < 2; round++)
+      for (let h = 0; h < 3000; h++)
+        for (const component of ["a", "b"])
+          core.push({ ...sample(0, 1, { host: `host-${h}` }), component }, out);
+    core.flush(out);
+    expect(core.trackedSeries).toBe(6000);
+    expect(core.stats.duplicates).toBe(6000);
+    expect(out[0]!.streams).toHaveLength(6000);
+    expect(core.seriesInfo(out[0]!.slots[5999]!)).toMatchObject({ host: "host-2999", component: "b" });
+  });
+
   it("reports the stream's median VM count within each window", () => {
     const msgs = [sample(0, 1, { vms: 2 }), sample(20 * M, 1, { vms: 5 }), sample(30 * M, 1, { vms: 5 })];
     const { windows } = run([...msgs, sample(H, 1, { vms: 1 })]);
