@@ -71,6 +71,9 @@ const DEDUP_DEPTH = 8;
 const NOT_STATE = ["config"];
 /** `seriesStream` of a slot no series holds. */
 const FREE = -1;
+/** `lastWindow` of a series not announced yet, and of an ended one. */
+const NOT_ANNOUNCED = 0xffff_ffff;
+const ENDED = 0xffff_fffe;
 /** `pid` of a series whose pid does not fit 32 bits: the pid is in `bigPids`. */
 const BIG_PID = 0xffff_ffff;
 /** Streams with more live processes than this get a hash index. */
@@ -145,11 +148,13 @@ export class WindowCore {
   /** Slot of the series this one replaced (see `SeriesInfo.predecessor`), or −1. */
   private predecessor = new Int32Array(0);
   /**
-   * Start of the last closed window in which each series had a point; +Infinity until the series
-   * was announced in an emitted window's `newSeries` (it gets its first point in that window),
-   * −Infinity once it ended (until its slot is released).
+   * The last closed window in which each series had a point, as a count of windows after the
+   * series' first (that of `firstTs`, fixed once announced): 4 bytes, where the window's start
+   * took 8 (a series would need 4 billion windows of life to overflow it). NOT_ANNOUNCED until
+   * the series was announced in an emitted window's `newSeries` (it gets its first point in that
+   * window), ENDED once it ended (until its slot is released, and while free).
    */
-  private lastWindow = new Float64Array(0);
+  private lastWindow = new Uint32Array(0);
   /** Next slot of the same stream (see `streamFirst`), −1 at the end. */
   private nextInStream = new Int32Array(0);
   private readonly freeSlots: number[] = [];
@@ -211,8 +216,7 @@ export class WindowCore {
   announcedSeries(): SeriesInfo[] {
     const out: SeriesInfo[] = [];
     for (let slot = 0; slot < this.slotCount; slot++)
-      if (this.isLive(slot) && this.lastWindow[slot] !== Number.POSITIVE_INFINITY)
-        out.push(this.seriesInfo(slot)!);
+      if (this.isLive(slot) && this.lastWindow[slot] !== NOT_ANNOUNCED) out.push(this.seriesInfo(slot)!);
     return out;
   }
 
@@ -345,8 +349,8 @@ export class WindowCore {
       slots[i] = slot;
       values[i] = robustCenter(vals);
       counts[i] = vals.length;
-      if (this.lastWindow[slot] === Number.POSITIVE_INFINITY) newSeries.push(this.seriesInfo(slot)!);
-      this.lastWindow[slot] = win.start;
+      if (this.lastWindow[slot] === NOT_ANNOUNCED) newSeries.push(this.seriesInfo(slot)!);
+      this.lastWindow[slot] = (win.start - this.firstWindowOf(slot)) / this.config.windowMs;
     }
     const streams: StreamSnapshot[] = [];
     for (const s of [...win.streams.keys()].sort((a, b) => a - b)) {
@@ -361,8 +365,10 @@ export class WindowCore {
     const ended: number[] = [];
     const horizon = win.start + this.config.windowMs - this.config.idleEndMs;
     for (let slot = 0; slot < this.slotCount; slot++) {
-      // Not announced yet (+Infinity) is not idle; nor is an ended or free slot (not live).
-      if (this.lastWindow[slot]! + this.config.windowMs > horizon || !this.isLive(slot)) continue;
+      const last = this.lastWindow[slot]!;
+      // Not announced yet is not idle; an ended or free slot has nothing to end.
+      if (last === NOT_ANNOUNCED || last === ENDED) continue;
+      if (this.firstWindowOf(slot) + (last + 1) * this.config.windowMs > horizon) continue;
       if (this.hasOpenSamples(slot)) continue;
       ended.push(slot);
       this.endSeries(slot);
@@ -420,9 +426,15 @@ export class WindowCore {
     return pid === BIG_PID ? this.bigPids.get(slot)! : pid;
   }
 
-  /** Whether a series holds the slot and has not ended (ended: `lastWindow` is −Infinity). */
+  /** Whether a series holds the slot and has not ended. */
   private isLive(slot: number): boolean {
-    return this.seriesStream[slot] !== FREE && this.lastWindow[slot] !== Number.NEGATIVE_INFINITY;
+    return this.seriesStream[slot] !== FREE && this.lastWindow[slot] !== ENDED;
+  }
+
+  /** Start of the window of the series' first sample. */
+  private firstWindowOf(slot: number): number {
+    const first = this.firstTs[slot]!;
+    return first - (first % this.config.windowMs);
   }
 
   /** The start time a series is placed by among its stream's: its start, or its first sample. */
@@ -436,7 +448,7 @@ export class WindowCore {
     const stream = this.seriesStream[slot]!;
     this.unlink(stream, slot);
     this.streamIndex.get(stream)?.delete(this.keyOf(slot));
-    this.lastWindow[slot] = Number.NEGATIVE_INFINITY;
+    this.lastWindow[slot] = ENDED;
     this.endedSlots.push(slot);
     this.liveSeries--;
   }
@@ -487,7 +499,7 @@ export class WindowCore {
       for (let s = this.streamFirst[stream]!; s >= 0; s = this.nextInStream[s]!) built.set(this.keyOf(s), s);
       this.streamIndex.set(stream, built);
     }
-    this.lastWindow[slot] = Number.POSITIVE_INFINITY;
+    this.lastWindow[slot] = NOT_ANNOUNCED;
     this.liveSeries++;
     return slot;
   }
@@ -534,7 +546,7 @@ export class WindowCore {
     this.startedAt = grown(this.startedAt, new Float64Array(capacity));
     this.firstTs = grown(this.firstTs, new Float64Array(capacity));
     this.predecessor = grown(this.predecessor, new Int32Array(capacity));
-    this.lastWindow = grown(this.lastWindow, new Float64Array(capacity));
+    this.lastWindow = grown(this.lastWindow, new Uint32Array(capacity));
     this.nextInStream = grown(this.nextInStream, new Int32Array(capacity));
     this.slotCapacity = capacity;
   }
