@@ -59,6 +59,13 @@ export interface WindowStats {
   samples: number;
 }
 
+/** A stream's latest sample's attributes within a window, that sample's ts, and its VM counts. */
+interface StreamEntry {
+  ts: number;
+  snapshot: StreamSnapshot;
+  vms: number[];
+}
+
 interface OpenWindow {
   start: number;
   /**
@@ -70,12 +77,13 @@ interface OpenWindow {
   sampleBytes: Float64Array;
   n: number;
   /** Per stream: its latest sample's attributes within this window, and that sample's ts. */
-  streams: Map<number, { ts: number; snapshot: StreamSnapshot; vms: number[] }>;
+  /** Per stream number (a sparse array: no Map lookup per message, and already in stream order). */
+  streams: (StreamEntry | undefined)[];
 }
 
 const DEDUP_DEPTH = 8;
-/** Fields of the core that are configuration, not checkpointed state. */
-const NOT_STATE = ["config"];
+/** Fields of the core that are configuration or a cache, not checkpointed state. */
+const NOT_STATE = ["config", "hotWindow"];
 /** `seriesStream` of a slot no series holds. */
 const FREE = -1;
 /** `lastWindow` of a series not announced yet, and of an ended one. */
@@ -171,6 +179,12 @@ export class WindowCore {
    */
   private readonly endedSlots: number[] = [];
   private readonly open = new Map<number, OpenWindow>();
+  /**
+   * The open window of the latest message: nearly every message falls in it, and finding it
+   * costs two comparisons, where the window start (a float modulo) and the Map lookup were a
+   * fifth of `push`. A cache, dropped when it closes.
+   */
+  private hotWindow: OpenWindow | undefined;
   private maxTs = Number.NEGATIVE_INFINITY;
   /** Every window ending at or before this is closed. */
   private closedUpTo = Number.NEGATIVE_INFINITY;
@@ -256,10 +270,16 @@ export class WindowCore {
   push(msg: Telemetry, out: ClosedWindow[] = []): ClosedWindow[] {
     const ts = msg.ts;
     const { windowMs } = this.config;
-    const start = ts - (ts % windowMs);
-    if (start + windowMs <= this.closedUpTo) {
-      this.stats.late++;
-      return out;
+    // The hot window is open, so not late.
+    let win = this.hotWindow;
+    let start = win?.start ?? 0;
+    if (win === undefined || ts < start || ts >= start + windowMs) {
+      win = undefined;
+      start = ts - (ts % windowMs);
+      if (start + windowMs <= this.closedUpTo) {
+        this.stats.late++;
+        return out;
+      }
     }
     const stream = this.streamOf(msg);
     if (this.isRecent(stream, ts)) {
@@ -270,21 +290,24 @@ export class WindowCore {
     this.recentTs[stream * DEDUP_DEPTH + pos] = ts;
     this.recentPos[stream] = (pos + 1) % DEDUP_DEPTH;
     this.stats.accepted++;
-
-    let win = this.open.get(start);
     if (win === undefined) {
-      win = {
-        start,
-        sampleSlots: new Int32Array(1024),
-        sampleBytes: new Float64Array(1024),
-        n: 0,
-        streams: new Map(),
-      };
-      this.open.set(start, win);
+      win = this.open.get(start);
+      if (win === undefined) {
+        win = {
+          start,
+          sampleSlots: new Int32Array(1024),
+          sampleBytes: new Float64Array(1024),
+          n: 0,
+          streams: [],
+        };
+        this.open.set(start, win);
+      }
+      this.hotWindow = win;
     }
-    const latest = win.streams.get(stream);
+
+    const latest = win.streams[stream];
     if (latest === undefined) {
-      win.streams.set(stream, {
+      win.streams[stream] = {
         ts,
         snapshot: snapshotOf(
           stream,
@@ -293,7 +316,7 @@ export class WindowCore {
           msg,
         ),
         vms: msg.vms === undefined ? [] : [msg.vms],
-      });
+      };
     } else {
       if (msg.vms !== undefined) latest.vms.push(msg.vms);
       if (ts > latest.ts) {
@@ -349,6 +372,7 @@ export class WindowCore {
     for (const start of due) {
       const win = this.open.get(start)!;
       this.open.delete(start);
+      if (win === this.hotWindow) this.hotWindow = undefined;
       this.closedUpTo = Math.max(this.closedUpTo, start + windowMs);
       out.push(this.emit(win));
     }
@@ -383,8 +407,8 @@ export class WindowCore {
       this.lastWindow[slot] = (win.start - this.firstWindowOf(slot)) / this.config.windowMs;
     }
     const streams: StreamSnapshot[] = [];
-    for (const s of [...win.streams.keys()].sort((a, b) => a - b)) {
-      const entry = win.streams.get(s)!;
+    for (const entry of win.streams) {
+      if (entry === undefined) continue;
       // The VM count like the memory: the window's median, so a change mid-window lands in the
       // same window for both.
       if (entry.vms.length > 0) entry.snapshot.vms = robustCenter(entry.vms);
