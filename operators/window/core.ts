@@ -83,7 +83,7 @@ interface OpenWindow {
 
 const DEDUP_DEPTH = 8;
 /** Fields of the core that are configuration or a cache, not checkpointed state. */
-const NOT_STATE = ["config", "hotWindow"];
+const NOT_STATE = ["config", "hotWindow", "firstOpenEnd"];
 /** `seriesStream` of a slot no series holds. */
 const FREE = -1;
 /** `lastWindow` of a series not announced yet, and of an ended one. */
@@ -185,6 +185,8 @@ export class WindowCore {
    * fifth of `push`. A cache, dropped when it closes.
    */
   private hotWindow: OpenWindow | undefined;
+  /** The earliest end of an open window (+Infinity: none): most messages close nothing. A cache. */
+  private firstOpenEnd = Number.POSITIVE_INFINITY;
   private maxTs = Number.NEGATIVE_INFINITY;
   /** Every window ending at or before this is closed. */
   private closedUpTo = Number.NEGATIVE_INFINITY;
@@ -264,6 +266,7 @@ export class WindowCore {
   /** Restores `captureState()` output into a fresh core made with the same configuration. */
   restoreState(fields: Fields): void {
     assignFields(this, fields, NOT_STATE);
+    this.firstOpenEnd = this.earliestOpenEnd();
   }
 
   /** Accepts one message; returns the windows this message's event time closed (often none). */
@@ -298,9 +301,11 @@ export class WindowCore {
           sampleSlots: new Int32Array(1024),
           sampleBytes: new Float64Array(1024),
           n: 0,
-          streams: [],
+          // Holes, not a Map: fast elements as long as it is not far longer than it is filled.
+          streams: new Array(this.streamCount),
         };
         this.open.set(start, win);
+        this.firstOpenEnd = Math.min(this.firstOpenEnd, start + windowMs);
       }
       this.hotWindow = win;
     }
@@ -364,7 +369,7 @@ export class WindowCore {
 
   private closeUpTo(watermark: number, out: ClosedWindow[]): void {
     const { windowMs } = this.config;
-    if (this.open.size === 0) return;
+    if (watermark < this.firstOpenEnd) return;
     const due: number[] = [];
     for (const start of this.open.keys()) if (start + windowMs <= watermark) due.push(start);
     if (due.length === 0) return;
@@ -376,6 +381,13 @@ export class WindowCore {
       this.closedUpTo = Math.max(this.closedUpTo, start + windowMs);
       out.push(this.emit(win));
     }
+    this.firstOpenEnd = this.earliestOpenEnd();
+  }
+
+  private earliestOpenEnd(): number {
+    let end = Number.POSITIVE_INFINITY;
+    for (const start of this.open.keys()) end = Math.min(end, start + this.config.windowMs);
+    return end;
   }
 
   private emit(win: OpenWindow): ClosedWindow {
@@ -702,14 +714,24 @@ function updateSnapshot(snapshot: StreamSnapshot, msg: Telemetry): void {
   snapshot.usedBytes = msg.hostMemory?.usedBytes;
 }
 
-/** `robustCenter` of `values[from..to)`, sorting them in place. */
+/**
+ * `robustCenter` of `values[from..to)`, sorting them in place: an insertion sort, as a window
+ * holds a dozen samples of a series (a subarray and a native sort per series cost more).
+ */
 function medianOf(values: Float64Array, from: number, to: number): number {
   const n = to - from;
   if (n === 1) return values[from]!;
   if (n === 2) return (values[from]! + values[from + 1]!) / 2;
-  const sorted = values.subarray(from, to).sort();
-  const mid = n >> 1;
-  return n % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  if (n > 64) values.subarray(from, to).sort();
+  else
+    for (let i = from + 1; i < to; i++) {
+      const v = values[i]!;
+      let j = i - 1;
+      for (; j >= from && values[j]! > v; j--) values[j + 1] = values[j]!;
+      values[j + 1] = v;
+    }
+  const mid = from + (n >> 1);
+  return n % 2 === 1 ? values[mid]! : (values[mid - 1]! + values[mid]!) / 2;
 }
 
 /** Median (mean of the middle two for even counts): robust to bursts and outliers within a window. */
