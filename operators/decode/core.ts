@@ -82,6 +82,22 @@ export function decodeValue(value: unknown, raw?: string): Decoded {
   return { ok: false, dead: { reason: checked.reason, raw: keepRaw(raw ?? safeStringify(value)) } };
 }
 
+/**
+ * The telemetry in a line that parses and passes the fast check, else undefined (and then
+ * `decodeLine` gives the value zod accepts, or the reason): the common case without a result
+ * object per line.
+ */
+export function validTelemetryOf(line: string): Telemetry | undefined {
+  if (line.length > MAX_LINE_CHARS) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  return looksValidTelemetry(value) ? value : undefined;
+}
+
 /** Parses and validates one NDJSON line; never throws. */
 export function decodeLine(line: string): Decoded {
   if (line.length > MAX_LINE_CHARS) {

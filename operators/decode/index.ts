@@ -1,7 +1,7 @@
 import type { Observable, OperatorFunction, Subject } from "rxjs";
 import { map } from "rxjs/operators";
 import type { Telemetry } from "../../schemas/telemetry.ts";
-import { type DeadLetter, decodeLine } from "./core.ts";
+import { type DeadLetter, decodeLine, validTelemetryOf } from "./core.ts";
 
 export * from "./core.ts";
 
@@ -27,6 +27,11 @@ export function decodeTelemetry(
       map((lines) => {
         const out: Telemetry[] = [];
         for (const line of lines) {
+          const fast = validTelemetryOf(line);
+          if (fast !== undefined) {
+            out.push(fast);
+            continue;
+          }
           const d = decodeLine(line);
           if (d.ok) out.push(d.value);
           else {
