@@ -50,6 +50,14 @@ export interface ClosedWindow {
   streams: StreamSnapshot[];
   /** Series ended at this window's close: idle for too long. Their slots may be reused later. */
   ended: number[];
+  /**
+   * For series whose host's VM count changed within the window (few): slot → the center of only
+   * the samples taken at the window's VM count. The center of all samples sits between the
+   * levels before and after the change, and the part of the change it misses lands in the next
+   * window, where the VM count no longer moves; for memory that follows the VM count, this value
+   * puts the whole step in the window where the VM count moved.
+   */
+  atVms?: Map<number, number>;
 }
 
 export interface WindowStats {
@@ -83,7 +91,19 @@ interface OpenWindow {
   start: number;
   values: Map<number, number[]>;
   /** Per stream: its latest sample's attributes within this window, and that sample's ts. */
-  streams: Map<number, { ts: number; snapshot: StreamSnapshot; vms: number[] }>;
+  streams: Map<number, StreamEntry>;
+}
+
+/** One stream's samples in one open window. */
+interface StreamEntry {
+  ts: number;
+  snapshot: StreamSnapshot;
+  vms: number[];
+  /**
+   * Only once the VM count changed within the window: per series slot, the VM count of each of
+   * its values (in the order of `OpenWindow.values`; NaN when the sample had none).
+   */
+  vmsOf: Map<number, number[]> | undefined;
 }
 
 const DEDUP_DEPTH = 8;
@@ -200,15 +220,21 @@ export class WindowCore {
       win = { start, values: new Map(), streams: new Map() };
       this.open.set(start, win);
     }
-    const latest = win.streams.get(stream.slot);
+    let latest = win.streams.get(stream.slot);
     if (latest === undefined) {
-      win.streams.set(stream.slot, {
+      latest = {
         ts,
         snapshot: snapshotOf(stream, msg),
         vms: msg.vms === undefined ? [] : [msg.vms],
-      });
+        vmsOf: undefined,
+      };
+      win.streams.set(stream.slot, latest);
     } else {
-      if (msg.vms !== undefined) latest.vms.push(msg.vms);
+      if (msg.vms !== undefined) {
+        if (latest.vmsOf === undefined && latest.vms.length > 0 && msg.vms !== latest.vms[0])
+          latest.vmsOf = this.tagVms(win, stream, latest.vms[0]!);
+        latest.vms.push(msg.vms);
+      }
       if (ts > latest.ts) {
         latest.ts = ts;
         // In place: the window is still open, nothing else holds its snapshot yet (a new object
@@ -232,6 +258,11 @@ export class WindowCore {
       const vals = win.values.get(slot);
       if (vals === undefined) win.values.set(slot, [p.bytes]);
       else vals.push(p.bytes);
+      if (latest.vmsOf !== undefined) {
+        const tags = latest.vmsOf.get(slot);
+        if (tags === undefined) latest.vmsOf.set(slot, [msg.vms ?? Number.NaN]);
+        else tags.push(msg.vms ?? Number.NaN);
+      }
       this.stats.samples++;
     }
 
@@ -269,10 +300,23 @@ export class WindowCore {
     const values: number[] = new Array(slotsSorted.length);
     const counts: number[] = new Array(slotsSorted.length);
     const newSeries: SeriesInfo[] = [];
+    let atVms: Map<number, number> | undefined;
+    // The VM count like the memory: the window's median, so a change mid-window lands in the
+    // same window for both.
+    for (const entry of win.streams.values())
+      if (entry.vms.length > 0) entry.snapshot.vms = robustCenter(entry.vms);
     for (let i = 0; i < slotsSorted.length; i++) {
       const slot = slotsSorted[i]!;
       const vals = win.values.get(slot)!;
       slots[i] = slot;
+      const entry = win.streams.get(this.series[slot]!.stream)!;
+      if (entry.vmsOf !== undefined) {
+        const at = centerAtVms(vals, entry.vmsOf.get(slot)!, entry.snapshot.vms);
+        if (at !== undefined) {
+          atVms ??= new Map();
+          atVms.set(slot, at);
+        }
+      }
       values[i] = robustCenter(vals);
       counts[i] = vals.length;
       this.lastWindow[slot] = win.start;
@@ -283,11 +327,7 @@ export class WindowCore {
     }
     const streams: StreamSnapshot[] = [];
     for (const s of [...win.streams.keys()].sort((a, b) => a - b)) {
-      const entry = win.streams.get(s)!;
-      // The VM count like the memory: the window's median, so a change mid-window lands in the
-      // same window for both.
-      if (entry.vms.length > 0) entry.snapshot.vms = robustCenter(entry.vms);
-      streams.push(entry.snapshot);
+      streams.push(win.streams.get(s)!.snapshot);
     }
     // A series with no point in the closed windows of the last idleEndMs is over. Decided from
     // closed windows only, so the arrival order of samples does not change the outcome.
@@ -310,7 +350,21 @@ export class WindowCore {
       counts,
       streams,
       ended,
+      ...(atVms === undefined ? {} : { atVms }),
     };
+  }
+
+  /**
+   * The VM count of a stream changed within a window: from now on each value records the VM
+   * count of its sample, and every value so far had the window's first count.
+   */
+  private tagVms(win: OpenWindow, stream: Stream, first: number): Map<number, number[]> {
+    const tags = new Map<number, number[]>();
+    for (let slot = stream.first; slot >= 0; slot = this.nextInStream[slot]!) {
+      const vals = win.values.get(slot);
+      if (vals !== undefined) tags.set(slot, new Array<number>(vals.length).fill(first));
+    }
+    return tags;
   }
 
   private hasOpenSamples(slot: number): boolean {
@@ -498,6 +552,16 @@ function updateSnapshot(snapshot: StreamSnapshot, msg: Telemetry): void {
 }
 
 /** Median (mean of the middle two for even counts): robust to bursts and outliers within a window. */
+/**
+ * The center of the samples taken at the window's (median) VM count (see `ClosedWindow.atVms`);
+ * undefined when none was (the median falls between two counts) or all were.
+ */
+function centerAtVms(values: number[], vms: number[], windowVms: number | undefined): number | undefined {
+  const at: number[] = [];
+  for (let k = 0; k < values.length; k++) if (vms[k] === windowVms) at.push(values[k]!);
+  return at.length === 0 || at.length === values.length ? undefined : robustCenter(at);
+}
+
 export function robustCenter(values: number[]): number {
   const n = values.length;
   if (n === 1) return values[0]!;
