@@ -65,6 +65,7 @@ const FLOAT_COLS = [
   "perVm",
   "perVmN",
   "vmOffset",
+  "perVmVar",
 ] as const;
 /** `fine`: the series' fine peer group (its coarse group is `fineOf[fine]`). */
 const INT_COLS = ["confirms", "fine"] as const;
@@ -127,6 +128,8 @@ export class ProcessDetectCore {
   private readonly coarseSig24: number[] = [];
   /** Memory per VM (log scale) of components whose memory follows the VM count of the host. */
   private readonly coarsePerVm: (number | undefined)[] = [];
+  /** How much the component's hosts differ in memory per VM (variance, log scale). */
+  private readonly coarsePerVmVar: number[] = [];
   /** Whole peer groups whose common mode grows like a leak (e.g. a leaking version on a whole region). */
   readonly groups: GroupTrends;
   private readonly noiseDecay: number;
@@ -226,7 +229,11 @@ export class ProcessDetectCore {
     const peers = new PeerMedians(this.fineOf);
     for (let i = 0; i < n; i++) {
       const slot = w.slots[i]!;
-      const y = Math.log(Math.max(w.values[i]!, 1));
+      // Memory that follows the VM count is read at the window's VM count (see `atVms`).
+      const atVms = w.atVms?.get(slot);
+      const bytes =
+        atVms !== undefined && this.followsVms(this.fineOf[c.fine[slot]!]!) ? atVms : w.values[i]!;
+      const y = Math.log(Math.max(bytes, 1));
       ys[i] = y;
       if (c.lastMs[slot]! < 0 || c.suspected[slot] === 1) continue;
       peers.add(c.fine[slot]!, y - c.vmOffset[slot]! - c.base[slot]!);
@@ -269,6 +276,8 @@ export class ProcessDetectCore {
       if (values.length < cfg.minPeers) continue;
       const perVm = coherentMedian(values, 3);
       this.coarsePerVm[g] = perVm > cfg.minPerVm ? perVm : undefined;
+      const spread = 1.4826 * median(values.map((v) => Math.abs(v - perVm)));
+      this.coarsePerVmVar[g] = Math.max(spread * spread, cfg.noiseFloor * cfg.noiseFloor);
     }
     for (const [g, values] of acc.sig24Seen) this.coarseSig24[g] = median(values);
     for (const [g, values] of acc.wanderSeen)
@@ -305,26 +314,26 @@ export class ProcessDetectCore {
     const prevVms = c.lastVms[slot]!;
     const dv = vms >= 0 && prevVms >= 0 ? vms - prevVms : 0;
     let vmStep = 0;
+    const vmFollowing = this.followsVms(coarse);
     if (dv !== 0) {
       const change = z - c.z[slot]!;
       vmStep = change;
       // Learn this series' memory per VM (log scale) from the windows where its VM count moved.
       if (gapHours === 1 && c.suspected[slot] !== 1 && c.resetMs[slot]! < w.start) {
         const n = c.perVmN[slot]!;
-        const step = 1 / Math.min(n + 2, 8);
+        const step = 1 / Math.min(n + 1, 8);
         const miss = change / dv - c.perVm[slot]!;
         c.perVm[slot]! += step * miss;
+        c.perVmVar[slot]! += step * (miss * miss - c.perVmVar[slot]!);
         c.perVmN[slot] = n + 1;
         if (n + 1 >= 3) pushTo(acc.perVmSeen, coarse, c.perVm[slot]!);
       }
       // Tenant-following memory: in a component that follows its VM count, take out what the VM
       // change did (VMs and memory are both window medians, so they land in the same window): the
-      // host's own memory per VM, shrunk toward the component's while it has seen few changes.
+      // host's own memory per VM, weighed against the component's (see `perVmOf`).
       // A staircase of VM arrivals then does not add up to a leak.
-      const componentPerVm = this.coarsePerVm[coarse];
-      if (componentPerVm !== undefined) {
-        const n = c.perVmN[slot]!;
-        const perVm = (n * c.perVm[slot]! + 3 * componentPerVm) / (n + 3);
+      const perVm = this.perVmOf(slot);
+      if (perVm !== undefined) {
         c.vmOffset[slot]! += perVm * dv;
         z -= perVm * dv;
         // Memory settles for a few windows after VMs come or go (caches, slabs): no interval may
@@ -350,9 +359,16 @@ export class ProcessDetectCore {
       c.noise[slot] = noiseE + decay * (dev - noiseE);
     }
     pushTo(acc.noiseSeen, coarse, c.noise[slot]!);
-    // A level step in the window where the VM count moved the same way restarts the interval,
-    // whatever part of it the memory per VM did not account for.
-    if (Math.sign(vmStep) === Math.sign(dv) && Math.abs(vmStep) > 2 * noiseE && c.suspected[slot] !== 1) {
+    // In a component that follows the VM count, a level step in the window where the VM count
+    // moved the same way restarts the interval, whatever part of it the memory per VM did not
+    // account for. Elsewhere a step with a VM arrival is not the VM's memory: it may be a leak
+    // that VM operations drive.
+    if (
+      vmFollowing &&
+      Math.sign(vmStep) === Math.sign(dv) &&
+      Math.abs(vmStep) > 2 * noiseE &&
+      c.suspected[slot] !== 1
+    ) {
       c.resetMs[slot] = w.start;
     }
     this.pushRing(slot, z, gapHours);
@@ -409,6 +425,31 @@ export class ProcessDetectCore {
       bytes,
       flagged,
     });
+  }
+
+  /** Whether component `g` follows the VM count, or may: its hosts have not shown enough VM changes yet. */
+  private followsVms(g: number): boolean {
+    return this.coarsePerVmVar[g] === undefined || this.coarsePerVm[g] !== undefined;
+  }
+
+  /**
+   * The memory per VM (log scale) to take out of this series' level when its VM count moves, or
+   * undefined when its component does not follow the VM count: the host's own estimate and the
+   * component's, each weighted by how sure it is. The host's by its level noise over the steps it
+   * has seen; the component's by how much its hosts differ (memory per VM is additive in bytes,
+   * so in log scale it differs with each host's size).
+   */
+  private perVmOf(slot: number): number | undefined {
+    const c = this.cols;
+    const g = this.fineOf[c.fine[slot]!]!;
+    const component = this.coarsePerVm[g];
+    if (component === undefined) return undefined;
+    const n = c.perVmN[slot]!;
+    if (n === 0) return component;
+    const noise = Math.max(c.noise[slot]!, this.config.noiseFloor);
+    const ownVar = (noise * noise) / n;
+    const componentVar = this.coarsePerVmVar[g]!;
+    return (c.perVm[slot]! * componentVar + component * ownVar) / (componentVar + ownVar);
   }
 
   /**
@@ -671,6 +712,7 @@ export class ProcessDetectCore {
       "perVm",
       "perVmN",
       "vmOffset",
+      "perVmVar",
     ] as const)
       c[k][slot] = c[k][predecessor]!;
     c.lastMs[slot] = lastMs === now ? now - this.hourMs : lastMs;

@@ -75,7 +75,58 @@ function fleet(hosts: number, days: number, plans: Record<number, HostPlan>, see
   return batches;
 }
 
+/**
+ * A fleet whose memory follows its VM count (base + `perVm` bytes per VM), with VMs that come
+ * and go at any minute of the hour, more of them leaving than arriving; host 0 only gains VMs
+ * (a staircase), and `leak` hosts leak 1% of their base an hour from hour 60.
+ */
+function vmFleet(hosts: number, days: number, leak: number[] = [], seed = 7): string[][] {
+  const rand = rng(seed);
+  const gauss = () => (rand() + rand() + rand() + rand() - 2) * 0.866;
+  const bases = Array.from({ length: hosts }, () => 5e8 * (0.7 + 0.6 * rand()));
+  const perVm = Array.from({ length: hosts }, () => 4e7 * (1 + rand()));
+  const vms = Array.from({ length: hosts }, () => 8 + Math.floor(rand() * 8));
+  const batches: string[][] = [];
+  for (let t = T0; t < T0 + days * 24 * H; t += STEP) {
+    const batch: string[] = [];
+    const hour = (t - T0) / H;
+    for (let h = 0; h < hosts; h++) {
+      // About 5 VM changes a day per host; in hours 40-52, the region's VMs drain; host 0 gains
+      // a VM a few times a day and keeps it.
+      const drain = hour >= 40 && hour < 52;
+      if (h === 0 ? rand() < 3 / 288 : rand() < (drain ? 0.025 : 5 / 288))
+        vms[h] = Math.max(1, vms[h]! + (h === 0 || (!drain && rand() < 0.5) ? 1 : -1));
+      let bytes = (bases[h]! + perVm[h]! * vms[h]!) * (1 + 0.004 * gauss());
+      if (leak.includes(h) && hour >= 60) bytes += 0.01 * bases[h]! * (hour - 60);
+      const msg: Telemetry = {
+        v: 1,
+        ts: t,
+        host: `h${h}`,
+        component: "vm-agent",
+        attrs: { region: "r1" },
+        vms: vms[h]!,
+        processes: [
+          { pid: 1000 + h, name: "vm-agent", startedAt: T0 - 10 * 24 * H, bytes: Math.round(bytes) },
+        ],
+      };
+      batch.push(JSON.stringify(msg));
+    }
+    batches.push(batch);
+  }
+  return batches;
+}
+
 describe("process-level detection", () => {
+  it("takes VM changes mid-window out of memory that follows the VM count, and still finds a leak there", async () => {
+    // Mid-window, the median of all samples holds part of a VM's memory, and the rest arrives
+    // the next window with no VM change: a host that keeps gaining VMs would look like a leak.
+    const quiet = await replayLines(vmFleet(24, 5));
+    expect(quiet.events.filter((e) => e.state === "open").map((e) => e.host)).toEqual([]);
+    const leaking = await replayLines(vmFleet(24, 5, [5]));
+    const opened = leaking.events.filter((e) => e.state === "open");
+    expect(opened.map((e) => e.host)).toEqual(["h5"]);
+  });
+
   it("finds a steady leak under shared diurnal load, and nothing on the healthy hosts", async () => {
     const plans: Record<number, HostPlan> = {
       3: { leakFrom: 30, leakPerHour: 8e6 },

@@ -50,6 +50,14 @@ export interface ClosedWindow {
   streams: StreamSnapshot[];
   /** Series ended at this window's close: idle for too long. Their slots may be reused later. */
   ended: number[];
+  /**
+   * For series whose host's VM count changed within the window (few): slot → the center of only
+   * the samples taken at the window's VM count. The center of all samples sits between the
+   * levels before and after the change, and the part of the change it misses lands in the next
+   * window, where the VM count no longer moves; for memory that follows the VM count, this value
+   * puts the whole step in the window where the VM count moved.
+   */
+  atVms?: Map<number, number>;
 }
 
 export interface WindowStats {
@@ -64,6 +72,13 @@ interface StreamEntry {
   ts: number;
   snapshot: StreamSnapshot;
   vms: number[];
+  /**
+   * −1 until the stream's VM count changes within the window; then the window's sample count
+   * at that moment: the stream's samples before it were taken at `firstVms`, those from it on at
+   * the count in `OpenWindow.sampleVms`.
+   */
+  changedAt: number;
+  firstVms: number;
 }
 
 interface OpenWindow {
@@ -75,6 +90,11 @@ interface OpenWindow {
    */
   sampleSlots: Int32Array;
   sampleBytes: Float64Array;
+  /**
+   * Once a stream's VM count changed within the window: the VM count of each sample from then
+   * on (NaN when its message had none), for `ClosedWindow.atVms`.
+   */
+  sampleVms: Float64Array | undefined;
   n: number;
   /** Per stream: its latest sample's attributes within this window, and that sample's ts. */
   /** Per stream number (a sparse array: no Map lookup per message, and already in stream order). */
@@ -300,6 +320,7 @@ export class WindowCore {
           start,
           sampleSlots: new Int32Array(1024),
           sampleBytes: new Float64Array(1024),
+          sampleVms: undefined,
           n: 0,
           // Holes, not a Map: fast elements as long as it is not far longer than it is filled.
           streams: new Array(this.streamCount),
@@ -321,9 +342,18 @@ export class WindowCore {
           msg,
         ),
         vms: msg.vms === undefined ? [] : [msg.vms],
+        changedAt: -1,
+        firstVms: 0,
       };
     } else {
-      if (msg.vms !== undefined) latest.vms.push(msg.vms);
+      if (msg.vms !== undefined) {
+        if (latest.changedAt < 0 && latest.vms.length > 0 && msg.vms !== latest.vms[0]) {
+          latest.changedAt = win.n;
+          latest.firstVms = latest.vms[0]!;
+          win.sampleVms ??= new Float64Array(win.sampleSlots.length);
+        }
+        latest.vms.push(msg.vms);
+      }
       if (ts > latest.ts) {
         latest.ts = ts;
         // In place: the window is still open, nothing else holds its snapshot yet (a new object
@@ -337,7 +367,10 @@ export class WindowCore {
       const capacity = Math.max(2 * win.sampleSlots.length, win.n + procs.length);
       win.sampleSlots = grown(win.sampleSlots, new Int32Array(capacity));
       win.sampleBytes = grown(win.sampleBytes, new Float64Array(capacity));
+      if (win.sampleVms !== undefined) win.sampleVms = grown(win.sampleVms, new Float64Array(capacity));
     }
+    const sampleVms = win.sampleVms;
+    const vmsNow = msg.vms ?? Number.NaN;
     // A host lists its processes in the same order in every sample, the order in which the
     // stream's list has them: try the slot after the previous process's first. Only a guess:
     // when it is not the process, the full lookup runs.
@@ -350,6 +383,7 @@ export class WindowCore {
       else if (ts < this.firstTs[slot]!) this.firstTs[slot] = ts;
       guess = this.nextInStream[slot]!;
       win.sampleSlots[win.n] = slot;
+      if (sampleVms !== undefined) sampleVms[win.n] = vmsNow;
       win.sampleBytes[win.n++] = p.bytes;
       this.stats.samples++;
     }
@@ -408,23 +442,45 @@ export class WindowCore {
       at[slot] = end;
       end += counts[i]!;
     }
-    const grouped = new Float64Array(n);
-    for (let k = 0; k < n; k++) grouped[at[sampleSlots[k]!]!++] = sampleBytes[k]!;
-    const newSeries: SeriesInfo[] = [];
-    for (let i = 0; i < slotsSorted.length; i++) {
-      const slot = slotsSorted[i]!;
-      slots[i] = slot;
-      values[i] = medianOf(grouped, at[slot]! - counts[i]!, at[slot]!);
-      if (this.lastWindow[slot] === NOT_ANNOUNCED) newSeries.push(this.seriesInfo(slot)!);
-      this.lastWindow[slot] = (win.start - this.firstWindowOf(slot)) / this.config.windowMs;
-    }
+    // The VM count like the memory: the window's median, so a change mid-window lands in the
+    // same window for both.
     const streams: StreamSnapshot[] = [];
     for (const entry of win.streams) {
       if (entry === undefined) continue;
-      // The VM count like the memory: the window's median, so a change mid-window lands in the
-      // same window for both.
       if (entry.vms.length > 0) entry.snapshot.vms = robustCenter(entry.vms);
       streams.push(entry.snapshot);
+    }
+    const grouped = new Float64Array(n);
+    // With a VM count change in the window: each sample's VM count, grouped the same way.
+    const sampleVms = win.sampleVms;
+    const groupedVms = sampleVms === undefined ? undefined : new Float64Array(n);
+    for (let k = 0; k < n; k++) {
+      const slot = sampleSlots[k]!;
+      const to = at[slot]!++;
+      grouped[to] = sampleBytes[k]!;
+      if (groupedVms !== undefined) {
+        const entry = win.streams[this.seriesStream[slot]!]!;
+        groupedVms[to] =
+          entry.changedAt < 0 ? Number.NaN : k < entry.changedAt ? entry.firstVms : sampleVms![k]!;
+      }
+    }
+    const newSeries: SeriesInfo[] = [];
+    let atVms: Map<number, number> | undefined;
+    for (let i = 0; i < slotsSorted.length; i++) {
+      const slot = slotsSorted[i]!;
+      slots[i] = slot;
+      const from = at[slot]! - counts[i]!;
+      const entry = groupedVms === undefined ? undefined : win.streams[this.seriesStream[slot]!]!;
+      if (entry !== undefined && entry.changedAt >= 0) {
+        const center = centerAtVms(grouped, groupedVms!, from, at[slot]!, entry.snapshot.vms);
+        if (center !== undefined) {
+          atVms ??= new Map();
+          atVms.set(slot, center);
+        }
+      }
+      values[i] = medianOf(grouped, from, at[slot]!);
+      if (this.lastWindow[slot] === NOT_ANNOUNCED) newSeries.push(this.seriesInfo(slot)!);
+      this.lastWindow[slot] = (win.start - this.firstWindowOf(slot)) / this.config.windowMs;
     }
     // A series with no point in the closed windows of the last idleEndMs is over. Decided from
     // closed windows only, so the arrival order of samples does not change the outcome.
@@ -458,6 +514,7 @@ export class WindowCore {
       counts,
       streams,
       ended,
+      ...(atVms === undefined ? {} : { atVms }),
     };
   }
 
@@ -712,6 +769,22 @@ function updateSnapshot(snapshot: StreamSnapshot, msg: Telemetry): void {
   snapshot.vms = msg.vms;
   snapshot.totalBytes = msg.hostMemory?.totalBytes;
   snapshot.usedBytes = msg.hostMemory?.usedBytes;
+}
+
+/**
+ * The center of the samples `[from..to)` taken at the window's (median) VM count (see
+ * `ClosedWindow.atVms`); undefined when none was (the median falls between two counts) or all were.
+ */
+function centerAtVms(
+  values: Float64Array,
+  vms: Float64Array,
+  from: number,
+  to: number,
+  windowVms: number | undefined,
+): number | undefined {
+  const at: number[] = [];
+  for (let k = from; k < to; k++) if (vms[k] === windowVms) at.push(values[k]!);
+  return at.length === 0 || at.length === to - from ? undefined : robustCenter(at);
 }
 
 /**

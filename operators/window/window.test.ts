@@ -174,6 +174,36 @@ describe("WindowCore", () => {
   });
 });
 
+describe("WindowCore memory at the window's VM count", () => {
+  // A VM arrives at minute 20: 4 samples at 2 VMs (about 100), 8 at 3 VMs (about 200).
+  const arrival = Array.from({ length: 12 }, (_, i) =>
+    sample(i * 5 * M, i < 4 ? 100 + i : 200 + i, { vms: i < 4 ? 2 : 3 }),
+  );
+
+  it("gives the center of the samples at the window's VM count when the count moved within it", () => {
+    const { windows } = run(arrival);
+    expect(windows[0]!.streams[0]!.vms).toBe(3);
+    // All samples: the 6th and 7th of 12 sorted, pulled down by the samples before the arrival.
+    expect(windows[0]!.values).toEqual([205.5]);
+    // Only the 8 at 3 VMs: 204..211.
+    expect(windows[0]!.atVms).toEqual(new Map([[0, 207.5]]));
+  });
+
+  it("gives the same whatever the arrival order within the allowed lateness", () => {
+    const shuffled = [...arrival].reverse();
+    const { windows } = run(shuffled, { allowedLatenessMs: H });
+    expect(windows[0]!.atVms).toEqual(new Map([[0, 207.5]]));
+  });
+
+  it("adds nothing when the VM count held, or when no sample has the median count", () => {
+    const held = Array.from({ length: 12 }, (_, i) => sample(i * 5 * M, 100 + i, { vms: 2 }));
+    expect(run(held).windows[0]!.atVms).toBeUndefined();
+    // Six samples at 2 VMs, six at 3: the median count is 2.5.
+    const split = Array.from({ length: 12 }, (_, i) => sample(i * 5 * M, 100 + i, { vms: i < 6 ? 2 : 3 }));
+    expect(run(split).windows[0]!.atVms).toBeUndefined();
+  });
+});
+
 describe("robustCenter", () => {
   it.each([
     [[5], 5],
