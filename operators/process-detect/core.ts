@@ -69,12 +69,14 @@ const FLOAT_COLS = [
 ] as const;
 /** `fine`: the series' fine peer group (its coarse group is `fineOf[fine]`). */
 const INT_COLS = ["confirms", "fine"] as const;
-/** Positions in the ring of levels: ringHours is at most 256, so 16 bits hold them. */
-const RING_COLS = ["ringPos", "ringLen"] as const;
+/** Levels in the ring (ringHours is at most 256, so 16 bits hold it); `ringPos` (< 256) has 8. */
+const RING_COLS = ["ringLen"] as const;
 type Columns = Record<(typeof TIME_COLS)[number], Float64Array> &
   Record<(typeof FLOAT_COLS)[number], Float32Array> &
   Record<(typeof INT_COLS)[number], Int32Array> &
   Record<(typeof RING_COLS)[number], Uint16Array> & {
+    /** Position of the newest level in the series' ring. */
+    ringPos: Uint8Array;
     suspected: Uint8Array;
     /**
      * 1: continues the history of a predecessor that was suspected when it was restarted; 2: of
@@ -859,6 +861,7 @@ export class ProcessDetectCore {
     for (const k of FLOAT_COLS) c[k][slot] = 0;
     for (const k of INT_COLS) c[k][slot] = 0;
     for (const k of RING_COLS) c[k][slot] = 0;
+    c.ringPos[slot] = 0;
     c.suspected[slot] = 0;
     c.heir[slot] = 0;
     c.lastMs[slot] = -1;
@@ -883,6 +886,7 @@ export class ProcessDetectCore {
     for (const k of FLOAT_COLS) next[k] = new Float32Array(capacity);
     for (const k of INT_COLS) next[k] = new Int32Array(capacity);
     for (const k of RING_COLS) next[k] = new Uint16Array(capacity);
+    next.ringPos = new Uint8Array(capacity);
     next.suspected = new Uint8Array(capacity);
     next.heir = new Uint8Array(capacity);
     // Slots beyond the old capacity have no series: no level yet (see `removeSeries`).
@@ -902,7 +906,7 @@ export class ProcessDetectCore {
       FLOAT_COLS.length * 4 +
       INT_COLS.length * 4 +
       RING_COLS.length * 2 +
-      2 +
+      3 +
       this.config.ringHours * 2
     );
   }
