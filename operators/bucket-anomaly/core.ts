@@ -15,7 +15,11 @@ export interface BucketScore {
 }
 
 interface History {
-  counts: Int32Array;
+  /**
+   * The bucket's host counts, a ring of `historyWindows`; undefined while every one was 0 (the
+   * upper buckets of most components stay empty: no array for them).
+   */
+  counts: Int32Array | undefined;
   len: number;
   pos: number;
 }
@@ -44,7 +48,7 @@ export class BucketAnomalyCore {
       const key = `${c.component}\u0001${c.process}`;
       let hist = this.history.get(key);
       if (hist === undefined) {
-        hist = this.bounds.map(() => ({ counts: new Int32Array(cfg.historyWindows), len: 0, pos: 0 }));
+        hist = this.bounds.map(() => ({ counts: undefined, len: 0, pos: 0 }));
         this.history.set(key, hist);
       }
       for (let b = 0; b < this.bounds.length; b++) {
@@ -53,12 +57,13 @@ export class BucketAnomalyCore {
         const baselineLen = Math.floor((h.len * 2) / 3);
         let score = 0;
         let mean = 0;
+        const history = h.counts;
         if (baselineLen >= cfg.minBaseline && (hosts > 0 || h.len > 0)) {
           // Oldest two thirds of the history: indexes len-1 … len-baselineLen back from the newest.
           let sum = 0;
           let sq = 0;
-          for (let k = h.len - baselineLen; k < h.len; k++) {
-            const v = h.counts[(h.pos - 1 - k + cfg.historyWindows * 2) % cfg.historyWindows]!;
+          for (let k = h.len - baselineLen; history !== undefined && k < h.len; k++) {
+            const v = history[(h.pos - 1 - k + cfg.historyWindows * 2) % cfg.historyWindows]!;
             sum += v;
             sq += v * v;
           }
@@ -81,7 +86,8 @@ export class BucketAnomalyCore {
             anomalous: score >= cfg.minScore && lowerBytes >= cfg.minBucketBytes,
           });
         }
-        h.counts[h.pos] = hosts;
+        if (hosts !== 0) h.counts ??= new Int32Array(cfg.historyWindows);
+        if (h.counts !== undefined) h.counts[h.pos] = hosts;
         h.pos = (h.pos + 1) % cfg.historyWindows;
         if (h.len < cfg.historyWindows) h.len++;
       }
