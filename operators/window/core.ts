@@ -323,7 +323,8 @@ export class WindowCore {
           sampleBytes: new Float64Array(1024),
           sampleVms: undefined,
           n: 0,
-          // Holes, not a Map: fast elements as long as it is not far longer than it is filled.
+          // Indexed by stream number, sized at once: filled by scattered indices from empty, V8
+          // would turn it into a dictionary.
           streams: new Array(this.streamCount),
         };
         this.open.set(start, win);
