@@ -96,8 +96,10 @@ interface OpenWindow {
    */
   sampleVms: Float64Array | undefined;
   n: number;
-  /** Per stream: its latest sample's attributes within this window, and that sample's ts. */
-  /** Per stream number (a sparse array: no Map lookup per message, and already in stream order). */
+  /**
+   * Per stream number, its entry in this window: an array with holes, not a Map (no hashing per
+   * message, and already in stream order when emitted).
+   */
   streams: (StreamEntry | undefined)[];
 }
 
