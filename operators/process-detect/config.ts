@@ -67,6 +67,14 @@ export const DetectConfig = z.strictObject({
   minPerVm: z.number().nonnegative().default(0.002),
   /** In a VM-following component, windows after a VM change before an interval may start. */
   vmSettleHours: z.number().int().nonnegative().default(1),
+  /**
+   * In a VM-following component, an interval may span a VM change when the host's learned memory
+   * per VM accounts for the change to within this many level-noise units (its standard error
+   * over the host's ≥ 3 VM steps, times the VMs that came or went); otherwise the interval
+   * restarts after the change (0: always). A host whose VMs change every few hours otherwise
+   * never builds an interval long enough to show a leak.
+   */
+  vmBridge: z.number().nonnegative().default(1.5),
   /** Half-life of each series' baseline against its peers, in windows. */
   baselineHalfLife: z.number().positive().default(72),
   /** Half-life of the per-series noise estimate, in windows. */

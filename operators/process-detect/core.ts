@@ -317,6 +317,7 @@ export class ProcessDetectCore {
     const dv = vms >= 0 && prevVms >= 0 ? vms - prevVms : 0;
     let vmStep = 0;
     const vmFollowing = this.followsVms(coarse);
+    const levelNoiseBefore = Math.max(c.noise[slot]!, cfg.noiseFloor) / Math.SQRT2;
     if (dv !== 0) {
       const change = z - c.z[slot]!;
       vmStep = change;
@@ -338,9 +339,20 @@ export class ProcessDetectCore {
       if (perVm !== undefined) {
         c.vmOffset[slot]! += perVm * dv;
         z -= perVm * dv;
-        // Memory settles for a few windows after VMs come or go (caches, slabs): no interval may
-        // start before it has.
-        if (c.suspected[slot] !== 1) c.resetMs[slot] = w.start + cfg.vmSettleHours * this.hourMs;
+        // How far off the correction may be: the standard error of the host's memory per VM (an
+        // average over about its last 15 steps: 2 / (1/8) − 1).
+        const n = c.perVmN[slot]!;
+        const unsure =
+          n >= 3 ? Math.sqrt(c.perVmVar[slot]! / Math.min(n, 15)) * Math.abs(dv) : Number.POSITIVE_INFINITY;
+        if (unsure <= cfg.vmBridge * levelNoiseBefore) {
+          // The interval may span the change; only what the memory per VM did not account for
+          // counts as a step with it (below).
+          vmStep = change - perVm * dv;
+        } else if (c.suspected[slot] !== 1) {
+          // Memory settles for a few windows after VMs come or go (caches, slabs): no interval may
+          // start before it has.
+          c.resetMs[slot] = w.start + cfg.vmSettleHours * this.hourMs;
+        }
       }
     }
     const e = z - c.z[slot]!;

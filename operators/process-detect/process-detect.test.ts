@@ -127,6 +127,19 @@ describe("process-level detection", () => {
     expect(opened.map((e) => e.host)).toEqual(["h5"]);
   });
 
+  it("lets an interval span VM changes that the host's memory per VM accounts for", async () => {
+    // VMs change every few hours: if each change restarted the interval, none would grow long
+    // enough to show the leak (0.5% an hour of the memory).
+    const input = vmFleet(24, 5, [5], 1);
+    const openedAt = async (vmBridge: number) =>
+      (await replayLines(input, { detect: { vmBridge } })).events.find((e) => e.state === "open");
+    const spanning = await openedAt(1.5);
+    expect(spanning?.host).toBe("h5");
+    expect(spanning!.detectedAt - (T0 + 60 * H)).toBeLessThanOrEqual(48 * H);
+    const restarting = await openedAt(0);
+    expect(restarting === undefined || restarting.detectedAt - (T0 + 60 * H) > 48 * H).toBe(true);
+  });
+
   it("finds a steady leak under shared diurnal load, and nothing on the healthy hosts", async () => {
     const plans: Record<number, HostPlan> = {
       3: { leakFrom: 30, leakPerHour: 8e6 },
