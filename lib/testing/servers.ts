@@ -161,7 +161,9 @@ export async function startNats(options: NatsServerOptions = {}): Promise<TestSe
   const dir = mkdtempSync(join(tmpdir(), "resin-nats-"));
   const lines = [
     `listen: "127.0.0.1:${port}"`,
-    `jetstream { store_dir: "${join(dir, "store")}" }`,
+    // The streams reserve their byte limits (10 GiB each) against the store; without a stated
+    // limit nats-server takes a share of the free disk, and a full /tmp fails every test.
+    `jetstream { store_dir: "${join(dir, "store")}", max_file_store: 1TB }`,
     "max_payload: 1048576",
   ];
   if (options.token !== undefined) lines.push(`authorization { token: "${options.token}" }`);
