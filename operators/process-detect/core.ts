@@ -19,7 +19,8 @@ const NO_SHIFT: RestartShift = { since: Number.POSITIVE_INFINITY, drop: 0 };
 /** What one window's pass collects across series. */
 interface WindowAcc {
   w: ClosedWindow;
-  streams: Map<number, StreamSnapshot>;
+  /** The window's stream snapshots by stream number (see `streamsByNumber`). */
+  streams: (StreamSnapshot | undefined)[];
   findings: Finding[];
   noiseSeen: Map<number, number[]>;
   wanderSeen: Map<number, number[]>;
@@ -211,14 +212,13 @@ export class ProcessDetectCore {
   process(w: ClosedWindow): Finding[] {
     const c = this.cols;
     const cfg = this.config;
-    const streams = new Map<number, StreamSnapshot>();
-    for (const s of w.streams) streams.set(s.stream, s);
+    const streams = streamsByNumber(w.streams);
     // Room for the window's new series at once: a fleet's first window announces nearly all of
     // them, and growing slot by slot would overshoot by up to a quarter.
     let needed = 0;
     for (const info of w.newSeries) needed = Math.max(needed, info.slot + 1);
     if (needed > this.capacity) this.grow(Math.max(needed, Math.ceil(this.capacity * 1.25)));
-    for (const info of w.newSeries) this.addSeries(info, streams.get(info.stream));
+    for (const info of w.newSeries) this.addSeries(info, streams[info.stream]);
 
     // Pass 1: the common mode of each peer group (component, process, region; the component
     // across regions when a region has too few): the median of its members' deviations from their
@@ -294,7 +294,7 @@ export class ProcessDetectCore {
     const w = acc.w;
     const slot = w.slots[i]!;
     const info = this.seriesInfo(slot)!;
-    const vms = acc.streams.get(info.stream)?.vms ?? -1;
+    const vms = acc.streams[info.stream]?.vms ?? -1;
     const g = c.fine[slot]!;
     const coarse = this.fineOf[g]!;
     const ageHours = (w.start - (info.startedAt ?? info.firstTs)) / this.hourMs;
@@ -550,8 +550,12 @@ export class ProcessDetectCore {
   private startAt(slot: number, z: number, maxBack: number, drift: number): number {
     let minBack = 0;
     let best = z;
-    for (let back = 1; back <= maxBack; back++) {
-      const v = this.ringAt(slot, back) + drift * back;
+    // Walks the ring by position (see `olderPos`): this runs for every series in every window.
+    const anchor = this.cols.anchor[slot]!;
+    const base = slot * this.config.ringHours;
+    let pos = this.ringPos(slot, 1);
+    for (let back = 1; back <= maxBack; back++, pos = this.olderPos(pos, base)) {
+      const v = anchor + this.ring[pos]! / RING_SCALE + drift * back;
       if (v < best) {
         best = v;
         minBack = back;
@@ -589,8 +593,11 @@ export class ProcessDetectCore {
     let lastJumpBack = -1;
     let prev = minZ;
     const jumpAt = cfg.jumpSigmas * levelNoise * Math.SQRT2 * 1.25;
-    for (let back = hours; back >= 0; back--) {
-      const v = this.ringAt(slot, back);
+    const anchor = c.anchor[slot]!;
+    const base = slot * cfg.ringHours;
+    let pos = this.ringPos(slot, hours);
+    for (let back = hours; back >= 0; back--, pos = this.newerPos(pos, base)) {
+      const v = anchor + this.ring[pos]! / RING_SCALE;
       ts.push(hours - back);
       zs.push(v);
       const inc = v - prev;
@@ -757,7 +764,13 @@ export class ProcessDetectCore {
     const last = Math.min(to, this.cols.ringLen[slot]! - 1);
     const win = this.scratchW;
     win.length = 0;
-    for (let b = from; b <= last; b++) win.push(this.shiftedAt(slot, b, shift));
+    const anchor = this.cols.anchor[slot]!;
+    const base = slot * this.config.ringHours;
+    let pos = this.ringPos(slot, from);
+    for (let b = from; b <= last; b++, pos = this.olderPos(pos, base)) {
+      // As `shiftedAt`, by ring position.
+      win.push(anchor + this.ring[pos]! / RING_SCALE - (b > shift.since ? shift.drop : 0));
+    }
     sortNumbers(win);
     const mid = win.length >> 1;
     return win.length % 2 === 1 ? win[mid]! : (win[mid - 1]! + win[mid]!) / 2;
@@ -798,8 +811,11 @@ export class ProcessDetectCore {
     let l1 = Number.POSITIVE_INFINITY;
     let l2 = l1;
     let l3 = l1;
-    for (let back = 0; back <= hours; back++) {
-      const v = this.ringAt(slot, back);
+    const anchor = this.cols.anchor[slot]!;
+    const base = slot * this.config.ringHours;
+    let pos = this.ringPos(slot, 0);
+    for (let back = 0; back <= hours; back++, pos = this.olderPos(pos, base)) {
+      const v = anchor + this.ring[pos]! / RING_SCALE;
       if (v > h1) {
         h3 = h2;
         h2 = h1;
@@ -847,9 +863,27 @@ export class ProcessDetectCore {
 
   /** The level `back` hours before the newest (0 = newest). */
   private ringAt(slot: number, back: number): number {
+    return this.cols.anchor[slot]! + this.ring[this.ringPos(slot, back)]! / RING_SCALE;
+  }
+
+  /**
+   * Index in `ring` of the level `back` hours before the newest. Loops over many hours step
+   * from it with `olderPos` / `newerPos` instead of a modulo per level (the level is then
+   * `anchor + ring[pos] / RING_SCALE`, computed exactly as `ringAt` does).
+   */
+  private ringPos(slot: number, back: number): number {
     const r = this.config.ringHours;
-    const c = this.cols;
-    return c.anchor[slot]! + this.ring[slot * r + ((c.ringPos[slot]! - back + r * 4) % r)]! / RING_SCALE;
+    return slot * r + ((this.cols.ringPos[slot]! - back + r * 4) % r);
+  }
+
+  /** The ring index one hour older than `pos`, in the ring that starts at `base`. */
+  private olderPos(pos: number, base: number): number {
+    return pos === base ? base + this.config.ringHours - 1 : pos - 1;
+  }
+
+  /** The ring index one hour newer than `pos`, in the ring that starts at `base`. */
+  private newerPos(pos: number, base: number): number {
+    return pos === base + this.config.ringHours - 1 ? base : pos + 1;
   }
 
   private addSeries(info: SeriesInfo, stream: StreamSnapshot | undefined): void {
@@ -987,6 +1021,19 @@ function coherentMedian(values: number[], sigmas: number): number {
   const se = (1.4826 * median(deviations)) / Math.sqrt(values.length);
   const ratio = (sigmas * se) / Math.abs(m);
   return m * Math.max(0, 1 - ratio * ratio);
+}
+
+/**
+ * A window's stream snapshots indexed by stream number: every series looks its stream up, and an
+ * array sized at once (not filled from empty, which V8 may turn into a dictionary) is cheaper
+ * than a Map built per window.
+ */
+function streamsByNumber(snapshots: readonly StreamSnapshot[]): (StreamSnapshot | undefined)[] {
+  let size = 0;
+  for (const s of snapshots) size = Math.max(size, s.stream + 1);
+  const out = new Array<StreamSnapshot | undefined>(size);
+  for (const s of snapshots) out[s.stream] = s;
+  return out;
 }
 
 function pushTo(map: Map<number, number[]>, key: number, value: number): void {
