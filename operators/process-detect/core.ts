@@ -139,7 +139,6 @@ export class ProcessDetectCore {
   private readonly baseDecay: number;
   private readonly scratchT: number[] = [];
   private readonly scratchZ: number[] = [];
-  private readonly scratchW: number[] = [];
   private readonly scratchS: number[] = [];
 
   /**
@@ -759,21 +758,28 @@ export class ProcessDetectCore {
     return this.medianOfLevels(slot, back, back + span - 1, shift);
   }
 
-  /** The median of the (shifted) levels `from` to `to` hours back, `to` clipped to the ring. */
+  /**
+   * The median of the (shifted) levels `from` to `to` hours back, `to` clipped to the ring.
+   * Sorted as they are read (a stable insertion sort, as `sortNumbers` sorts a few values) in a
+   * reused typed array: a JS array emptied per call (`length = 0` frees its storage) was ~40 MB
+   * of garbage per 1M messages. Levels are finite unless the anchor is NaN, and then all are.
+   */
   private medianOfLevels(slot: number, from: number, to: number, shift: RestartShift): number {
     const last = Math.min(to, this.cols.ringLen[slot]! - 1);
-    const win = this.scratchW;
-    win.length = 0;
+    const win = levelScratch;
     const anchor = this.cols.anchor[slot]!;
     const base = slot * this.config.ringHours;
     let pos = this.ringPos(slot, from);
-    for (let b = from; b <= last; b++, pos = this.olderPos(pos, base)) {
+    let n = 0;
+    for (let b = from; b <= last; b++, pos = this.olderPos(pos, base), n++) {
       // As `shiftedAt`, by ring position.
-      win.push(anchor + this.ring[pos]! / RING_SCALE - (b > shift.since ? shift.drop : 0));
+      const v = anchor + this.ring[pos]! / RING_SCALE - (b > shift.since ? shift.drop : 0);
+      let i = n - 1;
+      for (; i >= 0 && win[i]! > v; i--) win[i + 1] = win[i]!;
+      win[i + 1] = v;
     }
-    sortNumbers(win);
-    const mid = win.length >> 1;
-    return win.length % 2 === 1 ? win[mid]! : (win[mid - 1]! + win[mid]!) / 2;
+    const mid = n >> 1;
+    return n % 2 === 1 ? win[mid]! : (win[mid - 1]! + win[mid]!) / 2;
   }
 
   /** The level `back` hours back, lowered by the restart's drop when it is from before the restart. */
@@ -1077,6 +1083,12 @@ function runningMedian5(values: readonly number[], out: number[]): number[] {
   }
   return out;
 }
+
+/**
+ * Levels being sorted by `medianOfLevels`: at most a ring's worth (`ringHours` ≤ 256). Module
+ * level, as `median5`, so it is no detector field (a field would go into checkpoints).
+ */
+const levelScratch = new Float64Array(256);
 
 /** The median of three numbers. */
 function median3(a: number, b: number, c: number): number {
