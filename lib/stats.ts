@@ -4,9 +4,9 @@
  * a work array on every call: a few hundred MB of garbage per replay of 1M messages, mostly from
  * the detector's many small sorts. Up to 32 values an insertion sort (stable, like `sort`) is
  * several times faster, NaN aside. Longer arrays go through a Float64Array's native numeric
- * sort unless they hold a zero or NaN: without those, numerically equal values are the same
+ * sort unless they hold a -0 or NaN: without those, numerically equal values are the same
  * value, so every ascending order is the same array; -0 and +0, or NaN, could come out in
- * another order.
+ * another order. (+0 alone is fine, and common: absolute deviations from a median hold one.)
  */
 export function sortNumbers(values: number[]): number[] {
   const n = values.length;
@@ -24,7 +24,7 @@ export function sortNumbers(values: number[]): number[] {
   const typed = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     const v = values[i]!;
-    if (v === 0 || Number.isNaN(v)) return values.sort((a, b) => a - b);
+    if (Object.is(v, -0) || Number.isNaN(v)) return values.sort((a, b) => a - b);
     typed[i] = v;
   }
   typed.sort();

@@ -72,8 +72,20 @@ export interface WindowResult {
   events: SuspectEvent[];
 }
 
-/** Configuration, derived constants and callbacks of the process detector: not state. */
-const PROCESS_SKIP = ["config", "seriesInfo", "trace", "noiseDecay", "baseDecay", "groups", "hourMs"];
+/**
+ * Configuration, derived constants and callbacks of the process detector: not state. Also
+ * `scratchW`, a scratch array the detector no longer has, which older checkpoints still carry.
+ */
+const PROCESS_SKIP = [
+  "config",
+  "seriesInfo",
+  "trace",
+  "noiseDecay",
+  "baseDecay",
+  "groups",
+  "hourMs",
+  "scratchW",
+];
 
 /**
  * The stages after windowing, as one synchronous step per closed window: level 1 (bucketize,

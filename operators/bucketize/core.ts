@@ -47,31 +47,39 @@ export function bucketize(
   infoOf: (slot: number) => SeriesInfo | undefined,
   bounds: readonly number[] = DEFAULT_BUCKETS,
 ): BucketCounts[] {
-  // Largest value per (component, process, host): a host counts once per bucket.
-  const perHost = new Map<string, Map<string, number>>();
-  const names = new Map<string, [string, string]>();
+  // Largest value per (component, process, host): a host counts once per bucket. Nested maps
+  // keyed by the strings the window core hands out (the same string objects every window, their
+  // hashes cached): a key string built per series was most of this pivot's time and garbage.
+  const perComponent = new Map<string, Map<string, Map<string, number>>>();
   for (let i = 0; i < w.slots.length; i++) {
     const info = infoOf(w.slots[i]!);
     if (info === undefined) continue;
-    const key = `${info.component}\u0001${info.name}`;
-    let hosts = perHost.get(key);
+    let byName = perComponent.get(info.component);
+    if (byName === undefined) {
+      byName = new Map();
+      perComponent.set(info.component, byName);
+    }
+    let hosts = byName.get(info.name);
     if (hosts === undefined) {
       hosts = new Map();
-      perHost.set(key, hosts);
-      names.set(key, [info.component, info.name]);
+      byName.set(info.name, hosts);
     }
     const v = w.values[i]!;
     const prev = hosts.get(info.host);
     if (prev === undefined || v > prev) hosts.set(info.host, v);
   }
+  // In the order of the key "component \u0001 process", as a plain string sort orders it.
+  const groups: { key: string; component: string; process: string; hosts: Map<string, number> }[] = [];
+  for (const [component, byName] of perComponent)
+    for (const [process, hosts] of byName)
+      groups.push({ key: `${component}\u0001${process}`, component, process, hosts });
+  groups.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   const out: BucketCounts[] = [];
-  for (const key of [...perHost.keys()].sort()) {
-    const hosts = perHost.get(key)!;
+  for (const { component, process, hosts } of groups) {
     const counts = new Array<number>(bounds.length).fill(0);
     for (const v of hosts.values()) {
       for (let b = 0; b < bounds.length && v >= bounds[b]!; b++) counts[b]!++;
     }
-    const [component, process] = names.get(key)!;
     out.push({ start: w.start, component, process, hosts: counts, total: hosts.size });
   }
   return out;

@@ -19,7 +19,8 @@ const NO_SHIFT: RestartShift = { since: Number.POSITIVE_INFINITY, drop: 0 };
 /** What one window's pass collects across series. */
 interface WindowAcc {
   w: ClosedWindow;
-  streams: Map<number, StreamSnapshot>;
+  /** The window's stream snapshots by stream number (see `streamsByNumber`). */
+  streams: (StreamSnapshot | undefined)[];
   findings: Finding[];
   noiseSeen: Map<number, number[]>;
   wanderSeen: Map<number, number[]>;
@@ -138,7 +139,6 @@ export class ProcessDetectCore {
   private readonly baseDecay: number;
   private readonly scratchT: number[] = [];
   private readonly scratchZ: number[] = [];
-  private readonly scratchW: number[] = [];
   private readonly scratchS: number[] = [];
 
   /**
@@ -211,14 +211,13 @@ export class ProcessDetectCore {
   process(w: ClosedWindow): Finding[] {
     const c = this.cols;
     const cfg = this.config;
-    const streams = new Map<number, StreamSnapshot>();
-    for (const s of w.streams) streams.set(s.stream, s);
+    const streams = streamsByNumber(w.streams);
     // Room for the window's new series at once: a fleet's first window announces nearly all of
     // them, and growing slot by slot would overshoot by up to a quarter.
     let needed = 0;
     for (const info of w.newSeries) needed = Math.max(needed, info.slot + 1);
     if (needed > this.capacity) this.grow(Math.max(needed, Math.ceil(this.capacity * 1.25)));
-    for (const info of w.newSeries) this.addSeries(info, streams.get(info.stream));
+    for (const info of w.newSeries) this.addSeries(info, streams[info.stream]);
 
     // Pass 1: the common mode of each peer group (component, process, region; the component
     // across regions when a region has too few): the median of its members' deviations from their
@@ -294,7 +293,7 @@ export class ProcessDetectCore {
     const w = acc.w;
     const slot = w.slots[i]!;
     const info = this.seriesInfo(slot)!;
-    const vms = acc.streams.get(info.stream)?.vms ?? -1;
+    const vms = acc.streams[info.stream]?.vms ?? -1;
     const g = c.fine[slot]!;
     const coarse = this.fineOf[g]!;
     const ageHours = (w.start - (info.startedAt ?? info.firstTs)) / this.hourMs;
@@ -550,8 +549,12 @@ export class ProcessDetectCore {
   private startAt(slot: number, z: number, maxBack: number, drift: number): number {
     let minBack = 0;
     let best = z;
-    for (let back = 1; back <= maxBack; back++) {
-      const v = this.ringAt(slot, back) + drift * back;
+    // Walks the ring by position (see `olderPos`): this runs for every series in every window.
+    const anchor = this.cols.anchor[slot]!;
+    const base = slot * this.config.ringHours;
+    let pos = this.ringPos(slot, 1);
+    for (let back = 1; back <= maxBack; back++, pos = this.olderPos(pos, base)) {
+      const v = anchor + this.ring[pos]! / RING_SCALE + drift * back;
       if (v < best) {
         best = v;
         minBack = back;
@@ -589,8 +592,11 @@ export class ProcessDetectCore {
     let lastJumpBack = -1;
     let prev = minZ;
     const jumpAt = cfg.jumpSigmas * levelNoise * Math.SQRT2 * 1.25;
-    for (let back = hours; back >= 0; back--) {
-      const v = this.ringAt(slot, back);
+    const anchor = c.anchor[slot]!;
+    const base = slot * cfg.ringHours;
+    let pos = this.ringPos(slot, hours);
+    for (let back = hours; back >= 0; back--, pos = this.newerPos(pos, base)) {
+      const v = anchor + this.ring[pos]! / RING_SCALE;
       ts.push(hours - back);
       zs.push(v);
       const inc = v - prev;
@@ -752,15 +758,28 @@ export class ProcessDetectCore {
     return this.medianOfLevels(slot, back, back + span - 1, shift);
   }
 
-  /** The median of the (shifted) levels `from` to `to` hours back, `to` clipped to the ring. */
+  /**
+   * The median of the (shifted) levels `from` to `to` hours back, `to` clipped to the ring.
+   * Sorted as they are read (a stable insertion sort, as `sortNumbers` sorts a few values) in a
+   * reused typed array: a JS array emptied per call (`length = 0` frees its storage) was ~40 MB
+   * of garbage per 1M messages. Levels are finite unless the anchor is NaN, and then all are.
+   */
   private medianOfLevels(slot: number, from: number, to: number, shift: RestartShift): number {
     const last = Math.min(to, this.cols.ringLen[slot]! - 1);
-    const win = this.scratchW;
-    win.length = 0;
-    for (let b = from; b <= last; b++) win.push(this.shiftedAt(slot, b, shift));
-    sortNumbers(win);
-    const mid = win.length >> 1;
-    return win.length % 2 === 1 ? win[mid]! : (win[mid - 1]! + win[mid]!) / 2;
+    const win = levelScratch;
+    const anchor = this.cols.anchor[slot]!;
+    const base = slot * this.config.ringHours;
+    let pos = this.ringPos(slot, from);
+    let n = 0;
+    for (let b = from; b <= last; b++, pos = this.olderPos(pos, base), n++) {
+      // As `shiftedAt`, by ring position.
+      const v = anchor + this.ring[pos]! / RING_SCALE - (b > shift.since ? shift.drop : 0);
+      let i = n - 1;
+      for (; i >= 0 && win[i]! > v; i--) win[i + 1] = win[i]!;
+      win[i + 1] = v;
+    }
+    const mid = n >> 1;
+    return n % 2 === 1 ? win[mid]! : (win[mid - 1]! + win[mid]!) / 2;
   }
 
   /** The level `back` hours back, lowered by the restart's drop when it is from before the restart. */
@@ -798,8 +817,11 @@ export class ProcessDetectCore {
     let l1 = Number.POSITIVE_INFINITY;
     let l2 = l1;
     let l3 = l1;
-    for (let back = 0; back <= hours; back++) {
-      const v = this.ringAt(slot, back);
+    const anchor = this.cols.anchor[slot]!;
+    const base = slot * this.config.ringHours;
+    let pos = this.ringPos(slot, 0);
+    for (let back = 0; back <= hours; back++, pos = this.olderPos(pos, base)) {
+      const v = anchor + this.ring[pos]! / RING_SCALE;
       if (v > h1) {
         h3 = h2;
         h2 = h1;
@@ -847,9 +869,27 @@ export class ProcessDetectCore {
 
   /** The level `back` hours before the newest (0 = newest). */
   private ringAt(slot: number, back: number): number {
+    return this.cols.anchor[slot]! + this.ring[this.ringPos(slot, back)]! / RING_SCALE;
+  }
+
+  /**
+   * Index in `ring` of the level `back` hours before the newest. Loops over many hours step
+   * from it with `olderPos` / `newerPos` instead of a modulo per level (the level is then
+   * `anchor + ring[pos] / RING_SCALE`, computed exactly as `ringAt` does).
+   */
+  private ringPos(slot: number, back: number): number {
     const r = this.config.ringHours;
-    const c = this.cols;
-    return c.anchor[slot]! + this.ring[slot * r + ((c.ringPos[slot]! - back + r * 4) % r)]! / RING_SCALE;
+    return slot * r + ((this.cols.ringPos[slot]! - back + r * 4) % r);
+  }
+
+  /** The ring index one hour older than `pos`, in the ring that starts at `base`. */
+  private olderPos(pos: number, base: number): number {
+    return pos === base ? base + this.config.ringHours - 1 : pos - 1;
+  }
+
+  /** The ring index one hour newer than `pos`, in the ring that starts at `base`. */
+  private newerPos(pos: number, base: number): number {
+    return pos === base + this.config.ringHours - 1 ? base : pos + 1;
   }
 
   private addSeries(info: SeriesInfo, stream: StreamSnapshot | undefined): void {
@@ -989,6 +1029,19 @@ function coherentMedian(values: number[], sigmas: number): number {
   return m * Math.max(0, 1 - ratio * ratio);
 }
 
+/**
+ * A window's stream snapshots indexed by stream number: every series looks its stream up, and an
+ * array sized at once (not filled from empty, which V8 may turn into a dictionary) is cheaper
+ * than a Map built per window.
+ */
+function streamsByNumber(snapshots: readonly StreamSnapshot[]): (StreamSnapshot | undefined)[] {
+  let size = 0;
+  for (const s of snapshots) size = Math.max(size, s.stream + 1);
+  const out = new Array<StreamSnapshot | undefined>(size);
+  for (const s of snapshots) out[s.stream] = s;
+  return out;
+}
+
 function pushTo(map: Map<number, number[]>, key: number, value: number): void {
   const list = map.get(key);
   if (list === undefined) map.set(key, [value]);
@@ -1030,6 +1083,12 @@ function runningMedian5(values: readonly number[], out: number[]): number[] {
   }
   return out;
 }
+
+/**
+ * Levels being sorted by `medianOfLevels`: at most a ring's worth (`ringHours` ≤ 256). Module
+ * level, as `median5`, so it is no detector field (a field would go into checkpoints).
+ */
+const levelScratch = new Float64Array(256);
 
 /** The median of three numbers. */
 function median3(a: number, b: number, c: number): number {
