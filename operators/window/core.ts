@@ -258,14 +258,6 @@ export class WindowCore {
     };
   }
 
-  /** Series announced in an emitted window and not ended since: what window consumers know. */
-  announcedSeries(): SeriesInfo[] {
-    const out: SeriesInfo[] = [];
-    for (let slot = 0; slot < this.slotCount; slot++)
-      if (this.isLive(slot) && this.lastWindow[slot] !== NOT_ANNOUNCED) out.push(this.seriesInfo(slot)!);
-    return out;
-  }
-
   /**
    * Call once the windows emitted so far have been passed on (their consumers are done with
    * them): the slots of the series they ended become free for new series. Until then those
@@ -556,11 +548,6 @@ export class WindowCore {
   private pidOf(slot: number): number {
     const pid = this.pid[slot]!;
     return pid === BIG_PID ? this.bigPids.get(slot)! : pid;
-  }
-
-  /** Whether a series holds the slot and has not ended. */
-  private isLive(slot: number): boolean {
-    return this.seriesStream[slot] !== FREE && this.lastWindow[slot] !== ENDED;
   }
 
   /** Start of the window of the series' first sample. */
