@@ -315,8 +315,6 @@ export class ProcessDetectCore {
     const prevVms = c.lastVms[slot]!;
     const dv = vms >= 0 && prevVms >= 0 ? vms - prevVms : 0;
     let vmStep = 0;
-    const vmFollowing = this.followsVms(coarse);
-    const levelNoiseBefore = Math.max(c.noise[slot]!, cfg.noiseFloor) / Math.SQRT2;
     if (dv !== 0) {
       const change = z - c.z[slot]!;
       vmStep = change;
@@ -343,7 +341,10 @@ export class ProcessDetectCore {
         const n = c.perVmN[slot]!;
         const unsure =
           n >= 3 ? Math.sqrt(c.perVmVar[slot]! / Math.min(n, 15)) * Math.abs(dv) : Number.POSITIVE_INFINITY;
-        if (unsure <= cfg.vmBridge * levelNoiseBefore) {
+        if (
+          cfg.vmBridge > 0 &&
+          unsure <= (cfg.vmBridge * Math.max(c.noise[slot]!, cfg.noiseFloor)) / Math.SQRT2
+        ) {
           // The interval may span the change; only what the memory per VM did not account for
           // counts as a step with it (below).
           vmStep = change - perVm * dv;
@@ -377,10 +378,11 @@ export class ProcessDetectCore {
     // account for. Elsewhere a step with a VM arrival is not the VM's memory: it may be a leak
     // that VM operations drive.
     if (
-      vmFollowing &&
+      dv !== 0 &&
       Math.sign(vmStep) === Math.sign(dv) &&
       Math.abs(vmStep) > 2 * noiseE &&
-      c.suspected[slot] !== 1
+      c.suspected[slot] !== 1 &&
+      this.followsVms(coarse)
     ) {
       c.resetMs[slot] = w.start;
     }
