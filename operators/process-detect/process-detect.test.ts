@@ -19,6 +19,28 @@ function rng(seed: number) {
   };
 }
 
+/** One host's sample of its one process (named like its component), region r1, as a line. */
+function sampleLine(
+  ts: number,
+  host: number,
+  component: string,
+  vms: number,
+  pid: number,
+  startedAt: number,
+  bytes: number,
+): string {
+  const msg: Telemetry = {
+    v: 1,
+    ts,
+    host: `h${host}`,
+    component,
+    attrs: { region: "r1" },
+    vms,
+    processes: [{ pid, name: component, startedAt, bytes: Math.round(bytes) }],
+  };
+  return JSON.stringify(msg);
+}
+
 interface HostPlan {
   leakFrom?: number;
   leakPerHour?: number;
@@ -57,18 +79,7 @@ function fleet(hosts: number, days: number, plans: Record<number, HostPlan>, see
         if (plan.stairs) leakHours = Math.floor(leakHours / 10) * 4 + Math.min(leakHours % 10, 4);
         bytes += plan.leakPerHour! * leakHours;
       }
-      const msg: Telemetry = {
-        v: 1,
-        ts: t,
-        host: `h${h}`,
-        component: "svc",
-        attrs: { region: "r1" },
-        vms: 3,
-        processes: [
-          { pid: restarted ? 2000 + h : 1000 + h, name: "svc", startedAt, bytes: Math.round(bytes) },
-        ],
-      };
-      batch.push(JSON.stringify(msg));
+      batch.push(sampleLine(t, h, "svc", 3, restarted ? 2000 + h : 1000 + h, startedAt, bytes));
     }
     batches.push(batch);
   }
@@ -99,18 +110,7 @@ function vmFleet(hosts: number, days: number, leak: number[] = [], seed = 7): st
         vms[h] = Math.max(1, vms[h]! + (h === 0 || (!drain && rand() < 0.5) ? 1 : -1));
       let bytes = (bases[h]! + perVm[h]! * vms[h]!) * (1 + 0.004 * gauss());
       if (leak.includes(h) && hour >= 60) bytes += 0.01 * bases[h]! * (hour - 60);
-      const msg: Telemetry = {
-        v: 1,
-        ts: t,
-        host: `h${h}`,
-        component: "vm-agent",
-        attrs: { region: "r1" },
-        vms: vms[h]!,
-        processes: [
-          { pid: 1000 + h, name: "vm-agent", startedAt: T0 - 10 * 24 * H, bytes: Math.round(bytes) },
-        ],
-      };
-      batch.push(JSON.stringify(msg));
+      batch.push(sampleLine(t, h, "vm-agent", vms[h]!, 1000 + h, T0 - 10 * 24 * H, bytes));
     }
     batches.push(batch);
   }
