@@ -90,6 +90,35 @@ type Columns = Record<(typeof TIME_COLS)[number], Float64Array> &
 const RING_SCALE = 1e4;
 const RING_LIMIT = 32767;
 
+/**
+ * What the detector knew of a series that ended without a successor (its host went silent for
+ * longer than a series may idle): a process that comes back on that host continues from it.
+ */
+interface Orphan {
+  /** The series' ring region, as stored (positions as in `ringPos`). */
+  ring: Int16Array;
+  /** Its column values (`lastMs` included). */
+  values: Record<string, number>;
+}
+
+/** Columns a successor continues from (see `inherit`). */
+const CARRIED = [
+  "ringPos",
+  "ringLen",
+  "z",
+  "base",
+  "anchor",
+  "noise",
+  "sig24",
+  "sig24s",
+  "lastY",
+  "lastVms",
+  "perVm",
+  "perVmN",
+  "vmOffset",
+  "perVmVar",
+] as const;
+
 /** Kept only for the few series that are suspected. */
 interface OpenSuspect {
   start: number;
@@ -120,6 +149,10 @@ export class ProcessDetectCore {
   private cols!: Columns;
   private ring = new Int16Array(0);
   private readonly open = new Map<number, OpenSuspect>();
+  /** Series that ended with no successor, by host, component and name (see `Orphan`). */
+  private readonly orphans = new Map<string, Orphan>();
+  /** Slots whose history a restarted series took over in the current windows (not orphans when they end). */
+  private readonly succeeded = new Set<number>();
   private readonly fineIds = new Map<string, number>();
   private readonly coarseIds = new Map<string, number>();
   /** Current common mode of each fine peer group: the median deviation of its members from their baselines. */
@@ -297,7 +330,11 @@ export class ProcessDetectCore {
     const g = c.fine[slot]!;
     const coarse = this.fineOf[g]!;
     const ageHours = (w.start - (info.startedAt ?? info.firstTs)) / this.hourMs;
-    if (c.lastMs[slot]! < 0 && !this.inherit(slot, info.predecessor, w.start)) {
+    if (
+      c.lastMs[slot]! < 0 &&
+      !this.inherit(slot, info.predecessor, w.start) &&
+      !this.adopt(slot, info, w.start)
+    ) {
       const z0 = y - this.fineM[g]!;
       c.lastY[slot] = y;
       c.lastMs[slot] = w.start;
@@ -490,7 +527,43 @@ export class ProcessDetectCore {
 
   /** Forgets the series that ended at a window; call after everything else used the window. */
   release(w: ClosedWindow): void {
-    for (const slot of w.ended) this.removeSeries(slot);
+    const c = this.cols;
+    const r = this.config.ringHours;
+    for (const slot of w.ended) {
+      // A series that ends with no one continuing it, e.g. every process of a host that went
+      // silent for longer than a series may idle, is kept for a process that comes back there.
+      const info = this.seriesInfo(slot);
+      if (!this.succeeded.delete(slot) && info !== undefined && c.lastMs[slot]! >= 0) {
+        const values: Record<string, number> = {
+          lastMs: c.lastMs[slot]!,
+          suspected: c.suspected[slot]!,
+          heir: c.heir[slot]!,
+        };
+        for (const k of CARRIED) values[k] = c[k][slot]!;
+        this.orphans.set(orphanKey(info), { ring: this.ring.slice(slot * r, slot * r + r), values });
+      }
+      this.removeSeries(slot);
+    }
+    // Past the ring, an orphan has no history left to give.
+    for (const [key, o] of this.orphans)
+      if (w.start - o.values.lastMs! > r * this.hourMs) this.orphans.delete(key);
+  }
+
+  /** Continues a new series with no predecessor from the orphan of its host, component and name, if any. */
+  private adopt(slot: number, info: SeriesInfo, now: number): boolean {
+    const key = orphanKey(info);
+    const o = this.orphans.get(key);
+    if (o === undefined) return false;
+    this.orphans.delete(key);
+    const r = this.config.ringHours;
+    if (now - o.values.lastMs! > r * this.hourMs) return false;
+    const c = this.cols;
+    this.ring.set(o.ring, slot * r);
+    for (const k of CARRIED) c[k][slot] = o.values[k]!;
+    c.lastMs[slot] = o.values.lastMs!;
+    c.resetMs[slot] = now;
+    c.heir[slot] = o.values.suspected === 1 ? 1 : o.values.heir !== 0 ? 2 : 0;
+    return true;
   }
 
   /** Drops the newest ring entry (it is about to be written again for the same window). */
@@ -721,22 +794,8 @@ export class ProcessDetectCore {
     const lastMs = c.lastMs[predecessor]!;
     if (lastMs < 0 || now - lastMs > r * this.hourMs) return false;
     this.ring.copyWithin(slot * r, predecessor * r, predecessor * r + r);
-    for (const k of ["ringPos", "ringLen"] as const) c[k][slot] = c[k][predecessor]!;
-    for (const k of [
-      "z",
-      "base",
-      "anchor",
-      "noise",
-      "sig24",
-      "sig24s",
-      "lastY",
-      "lastVms",
-      "perVm",
-      "perVmN",
-      "vmOffset",
-      "perVmVar",
-    ] as const)
-      c[k][slot] = c[k][predecessor]!;
+    for (const k of CARRIED) c[k][slot] = c[k][predecessor]!;
+    this.succeeded.add(predecessor);
     c.lastMs[slot] = lastMs === now ? now - this.hourMs : lastMs;
     if (lastMs === now) {
       // The predecessor already reported in this window: continue from its value as if an hour before.
@@ -1042,6 +1101,10 @@ function streamsByNumber(snapshots: readonly StreamSnapshot[]): (StreamSnapshot 
   const out = new Array<StreamSnapshot | undefined>(size);
   for (const s of snapshots) out[s.stream] = s;
   return out;
+}
+
+function orphanKey(info: SeriesInfo): string {
+  return `${info.host}\u0001${info.component}\u0001${info.name}`;
 }
 
 function pushTo(map: Map<number, number[]>, key: number, value: number): void {

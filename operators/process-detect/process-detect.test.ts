@@ -53,6 +53,11 @@ interface HostPlan {
   stairs?: boolean;
   /** The restart gives the leaked memory back and the leak starts over (the bug is still there). */
   leakResets?: boolean;
+  /** Hours the host's own daily curve runs ahead of the region's. */
+  phaseHours?: number;
+  /** The host sends nothing for `silentHours` from this hour. */
+  silentFrom?: number;
+  silentHours?: number;
 }
 
 /** A small fleet: diurnal load shared by all hosts, per-host noise, and per-host plans. */
@@ -68,7 +73,15 @@ function fleet(hosts: number, days: number, plans: Record<number, HostPlan>, see
       const plan = plans[h] ?? {};
       const restarted = plan.restartAt !== undefined && hour >= plan.restartAt;
       const startedAt = restarted ? T0 + plan.restartAt! * H : T0 - 10 * 24 * H;
-      let bytes = bases[h]! * (1 + 0.15 * Math.sin((2 * Math.PI * hour) / 24)) * (1 + 0.01 * gauss());
+      if (
+        plan.silentFrom !== undefined &&
+        hour >= plan.silentFrom &&
+        hour < plan.silentFrom + plan.silentHours!
+      )
+        continue;
+      const phase = plan.phaseHours ?? 0;
+      let bytes =
+        bases[h]! * (1 + 0.15 * Math.sin((2 * Math.PI * (hour + phase)) / 24)) * (1 + 0.01 * gauss());
       if (restarted)
         bytes *= 1 + 0.5 * (1 - Math.exp(-(hour - plan.restartAt!) / (plan.warmupTau ?? 2))) - 0.5;
       if (plan.stepAt !== undefined && hour >= plan.stepAt) bytes *= 1.2;
@@ -157,6 +170,15 @@ describe("process-level detection", () => {
     expect(e.detectedAt - (T0 + 30 * H)).toBeLessThanOrEqual(12 * H);
     expect(e.growthBytesPerHour).toBeGreaterThan(4e6);
     expect(e.growthBytesPerHour).toBeLessThan(16e6);
+  });
+
+  it("continues a process that comes back after its host was silent for longer than a series idles", async () => {
+    // h2's daily curve runs 3 hours ahead of its peers'. It goes silent for 5 hours (its series
+    // end after 3) and comes back restarted. With no history of its own, its curve against the
+    // region's would be growth; continuing the ended series' history, it is its usual day.
+    const plan: HostPlan = { phaseHours: 3, silentFrom: 50, silentHours: 5, restartAt: 55, warmupTau: 1 };
+    const { events } = await replayLines(fleet(20, 5, { 2: plan }, 5));
+    expect(events.filter((e) => e.state === "open").map((e) => e.host)).toEqual([]);
   });
 
   it("classifies a stair leak", async () => {
