@@ -459,9 +459,10 @@ export class ProcessDetectCore {
     }
     const verdict = this.judge(slot, w.start, z, levelNoise, ageHours);
     c.slope[slot] = verdict?.slopePerHour ?? c.slope[slot]! * 0.5;
-    if (verdict === undefined) c.confirms[slot] = 0;
-    else c.confirms[slot]! += 1;
-    const flagged = verdict !== undefined && c.confirms[slot]! >= cfg.confirmWindows;
+    // The verdicts of the series' last `confirmSpan` windows, newest in the lowest bit.
+    const span = Math.max(cfg.confirmSpan, cfg.confirmWindows);
+    c.confirms[slot] = ((c.confirms[slot]! << 1) | (verdict === undefined ? 0 : 1)) & ((1 << span) - 1);
+    const flagged = verdict !== undefined && bitCount(c.confirms[slot]!) >= cfg.confirmWindows;
     if (!flagged && openState === undefined) return;
     const evidence = verdict ?? this.describe(slot, openState!.start, z, levelNoise);
     const bytes = w.values[i]!;
@@ -1101,6 +1102,12 @@ function streamsByNumber(snapshots: readonly StreamSnapshot[]): (StreamSnapshot 
   const out = new Array<StreamSnapshot | undefined>(size);
   for (const s of snapshots) out[s.stream] = s;
   return out;
+}
+
+function bitCount(bits: number): number {
+  let n = 0;
+  for (let b = bits; b !== 0; b &= b - 1) n++;
+  return n;
 }
 
 function orphanKey(info: SeriesInfo): string {
