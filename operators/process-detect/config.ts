@@ -70,19 +70,21 @@ export const DetectConfig = z.strictObject({
   groupTrends: z.boolean().default(true),
   /** A component follows the VM count when its hosts agree on at least this memory per VM (log scale). */
   minPerVm: z.number().nonnegative().default(0.002),
-  /** In a VM-following component, windows after a VM change before an interval may start. */
+  /** In a VM-following component, windows after a VM change in which memory settles (stitched, or no interval starts before they end). */
   vmSettleHours: z.number().int().nonnegative().default(1),
   /**
-   * In a VM-following component, an interval may span a VM change when the host's learned memory
-   * per VM accounts for the change to within this many level-noise units (its standard error
-   * over the host's ≥ 3 VM steps, times the VMs that came or went); otherwise the interval
-   * restarts after the change (0: always). A host whose VMs change every few hours otherwise
-   * never builds an interval long enough to show a leak. Off by default: at 1.5 it found more
-   * leaks on the fleets it was tried on, but on a fresh one it flagged a kernel pool whose memory
-   * per VM, learned in log scale, drifted as 8 of its 21 VMs left (a VM's share of the memory
-   * grows as the memory shrinks), and the intervals it spanned added the drift up.
+   * In a VM-following component, a VM change and the `vmSettleHours` windows after it move the
+   * level by nothing: whatever the memory did then goes to the VMs, and the interval runs on
+   * across the change, its bar raised for the noise each such window took out. No estimate of
+   * memory per VM enters the level, so none can drift into growth.
    */
-  vmBridge: z.number().nonnegative().default(0),
+  vmStitch: z.boolean().default(true),
+  /**
+   * The variance each stitched window adds to an interval's growth, in units of the growth's own
+   * (a stitched hour's change has the variance of the growth between two levels: 1 is the noise
+   * alone; 2 also covers starting the interval where the rise looks largest).
+   */
+  stitchVariance: z.number().nonnegative().default(2),
   /** Half-life of each series' baseline against its peers, in windows. */
   baselineHalfLife: z.number().positive().default(72),
   /** Half-life of the per-series noise estimate, in windows. */

@@ -66,7 +66,6 @@ const FLOAT_COLS = [
   "perVm",
   "perVmN",
   "vmOffset",
-  "perVmVar",
 ] as const;
 /** `fine`: the series' fine peer group (its coarse group is `fineOf[fine]`). */
 const INT_COLS = ["confirms", "fine"] as const;
@@ -84,11 +83,28 @@ type Columns = Record<(typeof TIME_COLS)[number], Float64Array> &
      * an earlier life that was (a leaking lineage, restarted since for another reason).
      */
     heir: Uint8Array;
+    /** Windows after a VM change still to be stitched (see `vmStitch`). */
+    settle: Uint8Array;
   };
 
-/** Ring levels are stored as int16 steps of 1e-4 (log scale): ±3.27, i.e. up to 26× growth. */
-const RING_SCALE = 1e4;
-const RING_LIMIT = 32767;
+/**
+ * Ring levels are stored in int16: the level in steps of 2e-4 (log scale; ±3.27, i.e. up to 26×
+ * growth) shifted left by one, and in the low bit whether the window was stitched (see
+ * `vmStitch`).
+ */
+const RING_SCALE = 5e3;
+const RING_LIMIT = 16383;
+
+/** The level (relative to the series' anchor) of a stored ring entry. */
+function levelOf(stored: number): number {
+  return (stored >> 1) / RING_SCALE;
+}
+
+/** A ring entry for level `rel` (relative to the anchor), stitched or not. */
+function ringEntry(rel: number, stitched: boolean): number {
+  const steps = Math.max(-RING_LIMIT, Math.min(RING_LIMIT, Math.round(rel * RING_SCALE)));
+  return steps * 2 + (stitched ? 1 : 0);
+}
 
 /**
  * What the detector knew of a series that ended without a successor (its host went silent for
@@ -116,7 +132,6 @@ const CARRIED = [
   "perVm",
   "perVmN",
   "vmOffset",
-  "perVmVar",
 ] as const;
 
 /** Kept only for the few series that are suspected. */
@@ -309,7 +324,10 @@ export class ProcessDetectCore {
     for (const [g, values] of acc.perVmSeen) {
       if (values.length < cfg.minPeers) continue;
       const perVm = coherentMedian(values, 3);
-      this.coarsePerVm[g] = perVm > cfg.minPerVm ? perVm : undefined;
+      // ... and when a VM moves it by at least half an hour's noise: below that, which VMs
+      // came or went is lost in the noise, and a few hosts' estimates agree by chance.
+      const material = Math.max(cfg.minPerVm, 0.5 * (this.coarseNoise[g] ?? 0));
+      this.coarsePerVm[g] = perVm > material ? perVm : undefined;
       const spread = 1.4826 * median(values.map((v) => Math.abs(v - perVm)));
       this.coarsePerVmVar[g] = Math.max(spread * spread, cfg.noiseFloor * cfg.noiseFloor);
     }
@@ -352,6 +370,16 @@ export class ProcessDetectCore {
     const prevVms = c.lastVms[slot]!;
     const dv = vms >= 0 && prevVms >= 0 ? vms - prevVms : 0;
     let vmStep = 0;
+    let stitched = false;
+    if (dv === 0 && c.settle[slot]! > 0) {
+      // Memory settling after VMs came or went (caches, slabs) goes to the VMs too.
+      c.settle[slot]! -= 1;
+      const room = 3 * Math.max(c.noise[slot]!, cfg.noiseFloor);
+      const absorbed = Math.max(-room, Math.min(room, z - c.z[slot]!));
+      c.vmOffset[slot]! += absorbed;
+      z -= absorbed;
+      stitched = true;
+    }
     if (dv !== 0) {
       const change = z - c.z[slot]!;
       vmStep = change;
@@ -359,9 +387,7 @@ export class ProcessDetectCore {
       if (gapHours === 1 && c.suspected[slot] !== 1 && c.resetMs[slot]! < w.start) {
         const n = c.perVmN[slot]!;
         const step = 1 / Math.min(n + 1, 8);
-        const miss = change / dv - c.perVm[slot]!;
-        c.perVm[slot]! += step * miss;
-        c.perVmVar[slot]! += step * (miss * miss - c.perVmVar[slot]!);
+        c.perVm[slot]! += step * (change / dv - c.perVm[slot]!);
         c.perVmN[slot] = n + 1;
         if (n + 1 >= 3) pushTo(acc.perVmSeen, coarse, c.perVm[slot]!);
       }
@@ -370,26 +396,28 @@ export class ProcessDetectCore {
       // host's own memory per VM, weighed against the component's (see `perVmOf`).
       // A staircase of VM arrivals then does not add up to a leak.
       const perVm = this.perVmOf(slot);
-      if (perVm !== undefined) {
+      if (perVm !== undefined && cfg.vmStitch) {
+        // Whatever the memory did in this window goes to the VMs: the level holds across the
+        // change, and the interval runs on (a host whose VMs change every few hours would
+        // otherwise never build an interval long enough to show a leak). Each stitch takes an
+        // hour's noise out with it, which the interval's bar accounts for (see `judgeInterval`).
+        // Not beyond what the VMs can explain, though: the host's memory per VM, give or take
+        // half of it and three hours' noise. A burst that ends, or a leak that jumps, in the same
+        // window stays in the level.
+        const expected = perVm * dv;
+        const room = 3 * Math.max(c.noise[slot]!, cfg.noiseFloor) + 0.5 * Math.abs(expected);
+        const absorbed = expected + Math.max(-room, Math.min(room, change - expected));
+        c.vmOffset[slot]! += absorbed;
+        z -= absorbed;
+        vmStep = 0;
+        stitched = true;
+        c.settle[slot] = cfg.vmSettleHours;
+      } else if (perVm !== undefined) {
+        // Without stitching: take out the memory per VM, and restart the interval once memory
+        // has settled (caches, slabs) after VMs came or went.
         c.vmOffset[slot]! += perVm * dv;
         z -= perVm * dv;
-        // How far off the correction may be: the standard error of the host's memory per VM (an
-        // average over about its last 15 steps: 2 / (1/8) − 1).
-        const n = c.perVmN[slot]!;
-        const unsure =
-          n >= 3 ? Math.sqrt(c.perVmVar[slot]! / Math.min(n, 15)) * Math.abs(dv) : Number.POSITIVE_INFINITY;
-        if (
-          cfg.vmBridge > 0 &&
-          unsure <= (cfg.vmBridge * Math.max(c.noise[slot]!, cfg.noiseFloor)) / Math.SQRT2
-        ) {
-          // The interval may span the change; only what the memory per VM did not account for
-          // counts as a step with it (below).
-          vmStep = change - perVm * dv;
-        } else if (c.suspected[slot] !== 1) {
-          // Memory settles for a few windows after VMs come or go (caches, slabs): no interval may
-          // start before it has.
-          c.resetMs[slot] = w.start + cfg.vmSettleHours * this.hourMs;
-        }
+        if (c.suspected[slot] !== 1) c.resetMs[slot] = w.start + cfg.vmSettleHours * this.hourMs;
       }
     }
     const e = z - c.z[slot]!;
@@ -405,7 +433,7 @@ export class ProcessDetectCore {
     const decay = Math.max(this.noiseDecay, 1 / (c.ringLen[slot]! + 1));
     // Noise: deviation from the recent trend, clipped so a leak or a jump cannot inflate it fast.
     // The restart's own step is not noise.
-    if (c.resetMs[slot]! < w.start || dv !== 0) {
+    if (!stitched && (c.resetMs[slot]! < w.start || dv !== 0)) {
       const dev = Math.min(Math.abs(e - c.slope[slot]! * gapHours) / Math.sqrt(gapHours), 3 * noiseE);
       c.noise[slot] = noiseE + decay * (dev - noiseE);
     }
@@ -423,7 +451,7 @@ export class ProcessDetectCore {
     ) {
       c.resetMs[slot] = w.start;
     }
-    this.pushRing(slot, z, gapHours);
+    this.pushRing(slot, z, gapHours, stitched);
     if (c.ringLen[slot]! > 24 && c.suspected[slot] !== 1) {
       // Rounded to float32, as the other per-series scales are stored.
       const wander = Math.fround(cfg.burstRobust ? this.robustRangeOf(slot, 24) : this.rangeOf(slot, 0, 24));
@@ -520,8 +548,8 @@ export class ProcessDetectCore {
       const r = this.config.ringHours;
       for (let back = 0; back < c.ringLen[slot]! && back + offset < delta.length; back++) {
         const idx = slot * r + ((c.ringPos[slot]! - back + r * 4) % r);
-        const stored = this.ring[idx]! + Math.round(delta[back + offset]! * RING_SCALE);
-        this.ring[idx] = Math.max(-RING_LIMIT, Math.min(RING_LIMIT, stored));
+        const stored = this.ring[idx]!;
+        this.ring[idx] = ringEntry(levelOf(stored) + delta[back + offset]!, (stored & 1) === 1);
       }
     }
   }
@@ -621,18 +649,31 @@ export class ProcessDetectCore {
     return undefined;
   }
 
-  /** Hours back to the start of the interval: the minimum of level + drift × hours back. */
+  /**
+   * Hours back to the start of the interval: the minimum of level + drift × hours back. Across
+   * stitched windows (see `vmStitch`), the rise to now is weighed against its own noise, which
+   * grows with the stitches in between: the most significant rise, not the longest.
+   */
   private startAt(slot: number, z: number, maxBack: number, drift: number): number {
     let minBack = 0;
-    let best = z;
+    let best = 0;
     // Walks the ring by position (see `olderPos`): this runs for every series in every window.
     const anchor = this.cols.anchor[slot]!;
     const base = slot * this.config.ringHours;
-    let pos = this.ringPos(slot, 1);
-    for (let back = 1; back <= maxBack; back++, pos = this.olderPos(pos, base)) {
-      const v = anchor + this.ring[pos]! / RING_SCALE + drift * back;
-      if (v < best) {
-        best = v;
+    const cost = this.config.stitchVariance;
+    let pos = this.ringPos(slot, 0);
+    let stitches = 0;
+    let scale = 1;
+    for (let back = 1; back <= maxBack; back++) {
+      // The entry at `back - 1` says whether the change into it was stitched.
+      if ((this.ring[pos]! & 1) === 1) {
+        stitches++;
+        scale = 1 / Math.sqrt(1 + cost * stitches);
+      }
+      pos = this.olderPos(pos, base);
+      const rise = (z - (anchor + levelOf(this.ring[pos]!) + drift * back)) * scale;
+      if (rise > best) {
+        best = rise;
         minBack = back;
       }
     }
@@ -652,7 +693,10 @@ export class ProcessDetectCore {
     const cfg = this.config;
     const minZ = this.ringAt(slot, hours);
     const growth = z - minZ;
-    if (hours < cfg.minHours || growth < cfg.sigmas * levelNoise || growth < cfg.minRelGrowth)
+    // Each stitched window in the interval took an hour's change out, noise and all: the growth's
+    // noise grows with their number (an hour's change has the variance of two levels).
+    const bar = cfg.sigmas * levelNoise * Math.sqrt(1 + cfg.stitchVariance * this.stitchesIn(slot, hours));
+    if (hours < cfg.minHours || growth < bar || growth < cfg.minRelGrowth)
       return this.reject(slot, now, "short or small growth");
     if (cfg.minGrowthBytes > 0 && Math.exp(c.lastY[slot]!) * -Math.expm1(-growth) < cfg.minGrowthBytes)
       return this.reject(slot, now, "growth below minGrowthBytes");
@@ -672,7 +716,7 @@ export class ProcessDetectCore {
     const base = slot * cfg.ringHours;
     let pos = this.ringPos(slot, hours);
     for (let back = hours; back >= 0; back--, pos = this.newerPos(pos, base)) {
-      const v = anchor + this.ring[pos]! / RING_SCALE;
+      const v = anchor + levelOf(this.ring[pos]!);
       ts.push(hours - back);
       zs.push(v);
       const inc = v - prev;
@@ -691,7 +735,7 @@ export class ProcessDetectCore {
     const smooth = cfg.despikeFit ? runningMedian5(zs, this.scratchS) : zs;
     const fit = new SimpleLinearRegression(ts, smooth);
     const fitGrowth = fit.slope * hours;
-    if (fitGrowth < cfg.sigmas * levelNoise || fitGrowth < cfg.minRelGrowth)
+    if (fitGrowth < bar || fitGrowth < cfg.minRelGrowth)
       return this.reject(slot, now, "fit growth too small");
     if (r2(ts, smooth, fit.slope, fit.intercept) < cfg.minR2)
       return this.reject(slot, now, "not linear (R²)");
@@ -796,6 +840,7 @@ export class ProcessDetectCore {
     if (lastMs < 0 || now - lastMs > r * this.hourMs) return false;
     this.ring.copyWithin(slot * r, predecessor * r, predecessor * r + r);
     for (const k of CARRIED) c[k][slot] = c[k][predecessor]!;
+    c.settle[slot] = c.settle[predecessor]!;
     this.succeeded.add(predecessor);
     c.lastMs[slot] = lastMs === now ? now - this.hourMs : lastMs;
     if (lastMs === now) {
@@ -835,7 +880,7 @@ export class ProcessDetectCore {
     let n = 0;
     for (let b = from; b <= last; b++, pos = this.olderPos(pos, base), n++) {
       // As `shiftedAt`, by ring position.
-      const v = anchor + this.ring[pos]! / RING_SCALE - (b > shift.since ? shift.drop : 0);
+      const v = anchor + levelOf(this.ring[pos]!) - (b > shift.since ? shift.drop : 0);
       let i = n - 1;
       for (; i >= 0 && win[i]! > v; i--) win[i + 1] = win[i]!;
       win[i + 1] = v;
@@ -883,7 +928,7 @@ export class ProcessDetectCore {
     const base = slot * this.config.ringHours;
     let pos = this.ringPos(slot, 0);
     for (let back = 0; back <= hours; back++, pos = this.olderPos(pos, base)) {
-      const v = anchor + this.ring[pos]! / RING_SCALE;
+      const v = anchor + levelOf(this.ring[pos]!);
       if (v > h1) {
         h3 = h2;
         h2 = h1;
@@ -916,28 +961,40 @@ export class ProcessDetectCore {
     return hi - lo;
   }
 
-  /** Appends a level; missing hours in between repeat it, so a ring index is hours back. */
-  private pushRing(slot: number, z: number, gapHours: number): void {
+  /**
+   * Appends a level; missing hours in between repeat it, so a ring index is hours back.
+   * `stitched`: the change into this window went to the VMs (marked on the newest entry only).
+   */
+  private pushRing(slot: number, z: number, gapHours: number, stitched = false): void {
     const c = this.cols;
     const r = this.config.ringHours;
     const base = slot * r;
-    for (let k = 0; k < Math.min(gapHours, r); k++) {
+    const n = Math.min(gapHours, r);
+    for (let k = 0; k < n; k++) {
       c.ringPos[slot] = (c.ringPos[slot]! + 1) % r;
-      const stored = Math.round((z - c.anchor[slot]!) * RING_SCALE);
-      this.ring[base + c.ringPos[slot]!] = Math.max(-RING_LIMIT, Math.min(RING_LIMIT, stored));
+      this.ring[base + c.ringPos[slot]!] = ringEntry(z - c.anchor[slot]!, stitched && k === n - 1);
       if (c.ringLen[slot]! < r) c.ringLen[slot]! += 1;
     }
   }
 
+  /** Stitched windows among the newest `hours` levels (the changes into them went to the VMs). */
+  private stitchesIn(slot: number, hours: number): number {
+    const base = slot * this.config.ringHours;
+    let pos = this.ringPos(slot, 0);
+    let n = 0;
+    for (let back = 0; back < hours; back++, pos = this.olderPos(pos, base)) n += this.ring[pos]! & 1;
+    return n;
+  }
+
   /** The level `back` hours before the newest (0 = newest). */
   private ringAt(slot: number, back: number): number {
-    return this.cols.anchor[slot]! + this.ring[this.ringPos(slot, back)]! / RING_SCALE;
+    return this.cols.anchor[slot]! + levelOf(this.ring[this.ringPos(slot, back)]!);
   }
 
   /**
    * Index in `ring` of the level `back` hours before the newest. Loops over many hours step
    * from it with `olderPos` / `newerPos` instead of a modulo per level (the level is then
-   * `anchor + ring[pos] / RING_SCALE`, computed exactly as `ringAt` does).
+   * `anchor + levelOf(ring[pos])`, computed exactly as `ringAt` does).
    */
   private ringPos(slot: number, back: number): number {
     const r = this.config.ringHours;
@@ -978,6 +1035,7 @@ export class ProcessDetectCore {
     c.ringPos[slot] = 0;
     c.suspected[slot] = 0;
     c.heir[slot] = 0;
+    c.settle[slot] = 0;
     c.lastMs[slot] = -1;
     c.fine[slot] = fine;
     c.lastVms[slot] = -1;
@@ -1003,6 +1061,7 @@ export class ProcessDetectCore {
     next.ringPos = new Uint8Array(capacity);
     next.suspected = new Uint8Array(capacity);
     next.heir = new Uint8Array(capacity);
+    next.settle = new Uint8Array(capacity);
     // Slots beyond the old capacity have no series: no level yet (see `removeSeries`).
     next.lastMs!.fill(-1);
     if (old !== undefined) for (const k of Object.keys(next)) next[k]!.set(old[k as keyof Columns]);
@@ -1020,7 +1079,7 @@ export class ProcessDetectCore {
       FLOAT_COLS.length * 4 +
       INT_COLS.length * 4 +
       RING_COLS.length * 2 +
-      3 +
+      4 +
       this.config.ringHours * 2
     );
   }
