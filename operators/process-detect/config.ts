@@ -75,12 +75,13 @@ export const DetectConfig = z.strictObject({
   /**
    * In a VM-following component, a VM change and the `vmSettleHours` windows after it move the
    * level only by what the VMs explain, and the interval runs on across the change (instead of
-   * restarting after it), its bar raised for the noise each such window took out. Off by
-   * default: it found more leaks, sooner, on the fleets it was measured on, but in the closed
-   * loop three healthy hosts that had taken in a leaking host's migrated VMs had their kernel
-   * `netbuf` flagged a day later, and were rebooted (simulate/closed-loop/loop.test.ts).
+   * restarting after it), its bar raised for the noise each such window took out (false: the
+   * interval restarts). It needs the component's memory per VM to be steady: decided per window
+   * from that window's few hosts, a component stopped following its VM count for a window now
+   * and then, the VM step of that window stayed in the level, and in the closed loop three
+   * healthy hosts that had taken in migrated VMs were flagged and rebooted.
    */
-  vmStitch: z.boolean().default(false),
+  vmStitch: z.boolean().default(true),
   /**
    * The variance each stitched window adds to an interval's growth, in units of the growth's own
    * (a stitched hour's change has the variance of the growth between two levels: 1 is the noise

@@ -179,6 +179,9 @@ export class ProcessDetectCore {
   private readonly coarseSig24: number[] = [];
   /** Memory per VM (log scale) of components whose memory follows the VM count of the host. */
   private readonly coarsePerVm: (number | undefined)[] = [];
+  /** The component's memory per VM over the windows that had VM changes: decayed sums of host-weighted medians, and of hosts. */
+  private readonly coarsePerVmSum: number[] = [];
+  private readonly coarsePerVmWeight: number[] = [];
   /** How much the component's hosts differ in memory per VM (variance, log scale). */
   private readonly coarsePerVmVar: number[] = [];
   /** Whole peer groups whose common mode grows like a leak (e.g. a leaking version on a whole region). */
@@ -322,14 +325,24 @@ export class ProcessDetectCore {
     // A component follows its VM count when its hosts agree on a memory per VM (pooled: one
     // host's few VM changes under noise prove nothing, the fleet's do).
     for (const [g, values] of acc.perVmSeen) {
-      if (values.length < cfg.minPeers) continue;
-      const perVm = coherentMedian(values, 3);
+      // Averaged over windows, weighted by their hosts (each window's hosts with VM changes are
+      // a few, and their median swings): a component does not stop following its VM count for a
+      // window, nor start following it on a few hosts' chance agreement.
+      const sum = 0.9 * (this.coarsePerVmSum[g] ?? 0) + values.length * coherentMedian(values, 3);
+      const weight = 0.9 * (this.coarsePerVmWeight[g] ?? 0) + values.length;
+      this.coarsePerVmSum[g] = sum;
+      this.coarsePerVmWeight[g] = weight;
+      if (weight < 3 * cfg.minPeers) continue;
+      const perVm = sum / weight;
       // ... and when a VM moves it by at least half an hour's noise: below that, which VMs
       // came or went is lost in the noise, and a few hosts' estimates agree by chance.
       const material = Math.max(cfg.minPerVm, 0.5 * (this.coarseNoise[g] ?? 0));
       this.coarsePerVm[g] = perVm > material ? perVm : undefined;
-      const spread = 1.4826 * median(values.map((v) => Math.abs(v - perVm)));
-      this.coarsePerVmVar[g] = Math.max(spread * spread, cfg.noiseFloor * cfg.noiseFloor);
+      // How much its hosts differ: from a window with enough of them (else as last seen).
+      if (values.length >= cfg.minPeers || this.coarsePerVmVar[g] === undefined) {
+        const spread = 1.4826 * median(values.map((v) => Math.abs(v - perVm)));
+        this.coarsePerVmVar[g] = Math.max(spread * spread, cfg.noiseFloor * cfg.noiseFloor);
+      }
     }
     for (const [g, values] of acc.sig24Seen) this.coarseSig24[g] = median(values);
     for (const [g, values] of acc.wanderSeen)

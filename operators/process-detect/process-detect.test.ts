@@ -105,7 +105,7 @@ function fleet(hosts: number, days: number, plans: Record<number, HostPlan>, see
  * region drains; host 0 only gains VMs (a staircase), and `leak` hosts leak 1% of their base an
  * hour from hour 60.
  */
-function vmFleet(hosts: number, days: number, leak: number[] = [], seed = 7): string[][] {
+function vmFleet(hosts: number, days: number, leak: number[] = [], seed = 7, perDay = 5): string[][] {
   const rand = rng(seed);
   const gauss = () => (rand() + rand() + rand() + rand() - 2) * 0.866;
   const bases = Array.from({ length: hosts }, () => 5e8 * (0.7 + 0.6 * rand()));
@@ -116,10 +116,10 @@ function vmFleet(hosts: number, days: number, leak: number[] = [], seed = 7): st
     const batch: string[] = [];
     const hour = (t - T0) / H;
     for (let h = 0; h < hosts; h++) {
-      // About 5 VM changes a day per host; in hours 40-52, the region's VMs drain; host 0 gains
+      // About `perDay` VM changes a day per host; in hours 40-52, the region's VMs drain; host 0 gains
       // a VM a few times a day and keeps it.
       const drain = hour >= 40 && hour < 52;
-      if (h === 0 ? rand() < 3 / 288 : rand() < (drain ? 0.025 : 5 / 288))
+      if (h === 0 ? rand() < 3 / 288 : rand() < (drain ? 0.025 : perDay / 288))
         vms[h] = Math.max(1, vms[h]! + (h === 0 || (!drain && rand() < 0.5) ? 1 : -1));
       let bytes = (bases[h]! + perVm[h]! * vms[h]!) * (1 + 0.004 * gauss());
       if (leak.includes(h) && hour >= 60) bytes += 0.01 * bases[h]! * (hour - 60);
@@ -143,9 +143,9 @@ describe("process-level detection", () => {
   });
 
   it("runs an interval on across VM changes, stitching them out of the level", async () => {
-    // VMs change every few hours: if each change restarted the interval, none would grow long
-    // enough to show the leak (0.5% an hour of the memory).
-    const input = vmFleet(24, 5, [5], 1);
+    // VMs change about 16 times a day: if each change restarted the interval, none would grow
+    // long enough to show the leak (1% of the base an hour from hour 60).
+    const input = vmFleet(24, 5, [5], 1, 16);
     const openedAt = async (vmStitch: boolean) =>
       (await replayLines(input, { detect: { vmStitch } })).events.find((e) => e.state === "open");
     const stitching = await openedAt(true);
