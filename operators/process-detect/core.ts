@@ -708,8 +708,10 @@ export class ProcessDetectCore {
     const growth = z - minZ;
     // Each stitched window in the interval took an hour's change out, noise and all: the growth's
     // noise grows with their number (an hour's change has the variance of two levels).
-    const stitches = cfg.vmStitch ? this.stitchesIn(slot, hours) : 0;
-    const bar = cfg.sigmas * levelNoise * Math.sqrt(1 + cfg.stitchVariance * stitches);
+    // (Most series fail on the plain bar already: the ring is walked for stitches only after.)
+    let bar = cfg.sigmas * levelNoise;
+    if (hours >= cfg.minHours && growth >= bar && cfg.vmStitch)
+      bar *= Math.sqrt(1 + cfg.stitchVariance * this.stitchesIn(slot, hours));
     if (hours < cfg.minHours || growth < bar || growth < cfg.minRelGrowth)
       return this.reject(slot, now, "short or small growth");
     if (cfg.minGrowthBytes > 0 && Math.exp(c.lastY[slot]!) * -Math.expm1(-growth) < cfg.minGrowthBytes)
