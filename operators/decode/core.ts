@@ -82,43 +82,37 @@ export function decodeValue(value: unknown, raw?: string): Decoded {
   return { ok: false, dead: { reason: checked.reason, raw: keepRaw(raw ?? safeStringify(value)) } };
 }
 
-/**
- * The telemetry in a line that parses and passes the fast check, else undefined (and then
- * `decodeLine` gives the value zod accepts, or the reason): the common case without a result
- * object per line.
- */
-export function validTelemetryOf(line: string): Telemetry | undefined {
-  if (line.length > MAX_LINE_CHARS) return undefined;
-  let value: unknown;
-  try {
-    value = JSON.parse(line);
-  } catch {
-    return undefined;
-  }
-  return looksValidTelemetry(value) ? value : undefined;
+/** Why a line has no value: too long, or not JSON (see `parseLine`). */
+class Unparsable {
+  constructor(readonly dead: DeadLetter) {}
 }
 
-/** Parses and validates one NDJSON line; never throws. */
-export function decodeLine(line: string): Decoded {
+/**
+ * The value in one NDJSON line, or an `Unparsable` saying why there is none; never throws.
+ * Parsed once: `decodeParsed` takes it from there (`decodeTelemetry` first tries the fast check
+ * on it, without a result object per line).
+ */
+export function parseLine(line: string): unknown {
   if (line.length > MAX_LINE_CHARS) {
-    return {
-      ok: false,
-      dead: {
-        reason: `(message): line of ${line.length} chars exceeds ${MAX_LINE_CHARS}`,
-        raw: keepRaw(line),
-      },
-    };
+    return new Unparsable({
+      reason: `(message): line of ${line.length} chars exceeds ${MAX_LINE_CHARS}`,
+      raw: keepRaw(line),
+    });
   }
-  let value: unknown;
   try {
-    value = JSON.parse(line);
+    return JSON.parse(line);
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
-    return {
-      ok: false,
-      dead: { reason: `(message): not JSON: ${why} (got ${showValue(line)})`, raw: keepRaw(line) },
-    };
+    return new Unparsable({
+      reason: `(message): not JSON: ${why} (got ${showValue(line)})`,
+      raw: keepRaw(line),
+    });
   }
+}
+
+/** Validates what `parseLine` gave for `line`. */
+export function decodeParsed(value: unknown, line: string): Decoded {
+  if (value instanceof Unparsable) return { ok: false, dead: value.dead };
   if (value !== null && typeof value === "object" && (value as { v?: unknown }).v !== 1) {
     const v = (value as { v?: unknown }).v;
     return {
@@ -130,6 +124,11 @@ export function decodeLine(line: string): Decoded {
     };
   }
   return decodeValue(value, line);
+}
+
+/** Parses and validates one NDJSON line; never throws. */
+export function decodeLine(line: string): Decoded {
+  return decodeParsed(parseLine(line), line);
 }
 
 function keepRaw(raw: string): string {

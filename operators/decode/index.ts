@@ -1,7 +1,7 @@
 import type { Observable, OperatorFunction, Subject } from "rxjs";
 import { map } from "rxjs/operators";
 import type { Telemetry } from "../../schemas/telemetry.ts";
-import { type DeadLetter, decodeLine, validTelemetryOf } from "./core.ts";
+import { type DeadLetter, decodeParsed, looksValidTelemetry, parseLine } from "./core.ts";
 
 export * from "./core.ts";
 
@@ -27,12 +27,13 @@ export function decodeTelemetry(
       map((lines) => {
         const out: Telemetry[] = [];
         for (const line of lines) {
-          const fast = validTelemetryOf(line);
-          if (fast !== undefined) {
-            out.push(fast);
+          // The common case first: a line that passes the fast check, without a result object.
+          const value = parseLine(line);
+          if (looksValidTelemetry(value)) {
+            out.push(value);
             continue;
           }
-          const d = decodeLine(line);
+          const d = decodeParsed(value, line);
           if (d.ok) out.push(d.value);
           else {
             stats.invalid++;
