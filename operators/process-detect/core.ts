@@ -106,18 +106,7 @@ function ringEntry(rel: number, stitched: boolean): number {
   return steps * 2 + (stitched ? 1 : 0);
 }
 
-/**
- * What the detector knew of a series that ended without a successor (its host went silent for
- * longer than a series may idle): a process that comes back on that host continues from it.
- */
-interface Orphan {
-  /** The series' ring region, as stored (positions as in `ringPos`). */
-  ring: Int16Array;
-  /** Its column values (`lastMs` included). */
-  values: Record<string, number>;
-}
-
-/** Columns a successor continues from (see `inherit`). */
+/** Columns a successor continues from (see `continueFrom`). */
 const CARRIED = [
   "ringPos",
   "ringLen",
@@ -133,6 +122,20 @@ const CARRIED = [
   "perVmN",
   "vmOffset",
 ] as const;
+
+/**
+ * The history a series leaves to the one that continues it (see `continueFrom`); kept as such for
+ * a series that ended without a successor (its host went silent for longer than a series may
+ * idle), so that a process that comes back on that host continues from it.
+ */
+interface History {
+  /** The series' ring region, as stored (positions as in `ringPos`). */
+  ring: Int16Array;
+  values: Record<(typeof CARRIED)[number], number>;
+  lastMs: number;
+  suspected: number;
+  heir: number;
+}
 
 /** Kept only for the few series that are suspected. */
 interface OpenSuspect {
@@ -164,8 +167,8 @@ export class ProcessDetectCore {
   private cols!: Columns;
   private ring = new Int16Array(0);
   private readonly open = new Map<number, OpenSuspect>();
-  /** Series that ended with no successor, by host, component and name (see `Orphan`). */
-  private readonly orphans = new Map<string, Orphan>();
+  /** Histories of series that ended with no successor, by host, component and name. */
+  private readonly orphans = new Map<string, History>();
   /** Slots whose history a restarted series took over in the current windows (not orphans when they end). */
   private readonly succeeded = new Set<number>();
   private readonly fineIds = new Map<string, number>();
@@ -387,10 +390,7 @@ export class ProcessDetectCore {
     if (dv === 0 && c.settle[slot]! > 0) {
       // Memory settling after VMs came or went (caches, slabs) goes to the VMs too.
       c.settle[slot]! -= 1;
-      const room = 3 * Math.max(c.noise[slot]!, cfg.noiseFloor);
-      const absorbed = Math.max(-room, Math.min(room, z - c.z[slot]!));
-      c.vmOffset[slot]! += absorbed;
-      z -= absorbed;
+      z -= this.stitchOut(slot, z - c.z[slot]!, 0);
       stitched = true;
     }
     if (dv !== 0) {
@@ -414,14 +414,8 @@ export class ProcessDetectCore {
         // change, and the interval runs on (a host whose VMs change every few hours would
         // otherwise never build an interval long enough to show a leak). Each stitch takes an
         // hour's noise out with it, which the interval's bar accounts for (see `judgeInterval`).
-        // Not beyond what the VMs can explain, though: the host's memory per VM, give or take
-        // half of it and three hours' noise. A burst that ends, or a leak that jumps, in the same
-        // window stays in the level.
-        const expected = perVm * dv;
-        const room = 3 * Math.max(c.noise[slot]!, cfg.noiseFloor) + 0.5 * Math.abs(expected);
-        const absorbed = expected + Math.max(-room, Math.min(room, change - expected));
-        c.vmOffset[slot]! += absorbed;
-        z -= absorbed;
+        // Not beyond what the VMs can explain, though (see `stitchOut`).
+        z -= this.stitchOut(slot, change, perVm * dv);
         vmStep = 0;
         stitched = true;
         c.settle[slot] = cfg.vmSettleHours;
@@ -521,6 +515,20 @@ export class ProcessDetectCore {
     });
   }
 
+  /**
+   * Moves what a VM change (or the settling after it) did to the level into the series' VM
+   * offset, and returns it: `change`, but no further from `expected` (what the host's memory per
+   * VM says) than half of it and three hours' noise. A burst that ends, or a leak that jumps, in
+   * the same window stays in the level.
+   */
+  private stitchOut(slot: number, change: number, expected: number): number {
+    const c = this.cols;
+    const room = 3 * Math.max(c.noise[slot]!, this.config.noiseFloor) + 0.5 * Math.abs(expected);
+    const absorbed = expected + Math.max(-room, Math.min(room, change - expected));
+    c.vmOffset[slot]! += absorbed;
+    return absorbed;
+  }
+
   /** Whether component `g` follows the VM count, or may: its hosts have not shown enough VM changes yet. */
   private followsVms(g: number): boolean {
     return this.coarsePerVmVar[g] === undefined || this.coarsePerVm[g] !== undefined;
@@ -575,37 +583,53 @@ export class ProcessDetectCore {
       // A series that ends with no one continuing it, e.g. every process of a host that went
       // silent for longer than a series may idle, is kept for a process that comes back there.
       const info = this.seriesInfo(slot);
-      if (!this.succeeded.delete(slot) && info !== undefined && c.lastMs[slot]! >= 0) {
-        const values: Record<string, number> = {
-          lastMs: c.lastMs[slot]!,
-          suspected: c.suspected[slot]!,
-          heir: c.heir[slot]!,
-        };
-        for (const k of CARRIED) values[k] = c[k][slot]!;
-        this.orphans.set(orphanKey(info), { ring: this.ring.slice(slot * r, slot * r + r), values });
-      }
+      if (!this.succeeded.delete(slot) && info !== undefined && c.lastMs[slot]! >= 0)
+        this.orphans.set(orphanKey(info), this.historyOf(slot));
       this.removeSeries(slot);
     }
     // Past the ring, an orphan has no history left to give.
-    for (const [key, o] of this.orphans)
-      if (w.start - o.values.lastMs! > r * this.hourMs) this.orphans.delete(key);
+    for (const [key, o] of this.orphans) if (w.start - o.lastMs > r * this.hourMs) this.orphans.delete(key);
   }
 
   /** Continues a new series with no predecessor from the orphan of its host, component and name, if any. */
   private adopt(slot: number, info: SeriesInfo, now: number): boolean {
+    if (this.orphans.size === 0) return false;
     const key = orphanKey(info);
     const o = this.orphans.get(key);
     if (o === undefined) return false;
     this.orphans.delete(key);
-    const r = this.config.ringHours;
-    if (now - o.values.lastMs! > r * this.hourMs) return false;
-    const c = this.cols;
-    this.ring.set(o.ring, slot * r);
-    for (const k of CARRIED) c[k][slot] = o.values[k]!;
-    c.lastMs[slot] = o.values.lastMs!;
-    c.resetMs[slot] = now;
-    c.heir[slot] = o.values.suspected === 1 ? 1 : o.values.heir !== 0 ? 2 : 0;
+    if (now - o.lastMs > this.config.ringHours * this.hourMs) return false;
+    this.continueFrom(slot, o, now);
     return true;
+  }
+
+  /** What series `slot` knows, for a series that continues it. */
+  private historyOf(slot: number): History {
+    const c = this.cols;
+    const r = this.config.ringHours;
+    const values = {} as History["values"];
+    for (const k of CARRIED) values[k] = c[k][slot]!;
+    return {
+      ring: this.ring.slice(slot * r, slot * r + r),
+      values,
+      lastMs: c.lastMs[slot]!,
+      suspected: c.suspected[slot]!,
+      heir: c.heir[slot]!,
+    };
+  }
+
+  /**
+   * Series `slot` continues history `h` from `now` on: its levels, scales and VM offset; its
+   * interval cannot reach back past `now`; it is an heir if `h`'s series was suspected (1) or was
+   * an heir itself (2).
+   */
+  private continueFrom(slot: number, h: History, now: number): void {
+    const c = this.cols;
+    this.ring.set(h.ring, slot * this.config.ringHours);
+    for (const k of CARRIED) c[k][slot] = h.values[k];
+    c.lastMs[slot] = h.lastMs;
+    c.resetMs[slot] = now;
+    c.heir[slot] = h.suspected === 1 ? 1 : h.heir !== 0 ? 2 : 0;
   }
 
   /** Drops the newest ring entry (it is about to be written again for the same window). */
@@ -854,17 +878,14 @@ export class ProcessDetectCore {
     const r = this.config.ringHours;
     const lastMs = c.lastMs[predecessor]!;
     if (lastMs < 0 || now - lastMs > r * this.hourMs) return false;
-    this.ring.copyWithin(slot * r, predecessor * r, predecessor * r + r);
-    for (const k of CARRIED) c[k][slot] = c[k][predecessor]!;
+    this.continueFrom(slot, this.historyOf(predecessor), now);
     c.settle[slot] = c.settle[predecessor]!;
     this.succeeded.add(predecessor);
-    c.lastMs[slot] = lastMs === now ? now - this.hourMs : lastMs;
     if (lastMs === now) {
       // The predecessor already reported in this window: continue from its value as if an hour before.
+      c.lastMs[slot] = now - this.hourMs;
       this.dropNewestLevel(slot);
     }
-    c.resetMs[slot] = now;
-    c.heir[slot] = c.suspected[predecessor] === 1 ? 1 : c.heir[predecessor] !== 0 ? 2 : 0;
     return true;
   }
 
