@@ -78,6 +78,7 @@ interface StreamEntry {
    * the count in `OpenWindow.sampleVms`.
    */
   changedAt: number;
+  /** The count before the change (not `vms[0]`: `vms` is sorted in place when the window closes). */
   firstVms: number;
 }
 
