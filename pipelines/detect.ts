@@ -72,20 +72,8 @@ export interface WindowResult {
   events: SuspectEvent[];
 }
 
-/**
- * Configuration, derived constants and callbacks of the process detector: not state. Also
- * `scratchW`, a scratch array the detector no longer has, which older checkpoints still carry.
- */
-const PROCESS_SKIP = [
-  "config",
-  "seriesInfo",
-  "trace",
-  "noiseDecay",
-  "baseDecay",
-  "groups",
-  "hourMs",
-  "scratchW",
-];
+/** Configuration, derived constants and callbacks of the process detector: not state. */
+const PROCESS_SKIP = ["config", "seriesInfo", "trace", "noiseDecay", "baseDecay", "groups", "hourMs"];
 
 /**
  * The stages after windowing, as one synchronous step per closed window: level 1 (bucketize,

@@ -62,11 +62,13 @@ export class BucketAnomalyCore {
           // Oldest two thirds of the history: indexes len-1 … len-baselineLen back from the newest.
           let sum = 0;
           let sq = 0;
-          for (let k = h.len - baselineLen; history !== undefined && k < h.len; k++) {
-            const v = history[(h.pos - 1 - k + cfg.historyWindows * 2) % cfg.historyWindows]!;
-            sum += v;
-            sq += v * v;
-          }
+          // No history array: every count so far was 0.
+          if (history !== undefined)
+            for (let k = h.len - baselineLen; k < h.len; k++) {
+              const v = history[(h.pos - 1 - k + cfg.historyWindows * 2) % cfg.historyWindows]!;
+              sum += v;
+              sq += v * v;
+            }
           mean = sum / baselineLen;
           const sigma = Math.max(Math.sqrt(Math.max(0, sq / baselineLen - mean * mean)), cfg.minSigma);
           const excess = hosts - mean;
