@@ -52,7 +52,7 @@ Example:
     .action(async (flags: ExplainFlags) => {
       if (flags.input !== "-" && !existsSync(flags.input))
         throw new CliError(`--input: no such file: ${flags.input}`);
-      const lines: { at: number; what: string }[] = [];
+      const lines: { at: number; what: string; event?: true }[] = [];
       const matches = (host: string, component: string, name: string) =>
         host === flags.host &&
         component === flags.component &&
@@ -62,8 +62,10 @@ Example:
         trace: (info, at, reason) => {
           if (!matches(info.host, info.component, info.name)) return;
           const what = `${info.name}/${info.pid}: ${reason}`;
-          // Two candidate intervals may be judged in one window: keep the window's last word.
-          if (lines.length > 0 && lines[lines.length - 1]!.at === at) lines[lines.length - 1]!.what = what;
+          // Two candidate intervals may be judged in one window: keep the window's last word. (An
+          // event is dated at its window's end, the next window's start: it stays.)
+          const last = lines[lines.length - 1];
+          if (last !== undefined && last.at === at && last.event === undefined) last.what = what;
           else lines.push({ at, what });
         },
         onEvent: (e) => {
@@ -71,6 +73,7 @@ Example:
             lines.push({
               at: e.detectedAt,
               what: `${e.process}/${e.pid}: EVENT ${e.state} ${e.pattern} severity ${e.severity}`,
+              event: true,
             });
           }
         },

@@ -88,6 +88,16 @@ export const DetectConfig = z.strictObject({
    * alone; 2 also covers starting the interval where the rise looks largest).
    */
   stitchVariance: z.number().nonnegative().default(2),
+  /**
+   * Judge the hosts that restarted into the same version of a component (within `ringHours`)
+   * together, too: a leaking version leaks on all of them, and their median rises out of the
+   * noise hours before any one host's level does (see `cohortGrowthStart`). While the cohort grows
+   * like a leak, a member is flagged on its own growth since the cohort's began, beyond twice
+   * its noise and above the same hours of the day before.
+   */
+  cohorts: z.boolean().default(true),
+  /** Fewest hosts in a version cohort. */
+  minCohort: z.number().int().min(2).default(3),
   /** Half-life of each series' baseline against its peers, in windows. */
   baselineHalfLife: z.number().positive().default(72),
   /** Half-life of the per-series noise estimate, in windows. */

@@ -3,6 +3,7 @@ import { median, sortNumbers } from "../../lib/stats.ts";
 import type { GrowthPattern } from "../../schemas/suspect.ts";
 import { classifyGrowth } from "../pattern/core.ts";
 import type { ClosedWindow, SeriesInfo, StreamSnapshot } from "../window/core.ts";
+import { type CohortMember, cohortGrowthStart } from "./cohort.ts";
 import { DetectConfig, type DetectConfigInput } from "./config.ts";
 import { GroupTrends } from "./group.ts";
 
@@ -21,6 +22,8 @@ interface WindowAcc {
   w: ClosedWindow;
   /** The window's stream snapshots by stream number (see `streamsByNumber`). */
   streams: (StreamSnapshot | undefined)[];
+  /** The id of each stream's version of its component (see `versionIds`), by stream number. */
+  versions: Int32Array;
   findings: Finding[];
   noiseSeen: Map<number, number[]>;
   wanderSeen: Map<number, number[]>;
@@ -67,8 +70,11 @@ const FLOAT_COLS = [
   "perVmN",
   "vmOffset",
 ] as const;
-/** `fine`: the series' fine peer group (its coarse group is `fineOf[fine]`). */
-const INT_COLS = ["confirms", "fine"] as const;
+/**
+ * `fine`: the series' fine peer group (its coarse group is `fineOf[fine]`); `version`: its host's
+ * version of the component in its latest window (see `versionIds`; 0: none yet).
+ */
+const INT_COLS = ["confirms", "fine", "version"] as const;
 /** Levels in the ring (ringHours is at most 256, so 16 bits hold it); `ringPos` (< 256) has 8. */
 const RING_COLS = ["ringLen"] as const;
 type Columns = Record<(typeof TIME_COLS)[number], Float64Array> &
@@ -85,6 +91,8 @@ type Columns = Record<(typeof TIME_COLS)[number], Float64Array> &
     heir: Uint8Array;
     /** Windows after a VM change still to be stitched (see `vmStitch`). */
     settle: Uint8Array;
+    /** 1: the series began with a version change (its process restarted into a new version). */
+    upgraded: Uint8Array;
   };
 
 /**
@@ -121,6 +129,7 @@ const CARRIED = [
   "perVm",
   "perVmN",
   "vmOffset",
+  "version",
 ] as const;
 
 /**
@@ -189,6 +198,16 @@ export class ProcessDetectCore {
   private readonly coarsePerVmVar: number[] = [];
   /** Whole peer groups whose common mode grows like a leak (e.g. a leaking version on a whole region). */
   readonly groups: GroupTrends;
+  /**
+   * Version cohorts (component and process, version; see `cohorts`) by key: the verdicts of their
+   * last windows (newest in the lowest bit) and, when the newest passed, hours back to where
+   * their growth began. A cohort is dropped once none of its recent windows passed.
+   */
+  private readonly cohortState = new Map<number, { passes: number; start: number; growth: number }>();
+  /** Small ids of the version strings seen (from 1), for the `version` column. */
+  private readonly versionIds = new Map<string, number>();
+  /** Each stream's version id in the latest window it reported in, by stream number. */
+  private readonly streamVersions: number[] = [];
   private readonly noiseDecay: number;
   private readonly baseDecay: number;
   private readonly scratchT: number[] = [];
@@ -244,7 +263,12 @@ export class ProcessDetectCore {
     if (suspected) {
       const back = Math.min(Math.round((c.lastMs[slot]! - start) / this.hourMs), c.ringLen[slot]! - 1);
       const baseZ = this.ringAt(slot, Math.max(0, back));
-      this.open.set(slot, { start, baseZ, maxZ: c.z[slot]!, lastGrowthMs: c.lastMs[slot]! + this.hourMs });
+      this.open.set(slot, {
+        start,
+        baseZ,
+        maxZ: this.heldLevel(slot, true),
+        lastGrowthMs: c.lastMs[slot]! + this.hourMs,
+      });
     } else {
       this.open.delete(slot);
       // A resolved series starts over: its old growth is not evidence for a new suspect.
@@ -252,12 +276,26 @@ export class ProcessDetectCore {
     }
   }
 
+  /**
+   * The median of the series' last three levels (the newest while its ring is shorter); `peak`:
+   * never above the newest either (a burst that just ended is not a level the series held).
+   */
+  private heldLevel(slot: number, peak: boolean): number {
+    const now = this.ringAt(slot, 0);
+    if (this.cols.ringLen[slot]! < 3) return now;
+    const held = median3(now, this.ringAt(slot, 1), this.ringAt(slot, 2));
+    return peak ? Math.min(now, held) : held;
+  }
+
   /** Hours since an open suspect last grew, and how far its level fell back (share of its growth). */
   suspectHealth(slot: number, now: number): { quietHours: number; fallback: number } | undefined {
     const s = this.open.get(slot);
     if (s === undefined) return undefined;
     const grown = s.maxZ - s.baseZ;
-    const fallback = grown > 0 ? (s.maxZ - this.cols.z[slot]!) / grown : 0;
+    // A fall within the series' noise (a sawtooth's trough) is no memory given back.
+    const fall = s.maxZ - this.heldLevel(slot, false);
+    const noise = 3 * Math.max(this.cols.noise[slot]!, this.config.noiseFloor);
+    const fallback = grown > 0 && fall > noise ? fall / grown : 0;
     return { quietHours: (now - s.lastGrowthMs) / this.hourMs, fallback };
   }
 
@@ -291,6 +329,8 @@ export class ProcessDetectCore {
       const y = Math.log(Math.max(bytes, 1));
       ys[i] = y;
       if (c.lastMs[slot]! < 0 || c.suspected[slot] === 1) continue;
+      // Nor do the hosts of a version that leaks: the peers' common behaviour is the healthy one.
+      if (this.cohortState.size > 0 && this.inLeakingCohort(slot, w.start)) continue;
       peers.add(c.fine[slot]!, y - c.vmOffset[slot]! - c.base[slot]!);
     }
     const own = new Set<number>();
@@ -307,9 +347,12 @@ export class ProcessDetectCore {
     // Pass 2: per-series level and decision. A restarted series continues its predecessor's
     // history, so it goes after every other series (the predecessor may report in this window
     // too): the result does not depend on the order series were first seen.
+    const versions = new Int32Array(streams.length);
+    for (const s of w.streams) versions[s.stream] = this.versionId(s.version);
     const acc: WindowAcc = {
       w,
       streams,
+      versions,
       findings: [],
       noiseSeen: new Map(),
       wanderSeen: new Map(),
@@ -350,6 +393,8 @@ export class ProcessDetectCore {
     for (const [g, values] of acc.sig24Seen) this.coarseSig24[g] = median(values);
     for (const [g, values] of acc.wanderSeen)
       if (values.length >= cfg.minPeers) this.coarseWander[g] = quantile(values, 0.8);
+    if (cfg.cohorts) this.judgeCohorts(w);
+    for (const s of w.streams) this.streamVersions[s.stream] = versions[s.stream]!;
     return findings;
   }
 
@@ -364,22 +409,30 @@ export class ProcessDetectCore {
     const g = c.fine[slot]!;
     const coarse = this.fineOf[g]!;
     const ageHours = (w.start - (info.startedAt ?? info.firstTs)) / this.hourMs;
-    if (
-      c.lastMs[slot]! < 0 &&
-      !this.inherit(slot, info.predecessor, w.start) &&
-      !this.adopt(slot, info, w.start)
-    ) {
-      const z0 = y - this.fineM[g]!;
-      c.lastY[slot] = y;
-      c.lastMs[slot] = w.start;
-      c.lastVms[slot] = vms;
-      c.resetMs[slot] = w.start;
-      c.z[slot] = z0;
-      c.base[slot] = z0;
-      c.anchor[slot] = z0;
-      this.pushRing(slot, z0, 1);
-      return;
+    const version = acc.versions[info.stream] ?? 0;
+    if (c.lastMs[slot]! < 0) {
+      // A series that continues another's history began with a version change when the version
+      // before it differs: its stream's in the window before (a restart: the predecessor may have
+      // reported in this window already, under the new version), or its own (a return after silence).
+      let before: number;
+      if (this.inherit(slot, info.predecessor, w.start)) before = this.streamVersions[info.stream] ?? 0;
+      else if (this.adopt(slot, info, w.start)) before = c.version[slot]!;
+      else {
+        c.version[slot] = version;
+        const z0 = y - this.fineM[g]!;
+        c.lastY[slot] = y;
+        c.lastMs[slot] = w.start;
+        c.lastVms[slot] = vms;
+        c.resetMs[slot] = w.start;
+        c.z[slot] = z0;
+        c.base[slot] = z0;
+        c.anchor[slot] = z0;
+        this.pushRing(slot, z0, 1);
+        return;
+      }
+      c.upgraded[slot] = before !== 0 && version !== 0 && before !== version ? 1 : 0;
     }
+    c.version[slot] = version;
     const gapHours = Math.max(1, Math.round((w.start - c.lastMs[slot]!) / this.hourMs));
     // The level: log memory against the peers' common mode, net of what VM changes did to it.
     let z = y - c.vmOffset[slot]! - this.fineM[g]!;
@@ -488,16 +541,29 @@ export class ProcessDetectCore {
 
     const openState = this.open.get(slot);
     const levelNoise = noiseE / Math.SQRT2;
-    if (openState !== undefined && z > openState.maxZ) {
-      if (z > openState.maxZ + levelNoise) openState.lastGrowthMs = w.start + this.hourMs;
-      openState.maxZ = z;
+    // An open suspect's peak and fall back are read through the last three hours' median: a
+    // burst is not growth, and its end is not the leak giving memory back.
+    const held = openState === undefined ? z : this.heldLevel(slot, true);
+    if (openState !== undefined && held > openState.maxZ) {
+      if (held > openState.maxZ + levelNoise) openState.lastGrowthMs = w.start + this.hourMs;
+      openState.maxZ = held;
     }
-    const verdict = this.judge(slot, w.start, z, levelNoise, ageHours);
+    let verdict = this.judge(slot, w.start, z, levelNoise, ageHours);
+    // A member of a version cohort that grows like a leak needs less evidence of its own: the
+    // cohort's windows have confirmed it already.
+    let byCohort = false;
+    if (verdict === undefined && this.cohortState.size > 0) {
+      const cohort = this.leakingCohortOf(slot, info, w.start);
+      if (cohort !== undefined) {
+        verdict = this.judgeMember(slot, w.start, z, levelNoise, cohort.start + 1, cohort.growth);
+        byCohort = verdict !== undefined;
+      }
+    }
     c.slope[slot] = verdict?.slopePerHour ?? c.slope[slot]! * 0.5;
     // The verdicts of the series' last `confirmSpan` windows, newest in the lowest bit.
     const span = Math.max(cfg.confirmSpan, cfg.confirmWindows);
     c.confirms[slot] = ((c.confirms[slot]! << 1) | (verdict === undefined ? 0 : 1)) & ((1 << span) - 1);
-    const flagged = verdict !== undefined && bitCount(c.confirms[slot]!) >= cfg.confirmWindows;
+    const flagged = verdict !== undefined && (byCohort || bitCount(c.confirms[slot]!) >= cfg.confirmWindows);
     if (!flagged && openState === undefined) return;
     const evidence = verdict ?? this.describe(slot, openState!.start, z, levelNoise);
     const bytes = w.values[i]!;
@@ -678,6 +744,133 @@ export class ProcessDetectCore {
       }
     }
     return undefined;
+  }
+
+  /** The id of a version string (see `versionIds`). */
+  private versionId(version: string): number {
+    let id = this.versionIds.get(version);
+    if (id === undefined) {
+      id = this.versionIds.size + 1;
+      this.versionIds.set(version, id);
+    }
+    return id;
+  }
+
+  /**
+   * A series' version cohort (see `cohorts`), or undefined when it is in none: it is a member
+   * when its process restarted into a new version of the component within the ring's reach.
+   */
+  private cohortOf(slot: number, info: SeriesInfo, now: number): number | undefined {
+    const c = this.cols;
+    if (c.upgraded[slot] !== 1) return undefined;
+    if (now - (info.startedAt ?? info.firstTs) >= this.config.ringHours * this.hourMs) return undefined;
+    // Keys: coarse group and version id (2^21 versions each).
+    return this.fineOf[c.fine[slot]!]! * 2_097_152 + c.version[slot]!;
+  }
+
+  /** The state of a series' version cohort when the cohort leaks: it passed in its last window and in enough recent ones. */
+  private leakingCohortOf(
+    slot: number,
+    info: SeriesInfo,
+    now: number,
+  ): { start: number; growth: number } | undefined {
+    const key = this.cohortOf(slot, info, now);
+    const cohort = key === undefined ? undefined : this.cohortState.get(key);
+    if (cohort === undefined || (cohort.passes & 1) === 0) return undefined;
+    return bitCount(cohort.passes) >= this.config.confirmWindows ? cohort : undefined;
+  }
+
+  private inLeakingCohort(slot: number, now: number): boolean {
+    const info = this.seriesInfo(slot);
+    return info !== undefined && this.leakingCohortOf(slot, info, now) !== undefined;
+  }
+
+  /**
+   * Judges the version cohorts of this window (see `cohorts`): the series whose process restarted
+   * into a new version of the component within the ring's reach, grouped by component, process
+   * and version, each with the ring's history (its predecessors' included).
+   */
+  private judgeCohorts(w: ClosedWindow): void {
+    const c = this.cols;
+    const cfg = this.config;
+    // Day-over-day changes reach back 24 hours and 2 more for the smoothing.
+    const reach = (slot: number) => Math.min(c.ringLen[slot]! - 27, 21);
+    const groups = new Map<number, number[]>();
+    for (const slot of w.slots) {
+      if (c.lastMs[slot] !== w.start || c.upgraded[slot] !== 1 || reach(slot) < cfg.minHours) continue;
+      const key = this.cohortOf(slot, this.seriesInfo(slot)!, w.start);
+      if (key === undefined) continue;
+      const members = groups.get(key);
+      if (members === undefined) groups.set(key, [slot]);
+      else members.push(slot);
+    }
+    const judged = new Set<number>();
+    for (const [key, slots] of groups) {
+      if (slots.length < cfg.minCohort) continue;
+      let hours = Number.POSITIVE_INFINITY;
+      for (const slot of slots) hours = Math.min(hours, reach(slot));
+      const members: CohortMember[] = slots.map((slot) => {
+        const z = new Float64Array(hours + 1);
+        const d = new Float64Array(hours + 1);
+        for (let b = 0; b <= hours; b++) {
+          z[b] = this.ringAt(slot, b);
+          d[b] = z[b]! - this.smoothAt(slot, b + 24);
+        }
+        const noise = Math.max(c.noise[slot]!, cfg.noiseFloor) / Math.SQRT2;
+        return { z, d, noise, sig24: Math.max(c.sig24[slot]!, cfg.noiseFloor) };
+      });
+      const found = cohortGrowthStart(members, {
+        sigmas: cfg.sigmas,
+        minRelGrowth: cfg.minRelGrowth,
+        minHours: cfg.minHours,
+        maxStepShare: cfg.maxStepShare,
+        pace: cfg.youngPace,
+      });
+      judged.add(key);
+      const prev = this.cohortState.get(key);
+      const passes = (((prev?.passes ?? 0) << 1) | (found === undefined ? 0 : 1)) & 7;
+      if (passes === 0) this.cohortState.delete(key);
+      else this.cohortState.set(key, { passes, ...(found ?? { start: prev!.start, growth: prev!.growth }) });
+    }
+    for (const [key, state] of this.cohortState) {
+      if (judged.has(key)) continue;
+      state.passes = (state.passes << 1) & 7;
+      if (state.passes === 0) this.cohortState.delete(key);
+    }
+  }
+
+  /**
+   * A member of a version cohort that grows like a leak (see `cohorts`): flagged when its own
+   * level grew, since the cohort's growth began `hours` back (or its restart, if later), by more
+   * than twice its noise and `minRelGrowth`, and stands above the same hours yesterday.
+   */
+  private judgeMember(
+    slot: number,
+    now: number,
+    z: number,
+    levelNoise: number,
+    hours: number,
+    cohortGrowth: number,
+  ): Verdict | undefined {
+    const c = this.cols;
+    const cfg = this.config;
+    const back = Math.min(hours, c.ringLen[slot]! - 1, Math.floor((now - c.resetMs[slot]!) / this.hourMs));
+    if (back < cfg.minHours || c.ringLen[slot]! - 1 < 26)
+      return this.reject(slot, now, "cohort leaks; too soon");
+    // The level without a burst or a sawtooth top: the last three hours' median, never above now.
+    const level = Math.min(z, median3(z, this.ringAt(slot, 1), this.ringAt(slot, 2)));
+    const growth = level - this.smoothAt(slot, back);
+    // Hosts of a version leak at paces that differ with their load, but not tenfold. Growth far
+    // below the cohort's is a host the leak spares (its workload does not reach the leaking
+    // code), or noise; far beyond it, something else on top (a burst), which would end and
+    // resolve the suspect. The host's own evidence decides then.
+    if (growth < Math.max(2 * levelNoise, cfg.minRelGrowth, cohortGrowth / 3))
+      return this.reject(slot, now, "cohort leaks; own growth too small");
+    if (growth > 3 * cohortGrowth + 2 * levelNoise)
+      return this.reject(slot, now, "cohort leaks; own growth beyond the cohort's");
+    if (level - this.smoothAt(slot, 24) < Math.max(c.sig24[slot]!, cfg.noiseFloor))
+      return this.reject(slot, now, "cohort leaks; not above yesterday");
+    return this.describe(slot, now - back * this.hourMs, z, levelNoise);
   }
 
   /** Why a series was not flagged, reported to `trace` (a debugging aid). */
@@ -1073,6 +1266,7 @@ export class ProcessDetectCore {
     c.suspected[slot] = 0;
     c.heir[slot] = 0;
     c.settle[slot] = 0;
+    c.upgraded[slot] = 0;
     c.lastMs[slot] = -1;
     c.fine[slot] = fine;
     c.lastVms[slot] = -1;
@@ -1099,6 +1293,7 @@ export class ProcessDetectCore {
     next.suspected = new Uint8Array(capacity);
     next.heir = new Uint8Array(capacity);
     next.settle = new Uint8Array(capacity);
+    next.upgraded = new Uint8Array(capacity);
     // Slots beyond the old capacity have no series: no level yet (see `removeSeries`).
     next.lastMs!.fill(-1);
     if (old !== undefined) for (const k of Object.keys(next)) next[k]!.set(old[k as keyof Columns]);
@@ -1116,7 +1311,7 @@ export class ProcessDetectCore {
       FLOAT_COLS.length * 4 +
       INT_COLS.length * 4 +
       RING_COLS.length * 2 +
-      4 +
+      5 +
       this.config.ringHours * 2
     );
   }

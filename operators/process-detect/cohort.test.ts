@@ -1,0 +1,76 @@
+import { describe, expect, it } from "vitest";
+import { Rand } from "../../simulate/rng.ts";
+import { type CohortCheckConfig, type CohortMember, cohortGrowthStart } from "./cohort.ts";
+
+const CFG: CohortCheckConfig = { sigmas: 5, minRelGrowth: 0.02, minHours: 3, maxStepShare: 0.6, pace: 0.6 };
+const HOURS = 21;
+const NOISE = 0.04;
+
+/**
+ * A cohort of `k` hosts that restarted into a version `age` hours ago. `shape(a)` is what the
+ * version does to the level `a` hours after the restart (log scale; 0 before it); each host adds
+ * its own noise of `NOISE` per hour (a GC sawtooth's size) to its level and to yesterday's.
+ */
+function cohort(k: number, age: number, shape: (a: number) => number, seed = 1): CohortMember[] {
+  const rng = new Rand(seed, "cohort");
+  return Array.from({ length: k }, () => {
+    const z = new Float64Array(HOURS + 1);
+    const d = new Float64Array(HOURS + 1);
+    for (let b = 0; b <= HOURS; b++) {
+      const a = age - b;
+      z[b] = (a >= 0 ? shape(a) : 0) + NOISE * rng.normal();
+      // Yesterday's level is smoothed over 5 hours: less noise than one hour's.
+      d[b] = z[b]! - (NOISE / 2) * rng.normal();
+    }
+    return { z, d, noise: NOISE, sig24: NOISE };
+  });
+}
+
+describe("version cohorts (the hosts that restarted into the same version, judged together)", () => {
+  const leak = (a: number) => 0.013 * a;
+
+  it("finds a leak under noise that hides it on each host, from where the version started", () => {
+    const members = cohort(12, 8, leak);
+    // The start is the cohort's lowest point: at the restart, or in the noise of the hours before.
+    const found = cohortGrowthStart(members, CFG);
+    expect(found!.start).toBeGreaterThanOrEqual(8);
+    expect(found!.growth).toBeGreaterThan(0.013 * 8 * 0.5);
+    expect(found!.growth).toBeLessThan(0.013 * 8 * 1.5);
+    // One host's evidence alone is below the bar, for every host of the cohort.
+    for (const m of members) expect(cohortGrowthStart([m], CFG)).toBeUndefined();
+  });
+
+  it("does not flag a warm-up: the hosts only climb back to where they were", () => {
+    // A slow warm-up keeps its pace over the few hours after the restart: only the level says no.
+    for (const tau of [3, 8]) {
+      const warmup = (a: number) => -0.5 * Math.exp(-a / tau);
+      for (const age of [2, 4, 8, 16])
+        expect(cohortGrowthStart(cohort(12, age, warmup), CFG)).toBeUndefined();
+    }
+  });
+
+  it("does not flag a version that needs more memory: one step, then it holds", () => {
+    const step = (a: number) => (a >= 1 ? 0.2 : 0);
+    for (const age of [3, 6, 12]) expect(cohortGrowthStart(cohort(12, age, step), CFG)).toBeUndefined();
+  });
+
+  it("finds a leak that grows on top of the warm-up once the warm-up slows", () => {
+    const both = (a: number) => -0.5 * Math.exp(-a / 2) + 0.03 * a;
+    // Early the warm-up dominates: the whole growth slows down, or it is not above yesterday yet.
+    expect(cohortGrowthStart(cohort(12, 4, both), CFG)).toBeUndefined();
+    // Later a half of the interval since the restart grows at the leak's pace alone.
+    const start = cohortGrowthStart(cohort(12, 18, both), CFG);
+    expect(start).toBeDefined();
+    expect(start!.start).toBeLessThan(18);
+  });
+
+  it("stays quiet on a healthy cohort", () => {
+    for (let seed = 1; seed <= 20; seed++)
+      expect(
+        cohortGrowthStart(
+          cohort(12, 10, () => 0, seed),
+          CFG,
+        ),
+      ).toBeUndefined();
+  });
+});

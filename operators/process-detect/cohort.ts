@@ -1,0 +1,91 @@
+import { median } from "../../lib/stats.ts";
+
+/**
+ * One member of a version cohort, as the cohort check reads it: its levels `z[b]` (log scale,
+ * against its peers' common mode, `b` hours back) and its day-over-day changes `d[b]` (the level
+ * less the smoothed level 24 hours earlier), with the scales that say what is noise for it.
+ */
+export interface CohortMember {
+  z: Float64Array;
+  d: Float64Array;
+  /** Hourly level noise (log scale). */
+  noise: number;
+  /** Day-over-day wobble (log scale). */
+  sig24: number;
+}
+
+export interface CohortCheckConfig {
+  /** Growth and level must stand this many standard errors of the cohort's median above zero. */
+  sigmas: number;
+  /** Smallest median growth above the day before (log scale). */
+  minRelGrowth: number;
+  /** Shortest growth, in windows. */
+  minHours: number;
+  /** A single hour may not carry more than this share of the cohort's growth (a version's step). */
+  maxStepShare: number;
+  /** The second half of the growth must keep this share of the first half's pace (a warm-up slows). */
+  pace: number;
+}
+
+/** Standard error of a median of k normal values, in units of their spread, times √k. */
+const MEDIAN_SE = 1.2533;
+
+/** Where a version cohort's growth began (hours back), and how much its median member grew since. */
+export interface CohortGrowth {
+  start: number;
+  growth: number;
+}
+
+/**
+ * Where a version cohort's shared growth began, or undefined when the cohort does not grow like
+ * a leak. A leaking version leaks on every host that runs it, so its hosts rise
+ * together, while a host's bursts, sawtooth and tenant steps are its own: the median over k hosts
+ * has 1/√k of one host's noise, and a leak stands out of it hours before it stands out of any one
+ * host. Its hosts restarted into the version, so the check must also tell a leak from the
+ * restart's warm-up and from a version that just needs more memory:
+ *
+ * - the cohort's median level is above the same hours of the day before (a warm-up only
+ *   climbs back to where the process was), by `sigmas` standard errors and `minRelGrowth`;
+ * - it grew since its lowest point by `sigmas` standard errors of the median growth;
+ * - not in one step (a version that needs more memory steps once, then holds);
+ * - without slowing down (a warm-up does): when the whole growth slows, its later halves are
+ *   tried (the longest that passes), since the leak's pace shows once the warm-up is over.
+ *
+ * Members are the cohort's hosts with as many hours of history as the check reads (`z` and `d`
+ * of equal length across members, at least `minHours + 1`).
+ */
+export function cohortGrowthStart(
+  members: readonly CohortMember[],
+  cfg: CohortCheckConfig,
+): CohortGrowth | undefined {
+  const k = members.length;
+  if (k === 0) return undefined;
+  const hours = members[0]!.z.length - 1;
+  const root = Math.sqrt(k) / MEDIAN_SE;
+  const over = (f: (m: CohortMember) => number) => median(members.map(f));
+  const above = over((m) => m.d[0]!);
+  if (above < cfg.minRelGrowth || over((m) => m.d[0]! / m.sig24) * root < cfg.sigmas) return undefined;
+  // The lowest point of the cohort's day-over-day change: where its growth began.
+  let start = 0;
+  let low = above;
+  for (let b = 1; b <= hours; b++) {
+    const v = over((m) => m.d[b]!);
+    if (v < low) {
+      low = v;
+      start = b;
+    }
+  }
+  for (let h = start; h >= cfg.minHours; h = Math.floor(h / 2)) {
+    if (over((m) => (m.z[0]! - m.z[h]!) / (Math.SQRT2 * m.noise)) * root < cfg.sigmas) continue;
+    // The cohort's path since `h`: the median of its members' levels against their own at `h`.
+    const path: number[] = [];
+    for (let b = 0; b <= h; b++) path.push(over((m) => m.z[b]! - m.z[h]!));
+    const grown = path[0]!;
+    let maxStep = 0;
+    for (let b = 0; b < h; b++) maxStep = Math.max(maxStep, path[b]! - path[b + 1]!);
+    const half = path[Math.floor(h / 2)]!;
+    if (grown >= cfg.minRelGrowth && maxStep <= cfg.maxStepShare * grown && grown - half >= cfg.pace * half)
+      return { start: h, growth: grown };
+  }
+  return undefined;
+}
