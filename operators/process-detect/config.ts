@@ -57,7 +57,10 @@ export const DetectConfig = z.strictObject({
   minDriftPerHour: z.number().nonnegative().default(5e-4),
   /** Floor of the level noise (log scale). */
   noiseFloor: z.number().positive().default(0.0015),
-  /** Peers' median movement counts as common only beyond this many standard errors from zero. */
+  /**
+   * In a component whose memory follows the VM count, the peers' median movement counts as
+   * common only beyond this many standard errors from zero (elsewhere it counts as it is).
+   */
   commonModeSigmas: z.number().nonnegative().default(3),
   /**
    * Levels from before the process's last restart, in the "above yesterday" and "above the day

@@ -334,7 +334,10 @@ export class ProcessDetectCore {
       peers.add(c.fine[slot]!, y - c.vmOffset[slot]! - c.base[slot]!);
     }
     const own = new Set<number>();
-    for (const [g, m] of peers.medians(cfg.minPeers, cfg.commonModeSigmas, own)) this.fineM[g] = m;
+    // Shrunk toward zero hard where hosts follow their own VM counts, by one standard error
+    // elsewhere (see `PeerMedians.medians`).
+    const sigmasOf = (coarse: number) => (this.followsVms(coarse) ? cfg.commonModeSigmas : 1);
+    for (const [g, m] of peers.medians(cfg.minPeers, sigmasOf, own)) this.fineM[g] = m;
     if (cfg.groupTrends) {
       for (let g = 0; g < this.fineOf.length; g++) {
         const verdict = this.groups.observe(g, w.start, own.has(g) ? this.fineM[g] : undefined);
@@ -1346,13 +1349,21 @@ class PeerMedians {
 
   /**
    * Median per fine group that has at least `min` values, else its coarse group's if that has.
-   * A median that its members do not agree on (within `sigmas` standard errors of zero) counts as
-   * no common movement: peers whose memory follows their own VM counts move, but not together.
+   * The median is shrunk toward zero by how little its members agree on it (see
+   * `coherentMedian`), `sigmasOf(coarse)` standard errors. In a component whose memory follows
+   * the VM count, 3: peers that follow their own VM counts move, but not together. Elsewhere 1,
+   * the plain James–Stein shrinkage, enough to keep a small or noisy group's median (a GC
+   * sawtooth at random phases) out of its members' levels: shrunk by 3, a diurnal common mode
+   * was zeroed for hours around its daily crossings of zero, those hours moved when a
+   * fleet-wide step lifted the curve, and hosts whose daily curve runs ahead of their region's
+   * rose above the same hours yesterday (five `net-proxy` hosts of one region on seed 5173
+   * after a 14% config step, three on 5154). Unshrunk, a healthy process of the closed loop's
+   * 16-host test fleet was restarted.
    */
-  medians(min: number, sigmas: number, own?: Set<number>): Map<number, number> {
+  medians(min: number, sigmasOf: (coarse: number) => number, own?: Set<number>): Map<number, number> {
     const coarseMedian = new Map<number, number>();
     for (const [g, values] of this.coarse) {
-      if (values.length >= min) coarseMedian.set(g, coherentMedian(values, sigmas));
+      if (values.length >= min) coarseMedian.set(g, coherentMedian(values, sigmasOf(g)));
     }
     const out = new Map<number, number>();
     const groups = new Set([...this.fine.keys()]);
@@ -1361,7 +1372,9 @@ class PeerMedians {
       const values = this.fine.get(g);
       const ownValues = values !== undefined && values.length >= min;
       if (ownValues) own?.add(g);
-      const m = ownValues ? coherentMedian(values, sigmas) : coarseMedian.get(this.coarseOf[g]!);
+      const m = ownValues
+        ? coherentMedian(values, sigmasOf(this.coarseOf[g]!))
+        : coarseMedian.get(this.coarseOf[g]!);
       if (m !== undefined) out.set(g, m);
     }
     return out;
