@@ -92,11 +92,12 @@ export const DetectConfig = z.strictObject({
    */
   stitchVariance: z.number().nonnegative().default(2),
   /**
-   * Judge the hosts that restarted into the same version of a component (within `ringHours`)
-   * together, too: a leaking version leaks on all of them, and their median rises out of the
-   * noise hours before any one host's level does (see `cohortGrowthStart`). While the cohort grows
-   * like a leak, a member is flagged on its own growth since the cohort's began, beyond twice
-   * its noise and above the same hours of the day before.
+   * Judge the processes that restarted into the same new version of a component (within
+   * `ringHours`) together, too: a leaking version leaks on all of them, and their median rises
+   * out of the noise hours before any one host's level does (see `cohortGrowthStart`). While the
+   * cohort grows like a leak, a member is flagged on its own growth since the cohort's began:
+   * beyond twice its noise, between a third and three times the cohort's, and above the same
+   * hours of the day before. A restart into the version the process already ran is no member.
    */
   cohorts: z.boolean().default(true),
   /** Fewest hosts in a version cohort. */

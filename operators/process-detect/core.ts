@@ -845,7 +845,8 @@ export class ProcessDetectCore {
   /**
    * A member of a version cohort that grows like a leak (see `cohorts`): flagged when its own
    * level grew, since the cohort's growth began `hours` back (or its restart, if later), by more
-   * than twice its noise and `minRelGrowth`, and stands above the same hours yesterday.
+   * than twice its noise and `minRelGrowth`, by a third to three times the cohort's growth, and
+   * stands above the same hours yesterday.
    */
   private judgeMember(
     slot: number,
