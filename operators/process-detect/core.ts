@@ -418,7 +418,7 @@ export class ProcessDetectCore {
       // before it differs: its stream's in the window before (a restart: the predecessor may have
       // reported in this window already, under the new version), or its own (a return after silence).
       let before: number;
-      if (this.inherit(slot, info, w.start)) before = this.streamVersions[info.stream] ?? 0;
+      if (this.inherit(slot, info.predecessor, w.start)) before = this.streamVersions[info.stream] ?? 0;
       else if (this.adopt(slot, info, w.start)) before = c.version[slot]!;
       else {
         c.version[slot] = version;
@@ -1068,18 +1068,11 @@ export class ProcessDetectCore {
    * name): the host's diurnal shape and noise do not change with a restart. The level carries on
    * from where the predecessor was, and the interval cannot reach back past the restart.
    */
-  private inherit(slot: number, info: SeriesInfo, now: number): boolean {
-    const predecessor = info.predecessor;
+  private inherit(slot: number, predecessor: number | undefined, now: number): boolean {
+    // A predecessor that has ended is no predecessor any more (the window core forgets it when it
+    // releases the slot; its history is then an orphan, see `adopt`), and one no longer tracked
+    // here has lastMs −1 (see `removeSeries`).
     if (predecessor === undefined) return false;
-    // The window core names the predecessor when the new series is first read, which may be
-    // windows ahead of the one being judged: by then the predecessor may have ended and its slot
-    // gone to another host's series (seed 3031: a host back from a 3-hour silence took over a
-    // foreign history 0.44 below its own). Only a series of the same host, component and name
-    // is a predecessor; otherwise the ended one's history is an orphan (see `adopt`).
-    const p = this.seriesInfo(predecessor);
-    if (p === undefined || p.host !== info.host || p.component !== info.component || p.name !== info.name)
-      return false;
-    // A predecessor no longer tracked has lastMs −1 (see `removeSeries`).
     const c = this.cols;
     const r = this.config.ringHours;
     const lastMs = c.lastMs[predecessor]!;

@@ -17,7 +17,8 @@ export interface SeriesInfo {
   stream: number;
   /**
    * Slot of the live series this one replaces: same stream and name, started earlier (a restart).
-   * Lets the detector keep the host's history across restarts.
+   * Lets the detector keep the host's history across restarts. Undefined again once that series
+   * ended and its slot was released (`releaseEnded`): the slot may then hold another series.
    */
   predecessor: number | undefined;
 }
@@ -266,6 +267,12 @@ export class WindowCore {
    */
   releaseEnded(): void {
     for (const slot of this.endedSlots) {
+      // A successor read while this series was live names it as its predecessor; the slot is about
+      // to go to another series, so the successor has none any more (its consumers may not have
+      // seen it yet: the core reads ahead of the windows it closes).
+      const stream = this.seriesStream[slot]!;
+      for (let s = this.streamFirst[stream]!; s >= 0; s = this.nextInStream[s]!)
+        if (this.predecessor[s] === slot) this.predecessor[s] = -1;
       this.seriesStream[slot] = FREE;
       this.bigPids.delete(slot);
       this.dropName(this.nameOf[slot]!);

@@ -127,6 +127,34 @@ describe("WindowCore", () => {
     expect(core.seriesInfo(slot)?.pid).toBe(4);
   });
 
+  it("forgets a successor's predecessor once the predecessor's slot is released", () => {
+    const core = new WindowCore({ idleEndMs: 2 * H, allowedLatenessMs: 0 });
+    const out: ClosedWindow[] = [];
+    const msg = (ts: number, host: string, pid: number, startedAt: number): Telemetry => ({
+      v: 1,
+      ts,
+      host,
+      component: "c",
+      processes: [{ pid, name: "p", startedAt, bytes: 1 }],
+    });
+    core.push(msg(0, "h1", 1, 0), out);
+    core.push(msg(H, "h1", 1, 0), out);
+    // pid 1 goes silent; pid 2 (restarted at 3 h) is read while pid 1 is still live.
+    core.push(msg(3 * H + M, "h1", 2, 3 * H), out);
+    // Slots are given in arrival order: pid 1 has 0, pid 2 has 1.
+    const successor = core.seriesInfo(1)!;
+    expect([successor.host, successor.pid]).toEqual(["h1", 2]);
+    const first = successor.predecessor!;
+    expect(core.seriesInfo(first)?.pid).toBe(1);
+    core.push(msg(5 * H, "h1", 2, 3 * H), out);
+    expect(out.flatMap((w) => w.ended)).toEqual([first]);
+    core.releaseEnded();
+    // Another host's series takes the freed slot: it is no predecessor of h1's pid 2.
+    core.push(msg(5 * H + M, "h2", 9, 0), out);
+    expect(core.seriesInfo(first)?.host).toBe("h2");
+    expect(core.seriesInfo(successor.slot)!.predecessor).toBeUndefined();
+  });
+
   it("tells series apart by name, pid and start time, pids beyond 32 bits included", () => {
     const big = 2 ** 40 + 1;
     // One process per message, each message at its own ts (not a duplicate).
