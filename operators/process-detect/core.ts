@@ -201,7 +201,8 @@ export class ProcessDetectCore {
   /**
    * Version cohorts (component and process, version; see `cohorts`) by key: the verdicts of their
    * last windows (newest in the lowest bit) and, when the newest passed, hours back to where
-   * their growth began. A cohort is dropped once none of its recent windows passed.
+   * their growth began and their growth since (0 otherwise). A cohort is dropped once none of
+   * its recent windows passed.
    */
   private readonly cohortState = new Map<number, { passes: number; start: number; growth: number }>();
   /** Small ids of the version strings seen (from 1), for the `version` column. */
@@ -277,11 +278,11 @@ export class ProcessDetectCore {
   }
 
   /**
-   * The median of the series' last three levels (the newest while its ring is shorter); `peak`:
-   * never above the newest either (a burst that just ended is not a level the series held).
+   * The median of the series' last three levels, the newest being `now` (the ring's, unless the
+   * caller has it unrounded; just `now` while the ring is shorter); `peak`: never above `now`
+   * either (a burst that just ended is not a level the series held).
    */
-  private heldLevel(slot: number, peak: boolean): number {
-    const now = this.ringAt(slot, 0);
+  private heldLevel(slot: number, peak: boolean, now = this.ringAt(slot, 0)): number {
     if (this.cols.ringLen[slot]! < 3) return now;
     const held = median3(now, this.ringAt(slot, 1), this.ringAt(slot, 2));
     return peak ? Math.min(now, held) : held;
@@ -546,10 +547,12 @@ export class ProcessDetectCore {
     const levelNoise = noiseE / Math.SQRT2;
     // An open suspect's peak and fall back are read through the last three hours' median: a
     // burst is not growth, and its end is not the leak giving memory back.
-    const held = openState === undefined ? z : this.heldLevel(slot, true);
-    if (openState !== undefined && held > openState.maxZ) {
-      if (held > openState.maxZ + levelNoise) openState.lastGrowthMs = w.start + this.hourMs;
-      openState.maxZ = held;
+    if (openState !== undefined) {
+      const held = this.heldLevel(slot, true);
+      if (held > openState.maxZ) {
+        if (held > openState.maxZ + levelNoise) openState.lastGrowthMs = w.start + this.hourMs;
+        openState.maxZ = held;
+      }
     }
     let verdict = this.judge(slot, w.start, z, levelNoise, ageHours);
     // A member of a version cohort that grows like a leak needs less evidence of its own: the
@@ -784,6 +787,8 @@ export class ProcessDetectCore {
   }
 
   private inLeakingCohort(slot: number, now: number): boolean {
+    // Most series are in no cohort: no identity lookup for them (this runs for every series).
+    if (this.cols.upgraded[slot] !== 1) return false;
     const info = this.seriesInfo(slot);
     return info !== undefined && this.leakingCohortOf(slot, info, now) !== undefined;
   }
@@ -832,8 +837,9 @@ export class ProcessDetectCore {
       judged.add(key);
       const prev = this.cohortState.get(key);
       const passes = (((prev?.passes ?? 0) << 1) | (found === undefined ? 0 : 1)) & 7;
+      // Start and growth are read only while the newest window passed (see `leakingCohortOf`).
       if (passes === 0) this.cohortState.delete(key);
-      else this.cohortState.set(key, { passes, ...(found ?? { start: prev!.start, growth: prev!.growth }) });
+      else this.cohortState.set(key, { passes, start: found?.start ?? 0, growth: found?.growth ?? 0 });
     }
     for (const [key, state] of this.cohortState) {
       if (judged.has(key)) continue;
@@ -862,7 +868,7 @@ export class ProcessDetectCore {
     if (back < cfg.minHours || c.ringLen[slot]! - 1 < 26)
       return this.reject(slot, now, "cohort leaks; too soon");
     // The level without a burst or a sawtooth top: the last three hours' median, never above now.
-    const level = Math.min(z, median3(z, this.ringAt(slot, 1), this.ringAt(slot, 2)));
+    const level = this.heldLevel(slot, true, z);
     const growth = level - this.smoothAt(slot, back);
     // Hosts of a version leak at paces that differ with their load, but not tenfold. Growth far
     // below the cohort's is a host the leak spares (its workload does not reach the leaking
@@ -992,7 +998,7 @@ export class ProcessDetectCore {
       // Both ends without bursts: the last three hours' median (never above now) against the
       // smoothed same hour yesterday.
       const dayOverDay = cfg.burstRobust
-        ? Math.min(z, median3(z, this.ringAt(slot, 1), this.ringAt(slot, 2))) - this.smoothAt(slot, 24, shift)
+        ? this.heldLevel(slot, true, z) - this.smoothAt(slot, 24, shift)
         : z - this.shiftedAt(slot, 24, shift);
       const span = cfg.seasonalSpan;
       if (dayOverDay < cfg.seasonalSigmas * Math.max(c.sig24[slot]!, cfg.noiseFloor)) {
