@@ -1209,9 +1209,19 @@ function parseOptions(argv: string[]): Options {
       truth: { type: "string" },
       interval: { type: "string", default: "300" },
       start: { type: "string", default: "2026-03-02T00:00:00Z" },
+      help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
   });
+  if (values.help) {
+    process.stdout.write(
+      "usage: npm run altgen -- --seed N --hosts 200 --days 5 --scenario mixed|quiet --out T --truth G\n" +
+        "         [--interval 300] [--start 2026-03-02T00:00:00Z]\n\n" +
+        "An independent fleet generator (telemetry and truth, contract v1), written from the contracts\n" +
+        "alone: measure the detector on fleets it was not developed against (see eval/README.md).\n",
+    );
+    process.exit(0);
+  }
   const fail = (msg: string): never => {
     process.stderr.write(`altgen: ${msg}\n`);
     process.exit(2);
