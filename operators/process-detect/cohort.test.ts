@@ -2,7 +2,14 @@ import { describe, expect, it } from "vitest";
 import { Rand } from "../../simulate/rng.ts";
 import { type CohortCheckConfig, type CohortMember, cohortGrowthStart } from "./cohort.ts";
 
-const CFG: CohortCheckConfig = { sigmas: 5, minRelGrowth: 0.02, minHours: 3, maxStepShare: 0.6, pace: 0.6 };
+const CFG: CohortCheckConfig = {
+  sigmas: 5,
+  minRelGrowth: 0.02,
+  minHours: 3,
+  maxStepShare: 0.6,
+  pace: 0.6,
+  minMembers: 1,
+};
 const HOURS = 21;
 const NOISE = 0.04;
 
@@ -11,18 +18,24 @@ const NOISE = 0.04;
  * version does to the level `a` hours after the restart (log scale; 0 before it); each host adds
  * its own noise of `NOISE` per hour (a GC sawtooth's size) to its level and to yesterday's.
  */
-function cohort(k: number, age: number, shape: (a: number) => number, seed = 1): CohortMember[] {
+function cohort(
+  k: number,
+  age: number | ((host: number) => number),
+  shape: (a: number) => number,
+  seed = 1,
+): CohortMember[] {
   const rng = new Rand(seed, "cohort");
-  return Array.from({ length: k }, () => {
+  return Array.from({ length: k }, (_, host) => {
+    const restarted = typeof age === "number" ? age : age(host);
     const z = new Float64Array(HOURS + 1);
     const d = new Float64Array(HOURS + 1);
     for (let b = 0; b <= HOURS; b++) {
-      const a = age - b;
+      const a = restarted - b;
       z[b] = (a >= 0 ? shape(a) : 0) + NOISE * rng.normal();
       // Yesterday's level is smoothed over 5 hours: less noise than one hour's.
       d[b] = z[b]! - (NOISE / 2) * rng.normal();
     }
-    return { z, d, noise: NOISE, sig24: NOISE };
+    return { z, d, noise: NOISE, sig24: NOISE, age: restarted };
   });
 }
 
@@ -72,5 +85,15 @@ describe("version cohorts (the hosts that restarted into the same version, judge
           CFG,
         ),
       ).toBeUndefined();
+  });
+
+  it("finds no climb in a rolling deploy of a version that needs more memory, and still a leak rolled out so", () => {
+    // 24 hosts restart into the version one every 40 minutes (hosts 0..23: 16 hours ago to now).
+    // The version needs 10% more memory, reached over a 2-hour warm-up. Staggered, the hosts'
+    // steps add up to a steady climb of the cohort's median over the hours of the rollout.
+    const age = (host: number) => Math.floor(16 - (host * 2) / 3);
+    const needsMore = (a: number) => 0.1 * Math.min(1, a / 2);
+    expect(cohortGrowthStart(cohort(24, age, needsMore), { ...CFG, minMembers: 3 })).toBeUndefined();
+    expect(cohortGrowthStart(cohort(24, age, leak), { ...CFG, minMembers: 3 })).toBeDefined();
   });
 });

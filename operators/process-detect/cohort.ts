@@ -12,6 +12,8 @@ export interface CohortMember {
   noise: number;
   /** Day-over-day wobble (log scale). */
   sig24: number;
+  /** Whole hours since the member restarted into the version. */
+  age: number;
 }
 
 export interface CohortCheckConfig {
@@ -25,6 +27,8 @@ export interface CohortCheckConfig {
   maxStepShare: number;
   /** The second half of the growth must keep this share of the first half's pace (a warm-up slows). */
   pace: number;
+  /** Fewest members whose growth over an interval can be judged (see `cohortGrowthStart`). */
+  minMembers: number;
 }
 
 /** Standard error of a median of k normal values, in units of their spread, times √k. */
@@ -75,11 +79,23 @@ export function cohortGrowthStart(
       start = b;
     }
   }
+  // No further back than enough members ran the version (see below).
+  if (k < cfg.minMembers) return undefined;
+  const ages = members.map((m) => m.age).sort((x, y) => y - x);
+  start = Math.min(start, ages[cfg.minMembers - 1]! + 1);
   for (let h = start; h >= cfg.minHours; h = Math.floor(h / 2)) {
-    if (over((m) => (m.z[0]! - m.z[h]!) / (Math.SQRT2 * m.noise)) * root < cfg.sigmas) continue;
+    // Growth over `h` hours only of the members that ran the version then (or restarted into it
+    // within the hour): a rolling deploy restarts its hosts hours apart, and the steps of its
+    // later members from the old version to a new one that needs more memory, staggered, would
+    // add up to a climb.
+    const judged = members.filter((m) => m.age + 1 >= h);
+    if (judged.length < cfg.minMembers) continue;
+    const overJudged = (f: (m: CohortMember) => number) => median(judged.map(f));
+    const rootJudged = Math.sqrt(judged.length) / MEDIAN_SE;
+    if (overJudged((m) => (m.z[0]! - m.z[h]!) / (Math.SQRT2 * m.noise)) * rootJudged < cfg.sigmas) continue;
     // The cohort's path since `h`: the median of its members' levels against their own at `h`.
     const path: number[] = [];
-    for (let b = 0; b <= h; b++) path.push(over((m) => m.z[b]! - m.z[h]!));
+    for (let b = 0; b <= h; b++) path.push(overJudged((m) => m.z[b]! - m.z[h]!));
     const grown = path[0]!;
     let maxStep = 0;
     for (let b = 0; b < h; b++) maxStep = Math.max(maxStep, path[b]! - path[b + 1]!);

@@ -102,11 +102,26 @@ export const DetectConfig = z.strictObject({
   cohorts: z.boolean().default(true),
   /** Fewest hosts in a version cohort. */
   minCohort: z.number().int().min(2).default(3),
+  /**
+   * Growth over an interval of h windows must exceed this many standard deviations of the
+   * series' own falls over h windows (see `ownWander`); 0: off. The level noise is an hour's:
+   * a series whose level wanders for hours (a slow random walk, load) rises by many hours' noise
+   * and falls back.
+   */
+  wanderSigmas: z.number().nonnegative().default(4),
+  /** Fewest falls over h windows that `wanderSigmas` needs (else it does not apply). */
+  wanderMinFalls: z.number().int().min(3).default(6),
   /** Half-life of each series' baseline against its peers, in windows. */
   baselineHalfLife: z.number().positive().default(72),
   /** Half-life of the per-series noise estimate, in windows. */
   noiseHalfLife: z.number().positive().default(48),
-  /** Growth a series without a day of history must beat while no peer has a day of history either. */
+  /**
+   * Growth a series without a day of history must beat in the detector's first day (log scale;
+   * 1: 2.7×): no series has a yesterday yet to compare a daily curve, a slow wander or a cluster
+   * of bursts with, nor do its peers, so a leak that begins then is found once the day is over.
+   */
+  firstDayWander: z.number().nonnegative().default(1),
+  /** ... and after it, while no peer has a day of history either (a series without peers). */
   unknownWander: z.number().nonnegative().default(0.25),
   /** The level must exceed the same hour of the day before by this many of its day-over-day wobbles. */
   seasonalSigmas: z.number().nonnegative().default(3),

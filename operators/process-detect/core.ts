@@ -188,6 +188,8 @@ export class ProcessDetectCore {
   private readonly coarseNoise: number[] = [];
   /** Typical 24 h range of healthy series' levels, per component: the wander a leak must beat. */
   private readonly coarseWander: number[] = [];
+  /** Start of the first window this detector processed (its "first day", see `firstDayWander`). */
+  private firstMs = -1;
   private readonly coarseSig24: number[] = [];
   /** Memory per VM (log scale) of components whose memory follows the VM count of the host. */
   private readonly coarsePerVm: (number | undefined)[] = [];
@@ -304,6 +306,7 @@ export class ProcessDetectCore {
   process(w: ClosedWindow): Finding[] {
     const c = this.cols;
     const cfg = this.config;
+    if (this.firstMs < 0) this.firstMs = w.start;
     const streams = streamsByNumber(w.streams);
     // Room for the window's new series at once: a fleet's first window announces nearly all of
     // them, and growing slot by slot would overshoot by up to a quarter.
@@ -825,7 +828,9 @@ export class ProcessDetectCore {
           d[b] = z[b]! - this.smoothAt(slot, b + 24);
         }
         const noise = Math.max(c.noise[slot]!, cfg.noiseFloor) / Math.SQRT2;
-        return { z, d, noise, sig24: Math.max(c.sig24[slot]!, cfg.noiseFloor) };
+        const info = this.seriesInfo(slot)!;
+        const age = Math.floor((w.start - (info.startedAt ?? info.firstTs)) / this.hourMs);
+        return { z, d, noise, sig24: Math.max(c.sig24[slot]!, cfg.noiseFloor), age };
       });
       const found = cohortGrowthStart(members, {
         sigmas: cfg.sigmas,
@@ -833,6 +838,7 @@ export class ProcessDetectCore {
         minHours: cfg.minHours,
         maxStepShare: cfg.maxStepShare,
         pace: cfg.youngPace,
+        minMembers: cfg.minCohort,
       });
       judged.add(key);
       const prev = this.cohortState.get(key);
@@ -881,6 +887,40 @@ export class ProcessDetectCore {
     if (level - this.smoothAt(slot, 24) < Math.max(c.sig24[slot]!, cfg.noiseFloor))
       return this.reject(slot, now, "cohort leaks; not above yesterday");
     return this.describe(slot, now - back * this.hourMs, z, levelNoise);
+  }
+
+  /**
+   * How far the series' level falls over `hours` windows, as a standard deviation (see
+   * `wanderSigmas`): from the falls among all its changes over that many windows in its ring,
+   * within its own life (undefined when no lag down to 1 has `wanderMinFalls` of them). Falls only: a
+   * leak only ever rises, so its own growth does not raise the bar it must clear, while a series
+   * that wanders (load, caches, a slow random walk back and forth) falls as often as it rises.
+   */
+  private ownWander(slot: number, hours: number, ageHours: number): number | undefined {
+    const reach = Math.min(this.cols.ringLen[slot]! - 1, Math.floor(ageHours));
+    if (reach < 1) return undefined;
+    // Levels oldest first, through a 5-hour running median (as the interval's fit sees them).
+    const raw = wanderScratch.raw;
+    raw.length = 0;
+    for (let back = reach; back >= 0; back--) raw.push(this.ringAt(slot, back));
+    const levels = runningMedian5(raw, wanderScratch.smooth);
+    const falls = wanderScratch.falls;
+    // A series wanders at least as far in more hours as in fewer, while a long lag in a short
+    // history has few falls, and few falls may all be small: the widest of the lags `hours`,
+    // half of it, a quarter and so on, each from enough falls.
+    let widest: number | undefined;
+    for (let lag = Math.min(hours, reach); lag >= 1; lag = Math.floor(lag / 2)) {
+      falls.length = 0;
+      for (let k = lag; k < levels.length; k++) {
+        const d = levels[k]! - levels[k - lag]!;
+        if (d < 0) falls.push(-d);
+      }
+      if (falls.length < this.config.wanderMinFalls) continue;
+      // The median of a half-normal is 0.674 standard deviations.
+      const sd = median(falls) / 0.6745;
+      if (widest === undefined || sd > widest) widest = sd;
+    }
+    return widest;
   }
 
   /** Why a series was not flagged, reported to `trace` (a debugging aid). */
@@ -988,6 +1028,11 @@ export class ProcessDetectCore {
     if (maxInc + secondInc >= 0.5 * growth && lastJumpBack >= 0 && lastJumpBack < cfg.jumpHoldHours) {
       return this.reject(slot, now, "jump not held yet");
     }
+    if (cfg.wanderSigmas > 0) {
+      const wander = this.ownWander(slot, hours, ageHours);
+      if (wander !== undefined && fitGrowth < cfg.wanderSigmas * wander)
+        return this.reject(slot, now, "within its own wander");
+    }
 
     // Break out above the levels of the day before the interval (diurnal peaks, sawtooth tops,
     // bursts). Without a day of history, beat the wander that healthy peers show in a day.
@@ -1030,7 +1075,8 @@ export class ProcessDetectCore {
       if (z <= top3 + 2 * levelNoise) return this.reject(slot, now, "not above the day before");
     } else {
       const wander = this.coarseWander[this.fineOf[c.fine[slot]!]!];
-      if (growth < (wander ?? cfg.unknownWander) + 2 * levelNoise)
+      const firstDay = now - this.firstMs < 24 * this.hourMs;
+      if (growth < (wander ?? (firstDay ? cfg.firstDayWander : cfg.unknownWander)) + 2 * levelNoise)
         return this.reject(slot, now, "below peers' daily wander");
     }
 
@@ -1468,6 +1514,9 @@ function runningMedian5(values: readonly number[], out: number[]): number[] {
   }
   return out;
 }
+
+/** Scratch of `ownWander` (module level, as `levelScratch`). */
+const wanderScratch = { raw: [] as number[], smooth: [] as number[], falls: [] as number[] };
 
 /**
  * Levels being sorted by `medianOfLevels`: at most a ring's worth (`ringHours` ≤ 256). Module
