@@ -103,10 +103,10 @@ export const DetectConfig = z.strictObject({
   /** Fewest hosts in a version cohort. */
   minCohort: z.number().int().min(2).default(3),
   /**
-   * Growth over an interval of h windows must exceed this many standard deviations of the
-   * series' own falls over h windows (see `ownWander`); 0: off. The level noise is an hour's:
-   * a series whose level wanders for hours (a slow random walk, load) rises by many hours' noise
-   * and falls back.
+   * An interval's growth over h windows (its fit through a 5-hour running median) must exceed
+   * this many standard deviations of how far the series itself falls over h windows (see
+   * `ownWander`); 0: off. The level noise is an hour's: a series whose level wanders for hours
+   * (a slow random walk, load) rises by many hours' noise and falls back.
    */
   wanderSigmas: z.number().nonnegative().default(4),
   /** Fewest falls over h windows that `wanderSigmas` needs (else it does not apply). */
