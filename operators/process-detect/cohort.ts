@@ -63,7 +63,7 @@ export function cohortGrowthStart(
   cfg: CohortCheckConfig,
 ): CohortGrowth | undefined {
   const k = members.length;
-  if (k === 0) return undefined;
+  if (k === 0 || k < cfg.minMembers) return undefined;
   const hours = members[0]!.z.length - 1;
   const root = Math.sqrt(k) / MEDIAN_SE;
   const over = (f: (m: CohortMember) => number) => median(members.map(f));
@@ -80,7 +80,6 @@ export function cohortGrowthStart(
     }
   }
   // No further back than enough members ran the version (see below).
-  if (k < cfg.minMembers) return undefined;
   const ages = members.map((m) => m.age).sort((x, y) => y - x);
   start = Math.min(start, ages[cfg.minMembers - 1]! + 1);
   for (let h = start; h >= cfg.minHours; h = Math.floor(h / 2)) {

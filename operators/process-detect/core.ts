@@ -415,7 +415,7 @@ export class ProcessDetectCore {
     const vms = acc.streams[info.stream]?.vms ?? -1;
     const g = c.fine[slot]!;
     const coarse = this.fineOf[g]!;
-    const ageHours = (w.start - (info.startedAt ?? info.firstTs)) / this.hourMs;
+    const ageHours = this.ageHoursOf(info, w.start);
     const version = acc.versions[info.stream] ?? 0;
     if (c.lastMs[slot]! < 0) {
       // A series that continues another's history began with a version change when the version
@@ -769,10 +769,15 @@ export class ProcessDetectCore {
    * A series' version cohort (see `cohorts`), or undefined when it is in none: it is a member
    * when its process restarted into a new version of the component within the ring's reach.
    */
+  /** Windows ("hours") since the series' process started (since it was first seen, without a start time). */
+  private ageHoursOf(info: SeriesInfo, now: number): number {
+    return (now - (info.startedAt ?? info.firstTs)) / this.hourMs;
+  }
+
   private cohortOf(slot: number, info: SeriesInfo, now: number): number | undefined {
     const c = this.cols;
     if (c.upgraded[slot] !== 1) return undefined;
-    if (now - (info.startedAt ?? info.firstTs) >= this.config.ringHours * this.hourMs) return undefined;
+    if (this.ageHoursOf(info, now) >= this.config.ringHours) return undefined;
     // Keys: coarse group and version id (2^21 versions each).
     return this.fineOf[c.fine[slot]!]! * 2_097_152 + c.version[slot]!;
   }
@@ -828,8 +833,7 @@ export class ProcessDetectCore {
           d[b] = z[b]! - this.smoothAt(slot, b + 24);
         }
         const noise = Math.max(c.noise[slot]!, cfg.noiseFloor) / Math.SQRT2;
-        const info = this.seriesInfo(slot)!;
-        const age = Math.floor((w.start - (info.startedAt ?? info.firstTs)) / this.hourMs);
+        const age = Math.floor(this.ageHoursOf(this.seriesInfo(slot)!, w.start));
         return { z, d, noise, sig24: Math.max(c.sig24[slot]!, cfg.noiseFloor), age };
       });
       const found = cohortGrowthStart(members, {
