@@ -126,6 +126,15 @@ export const DetectConfig = z.strictObject({
   /** The level must exceed the same hour of the day before by this many of its day-over-day wobbles. */
   seasonalSigmas: z.number().nonnegative().default(3),
   /**
+   * ... and by this share of its peers' day-over-day spread at the least (0: off). A series
+   * learns its own wobble slowly, from its falls, starting from a guess: until it has, a series
+   * that wanders more than the guess rises above yesterday by chance; and a series quieter than its
+   * peers is not a leak when it moves as much as they do every day. The peers' spread is this
+   * window's, across the component's hosts (from their falls), so it is there from the detector's
+   * second day on.
+   */
+  peerDayFloor: z.number().nonnegative().default(1),
+  /**
    * For a process whose lineage was flagged (it continues, through one restart or more, the
    * history of a process that was suspected when it restarted: resin restarted a leak), "above
    * yesterday" also passes

@@ -28,6 +28,7 @@ interface WindowAcc {
   noiseSeen: Map<number, number[]>;
   wanderSeen: Map<number, number[]>;
   sig24Seen: Map<number, number[]>;
+  dodSeen: Map<number, number[]>;
   perVmSeen: Map<number, number[]>;
 }
 
@@ -191,6 +192,11 @@ export class ProcessDetectCore {
   /** Start of the first window this detector processed (its "first day", see `firstDayWander`). */
   private firstMs = -1;
   private readonly coarseSig24: number[] = [];
+  /**
+   * How far healthy series' levels move from the same hour the day before, per component: the
+   * spread of this window's day-over-day changes across its hosts (see `peerDayFloor`).
+   */
+  private readonly coarseDod: number[] = [];
   /** Memory per VM (log scale) of components whose memory follows the VM count of the host. */
   private readonly coarsePerVm: (number | undefined)[] = [];
   /** The component's memory per VM over the windows that had VM changes: decayed sums of host-weighted medians, and of hosts. */
@@ -364,6 +370,7 @@ export class ProcessDetectCore {
       noiseSeen: new Map(),
       wanderSeen: new Map(),
       sig24Seen: new Map(),
+      dodSeen: new Map(),
       perVmSeen: new Map(),
     };
     const deferred: number[] = [];
@@ -398,6 +405,11 @@ export class ProcessDetectCore {
       }
     }
     for (const [g, values] of acc.sig24Seen) this.coarseSig24[g] = median(values);
+    // From the falls only, as each series' own (the median of a half-normal is 0.674 standard
+    // deviations): a leak only rises, and a version that leaks on many hosts at once, or a whole
+    // group's leak, must not raise the bar its hosts are held to.
+    for (const [g, values] of acc.dodSeen)
+      if (values.length >= cfg.minPeers) this.coarseDod[g] = median(values) / 0.6745;
     for (const [g, values] of acc.wanderSeen)
       if (values.length >= cfg.minPeers) this.coarseWander[g] = quantile(values, 0.8);
     if (cfg.cohorts) this.judgeCohorts(w);
@@ -544,6 +556,7 @@ export class ProcessDetectCore {
           c.sig24s[slot] = sigS + decay * (Math.min(-spanChange, 3 * sigS) - sigS);
       }
       pushTo(acc.sig24Seen, coarse, c.sig24[slot]!);
+      if (dayChange < 0 && !spansRestart) pushTo(acc.dodSeen, coarse, -dayChange);
     }
 
     const openState = this.open.get(slot);
@@ -753,6 +766,19 @@ export class ProcessDetectCore {
       }
     }
     return undefined;
+  }
+
+  /**
+   * A series' day-over-day wobble as the "above yesterday" check reads it: its own, learned from
+   * its falls, but at least `peerDayFloor` of its peers' (see `coarseDod`).
+   */
+  private daySigma(slot: number): number {
+    const c = this.cols;
+    const cfg = this.config;
+    const own = Math.max(c.sig24[slot]!, cfg.noiseFloor);
+    if (cfg.peerDayFloor === 0) return own;
+    const peers = this.coarseDod[this.fineOf[c.fine[slot]!]!];
+    return peers === undefined ? own : Math.max(own, cfg.peerDayFloor * peers);
   }
 
   /** The id of a version string (see `versionIds`). */
@@ -1050,7 +1076,7 @@ export class ProcessDetectCore {
         ? this.heldLevel(slot, true, z) - this.smoothAt(slot, 24, shift)
         : z - this.shiftedAt(slot, 24, shift);
       const span = cfg.seasonalSpan;
-      if (dayOverDay < cfg.seasonalSigmas * Math.max(c.sig24[slot]!, cfg.noiseFloor)) {
+      if (dayOverDay < cfg.seasonalSigmas * this.daySigma(slot)) {
         const spanOk =
           span > 1 &&
           c.heir[slot] !== 0 &&

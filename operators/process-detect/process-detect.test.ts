@@ -327,18 +327,20 @@ describe("process-level detection", () => {
       }
       batches.push(batch);
     }
-    const opened = async (wanderSigmas: number) =>
-      (await replayLines(batches, { detect: { wanderSigmas } })).events
-        .filter((e) => e.state === "open")
-        .map((e) => e.host);
-    // A 3% wander that runs for hours rises 5 of its spreads now and then (two of the 40 quiet
-    // hosts are raised); judged by an hour's noise alone, most of them are.
-    const judged = new Set(await opened(4));
-    expect(judged).toContain("h40");
-    expect(judged.size).toBeLessThanOrEqual(3);
-    const byHour = new Set(await opened(0));
+    const opened = async (detect: { wanderSigmas?: number; peerDayFloor?: number }) =>
+      (await replayLines(batches, { detect })).events.filter((e) => e.state === "open").map((e) => e.host);
+    // A 3% wander that runs for hours rises 5 of its spreads now and then: judged by an hour's
+    // noise alone, most of the 40 quiet hosts are raised. Against its own wander (`wanderSigmas`)
+    // two are; held to the peers' day-over-day spread as well (`peerDayFloor`), fewer.
+    const byHour = new Set(await opened({ wanderSigmas: 0, peerDayFloor: 0 }));
     expect(byHour).toContain("h40");
     expect(byHour.size).toBeGreaterThan(6);
+    const ownWander = new Set(await opened({ peerDayFloor: 0 }));
+    expect(ownWander).toContain("h40");
+    expect(ownWander.size).toBeLessThanOrEqual(3);
+    const both = new Set(await opened({}));
+    expect(both).toContain("h40");
+    expect(both.size).toBeLessThan(ownWander.size);
   });
 
   it("raises nothing when the whole group steps up at once or warms up after a rolling restart", async () => {
