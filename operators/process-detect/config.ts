@@ -45,6 +45,13 @@ export const DetectConfig = z.strictObject({
   /** Shortest interval for a young series. */
   youngMinHours: z.number().int().min(2).default(4),
   /**
+   * A process that is new to the detector (no history before its start: its host joined the
+   * fleet) is not judged for this many hours of its life (0: it is). Its every hour so far is its
+   * warm-up, and a warm-up along an S-curve (slow, fast, slow) keeps its pace for hours; a
+   * restarted process has its predecessor's levels to be judged against, a new one has none.
+   */
+  newWarmupHours: z.number().nonnegative().default(24),
+  /**
    * When a young series' interval (from the restart's low) fails the pace check, try its later
    * halves too: a leak that began with a restart shows its pace once the warm-up is over.
    */

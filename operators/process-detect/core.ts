@@ -741,6 +741,9 @@ export class ProcessDetectCore {
     // The interval may reach back to the last reset, within the ring.
     const maxBack = Math.min(c.ringLen[slot]! - 1, Math.floor((now - c.resetMs[slot]!) / this.hourMs));
     if (maxBack < cfg.minHours) return this.reject(slot, now, "too soon after a restart or VM change");
+    // History no older than the process: it is new to the detector (see `newWarmupHours`).
+    if (ageHours < cfg.newWarmupHours && c.ringLen[slot]! - 1 <= ageHours + 1)
+      return this.reject(slot, now, "new and warming up");
     // Two candidate starts: the lowest level where older levels must be lower by a drift
     // allowance in proportion to the noise (a noise dip long before a leak does not stretch the
     // interval back to it), and with a small fixed allowance (a slow leak in a noisy series,
@@ -1104,9 +1107,13 @@ export class ProcessDetectCore {
       }
       if (z <= top3 + 2 * levelNoise) return this.reject(slot, now, "not above the day before");
     } else {
+      // The growth as the fit reads it, if less: the rise from the interval's lowest level to now
+      // has its start picked at a low of the series' wander, while the peers' daily ranges were
+      // not picked so.
       const wander = this.coarseWander[this.fineOf[c.fine[slot]!]!];
       const firstDay = now - this.firstMs < 24 * this.hourMs;
-      if (growth < (wander ?? (firstDay ? cfg.firstDayWander : cfg.unknownWander)) + 2 * levelNoise)
+      const risen = Math.min(growth, fitGrowth);
+      if (risen < (wander ?? (firstDay ? cfg.firstDayWander : cfg.unknownWander)) + 2 * levelNoise)
         return this.reject(slot, now, "below peers' daily wander");
     }
 

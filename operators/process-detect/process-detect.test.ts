@@ -433,6 +433,41 @@ describe("process-level detection", () => {
     expect(await openedAt(5e9)).toBeUndefined();
   });
 
+  it("waits out the warm-up of a host that joins the fleet, and still finds a leak it brings", async () => {
+    // 20 hosts share a daily curve. Host 20 joins at hour 50: its process starts at 40% of its
+    // size and warms up along an S-curve (slow, fast, slow; half-way at 6 hours). Host 21 joins
+    // at hour 30 the same way and also leaks 1.5% of its size an hour from its start.
+    const rand = rng(17);
+    const gauss = () => (rand() + rand() + rand() + rand() - 2) * 0.866;
+    const bases = Array.from({ length: 22 }, () => 1e9 * (0.7 + 0.6 * rand()));
+    const joins: Record<number, number> = { 20: 50, 21: 30 };
+    const batches: string[][] = [];
+    for (let t = T0; t < T0 + 5 * 24 * H; t += STEP) {
+      const hour = (t - T0) / H;
+      const batch: string[] = [];
+      for (let h = 0; h < 22; h++) {
+        const join = joins[h];
+        if (join !== undefined && hour < join) continue;
+        let bytes = bases[h]! * (1 + 0.1 * Math.sin((2 * Math.PI * hour) / 24)) * (1 + 0.01 * gauss());
+        const startedAt = join === undefined ? T0 - 10 * 24 * H : T0 + join * H;
+        if (join !== undefined) {
+          const s = (x: number) => 1 / (1 + Math.exp(-0.8 * (x - 6)));
+          bytes *= 0.4 + (0.6 * (s(hour - join) - s(0))) / (1 - s(0));
+          if (h === 21) bytes += 0.015 * bases[h]! * (hour - join);
+        }
+        batch.push(sampleLine(t, h, "svc", 3, 1000 + h, startedAt, bytes));
+      }
+      batches.push(batch);
+    }
+    const opened = async (newWarmupHours: number) =>
+      (await replayLines(batches, { detect: { newWarmupHours } })).events
+        .filter((e) => e.state === "open")
+        .map((e) => e.host);
+    expect(await opened(24)).toEqual(["h21"]);
+    // Judged from its first hours on, the warm-up passes for a leak.
+    expect(await opened(0)).toContain("h20");
+  });
+
   it("keeps its per-series state small", () => {
     expect(new ProcessDetectCore(() => undefined).stateBytesPerSeries()).toBeLessThanOrEqual(400);
   });
