@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { median, sortNumbers } from "./stats.ts";
+import { Rand } from "../simulate/rng.ts";
+import { median, sdFromFalls, sortNumbers } from "./stats.ts";
 
 /** A small deterministic generator (no dependency on Math.random). */
 function lcg(seed: number): () => number {
@@ -28,5 +29,17 @@ describe("sortNumbers", () => {
   it("takes the median of absolute deviations (a +0 among many values) as the plain sort does", () => {
     const values = Array.from({ length: 101 }, (_, i) => Math.abs(i - 50) * 0.1);
     expect(median([...values])).toBe([...values].sort((a, b) => a - b)[50]);
+  });
+});
+
+describe("sdFromFalls", () => {
+  it("reads a symmetric wobble's spread from its falls, and a rise on top does not change it", () => {
+    const rng = new Rand(3, "falls");
+    const changes = Array.from({ length: 4000 }, () => 0.05 * rng.normal());
+    const falls = (xs: number[]) => xs.filter((x) => x < 0).map((x) => -x);
+    expect(sdFromFalls(falls(changes))).toBeCloseTo(0.05, 2);
+    // A fifth of the series leak: their changes are all rises, so only the healthy falls count.
+    const leaking = changes.map((x, i) => (i % 5 === 0 ? Math.abs(x) + 0.2 : x));
+    expect(sdFromFalls(falls(leaking))).toBeCloseTo(0.05, 2);
   });
 });

@@ -41,6 +41,15 @@ export function median(values: number[]): number {
 }
 
 /**
+ * Standard deviation of a wobble symmetric about zero, read from its falls alone (their sizes,
+ * positive): the median of a half-normal is 0.6745 of it. A leak only rises, so the falls of a
+ * series, or of a group, measure its healthy wobble however much of it leaks. Sorts `falls`.
+ */
+export function sdFromFalls(falls: number[]): number {
+  return median(falls) / 0.6745;
+}
+
+/**
  * Theil–Sen slope of (xs, ys): the median of the pairwise slopes, so a burst or a few noisy
  * points cannot make a trend look flat or a flat series look trending. Null below 3 points.
  */

@@ -66,14 +66,15 @@ export function cohortGrowthStart(
   if (k === 0 || k < cfg.minMembers) return undefined;
   const hours = members[0]!.z.length - 1;
   const root = Math.sqrt(k) / MEDIAN_SE;
-  const over = (f: (m: CohortMember) => number) => median(members.map(f));
-  const above = over((m) => m.d[0]!);
-  if (above < cfg.minRelGrowth || over((m) => m.d[0]! / m.sig24) * root < cfg.sigmas) return undefined;
+  const over = (list: readonly CohortMember[], f: (m: CohortMember) => number) => median(list.map(f));
+  const above = over(members, (m) => m.d[0]!);
+  if (above < cfg.minRelGrowth || over(members, (m) => m.d[0]! / m.sig24) * root < cfg.sigmas)
+    return undefined;
   // The lowest point of the cohort's day-over-day change: where its growth began.
   let start = 0;
   let low = above;
   for (let b = 1; b <= hours; b++) {
-    const v = over((m) => m.d[b]!);
+    const v = over(members, (m) => m.d[b]!);
     if (v < low) {
       low = v;
       start = b;
@@ -89,12 +90,11 @@ export function cohortGrowthStart(
     // add up to a climb.
     const judged = members.filter((m) => m.age + 1 >= h);
     if (judged.length < cfg.minMembers) continue;
-    const overJudged = (f: (m: CohortMember) => number) => median(judged.map(f));
     const rootJudged = Math.sqrt(judged.length) / MEDIAN_SE;
-    if (overJudged((m) => (m.z[0]! - m.z[h]!) / (Math.SQRT2 * m.noise)) * rootJudged < cfg.sigmas) continue;
+    if (over(judged, (m) => (m.z[0]! - m.z[h]!) / (Math.SQRT2 * m.noise)) * rootJudged < cfg.sigmas) continue;
     // The cohort's path since `h`: the median of its members' levels against their own at `h`.
     const path: number[] = [];
-    for (let b = 0; b <= h; b++) path.push(overJudged((m) => m.z[b]! - m.z[h]!));
+    for (let b = 0; b <= h; b++) path.push(over(judged, (m) => m.z[b]! - m.z[h]!));
     const grown = path[0]!;
     let maxStep = 0;
     for (let b = 0; b < h; b++) maxStep = Math.max(maxStep, path[b]! - path[b + 1]!);

@@ -1,5 +1,5 @@
 import { SimpleLinearRegression } from "ml-regression";
-import { median, sortNumbers } from "../../lib/stats.ts";
+import { median, sdFromFalls, sortNumbers } from "../../lib/stats.ts";
 import type { GrowthPattern } from "../../schemas/suspect.ts";
 import { classifyGrowth } from "../pattern/core.ts";
 import type { ClosedWindow, SeriesInfo, StreamSnapshot } from "../window/core.ts";
@@ -405,11 +405,10 @@ export class ProcessDetectCore {
       }
     }
     for (const [g, values] of acc.sig24Seen) this.coarseSig24[g] = median(values);
-    // From the falls only, as each series' own (the median of a half-normal is 0.674 standard
-    // deviations): a leak only rises, and a version that leaks on many hosts at once, or a whole
-    // group's leak, must not raise the bar its hosts are held to.
+    // From the falls only, as each series' own: a version that leaks on many hosts at once, or a
+    // whole group's leak, must not raise the bar its hosts are held to.
     for (const [g, values] of acc.dodSeen)
-      if (values.length >= cfg.minPeers) this.coarseDod[g] = median(values) / 0.6745;
+      if (values.length >= cfg.minPeers) this.coarseDod[g] = sdFromFalls(values);
     for (const [g, values] of acc.wanderSeen)
       if (values.length >= cfg.minPeers) this.coarseWander[g] = quantile(values, 0.8);
     if (cfg.cohorts) this.judgeCohorts(w);
@@ -794,15 +793,15 @@ export class ProcessDetectCore {
     return id;
   }
 
-  /**
-   * A series' version cohort (see `cohorts`), or undefined when it is in none: it is a member
-   * when its process restarted into a new version of the component within the ring's reach.
-   */
   /** Windows ("hours") since the series' process started (since it was first seen, without a start time). */
   private ageHoursOf(info: SeriesInfo, now: number): number {
     return (now - (info.startedAt ?? info.firstTs)) / this.hourMs;
   }
 
+  /**
+   * A series' version cohort (see `cohorts`), or undefined when it is in none: it is a member
+   * when its process restarted into a new version of the component within the ring's reach.
+   */
   private cohortOf(slot: number, info: SeriesInfo, now: number): number | undefined {
     const c = this.cols;
     if (c.upgraded[slot] !== 1) return undefined;
@@ -949,8 +948,7 @@ export class ProcessDetectCore {
         if (d < 0) falls.push(-d);
       }
       if (falls.length < this.config.wanderMinFalls) continue;
-      // The median of a half-normal is 0.674 standard deviations.
-      const sd = median(falls) / 0.6745;
+      const sd = sdFromFalls(falls);
       if (widest === undefined || sd > widest) widest = sd;
     }
     return widest;
