@@ -194,7 +194,7 @@ export class ProcessDetectCore {
   private readonly coarseSig24: number[] = [];
   /**
    * How far healthy series' levels move from the same hour the day before, per component: the
-   * spread of this window's day-over-day changes across its hosts (see `peerDayFloor`).
+   * spread of this window's day-over-day falls across its hosts (see `peerDayFloor`).
    */
   private readonly coarseDod: number[] = [];
   /** Memory per VM (log scale) of components whose memory follows the VM count of the host. */
@@ -778,7 +778,6 @@ export class ProcessDetectCore {
     const c = this.cols;
     const cfg = this.config;
     const own = Math.max(c.sig24[slot]!, cfg.noiseFloor);
-    if (cfg.peerDayFloor === 0) return own;
     const peers = this.coarseDod[this.fineOf[c.fine[slot]!]!];
     return peers === undefined ? own : Math.max(own, cfg.peerDayFloor * peers);
   }
