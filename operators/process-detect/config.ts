@@ -78,6 +78,13 @@ export const DetectConfig = z.strictObject({
   restartShift: z.boolean().default(true),
   /** Check each peer group's common mode for group-wide leak-like growth (and keep it in the members' levels). */
   groupTrends: z.boolean().default(true),
+  /**
+   * Consecutive windows a group's common mode must grow like a leak before the group counts as
+   * leaking. More than a series needs (`confirmWindows`): the verdict acts on every member at
+   * once, and a common mode climbs for hours on its own during a rolling deploy of a version that
+   * needs more memory, or a config push on a diurnal upswing, and then holds, as a leak does not.
+   */
+  groupConfirmWindows: z.number().int().min(1).default(6),
   /** A component follows the VM count when its hosts agree on at least this memory per VM (log scale). */
   minPerVm: z.number().nonnegative().default(0.002),
   /** In a VM-following component, windows after a VM change in which memory settles (stitched, or no interval starts before they end). */
@@ -110,6 +117,15 @@ export const DetectConfig = z.strictObject({
   /** Fewest hosts in a version cohort. */
   minCohort: z.number().int().min(2).default(3),
   /**
+   * The largest share of a component's reporting series that may run a cohort's version for the
+   * cohort to be judged (1: any). A version on (nearly) all of them, a rolling deploy at its end,
+   * is what their common mode follows, and each level is read against that common mode: as it
+   * settles after the deploy, or swings with a shared diurnal, it moves all members at once,
+   * which the cohort's median reads as shared growth. A leak on all hosts moves the component's
+   * common mode itself, which the group check watches (see `groupTrends`).
+   */
+  cohortMaxShare: z.number().positive().max(1).default(0.9),
+  /**
    * An interval's growth over h windows (its fit through a 5-hour running median) must exceed
    * this many standard deviations of how far the series itself falls over h windows (see
    * `ownWander`); 0: off. The level noise is an hour's: a series whose level wanders for hours
@@ -141,6 +157,13 @@ export const DetectConfig = z.strictObject({
    * second day on.
    */
   peerDayFloor: z.number().nonnegative().default(1),
+  /**
+   * ... times sqrt(ln n / ln this) when the spread was read across n series, more than this (0:
+   * off). The spread is the typical series'; the widest of n healthy series wobbles about
+   * sqrt(2 ln n) of it, so a component on many hosts has more series that clear a fixed share
+   * by chance every day. At this many series the share is `peerDayFloor` itself.
+   */
+  peerDayRefSeries: z.number().nonnegative().default(20),
   /**
    * For a process whose lineage was flagged (it continues, through one restart or more, the
    * history of a process that was suspected when it restarted: resin restarted a leak), "above

@@ -16,6 +16,8 @@ interface RestartShift {
   drop: number;
 }
 const NO_SHIFT: RestartShift = { since: Number.POSITIVE_INFINITY, drop: 0 };
+/** A version cohort's key is its coarse group times this plus its version id (2^21 versions each). */
+const COHORT_KEY = 2_097_152;
 
 /** What one window's pass collects across series. */
 interface WindowAcc {
@@ -197,6 +199,8 @@ export class ProcessDetectCore {
    * spread of this window's day-over-day falls across its hosts (see `peerDayFloor`).
    */
   private readonly coarseDod: number[] = [];
+  /** How many series `coarseDod` was read across: the more there are, the more of them wobble far by chance. */
+  private readonly coarseDodN: number[] = [];
   /** Memory per VM (log scale) of components whose memory follows the VM count of the host. */
   private readonly coarsePerVm: (number | undefined)[] = [];
   /** The component's memory per VM over the windows that had VM changes: decayed sums of host-weighted medians, and of hosts. */
@@ -255,7 +259,7 @@ export class ProcessDetectCore {
       maxStepShare: cfg.maxStepShare,
       seasonalSigmas: cfg.seasonalSigmas,
       pace: cfg.youngPace,
-      confirmWindows: cfg.confirmWindows,
+      confirmWindows: cfg.groupConfirmWindows,
     });
     this.grow(1024);
   }
@@ -408,7 +412,10 @@ export class ProcessDetectCore {
     // From the falls only, as each series' own: a version that leaks on many hosts at once, or a
     // whole group's leak, must not raise the bar its hosts are held to.
     for (const [g, values] of acc.dodSeen)
-      if (values.length >= cfg.minPeers) this.coarseDod[g] = sdFromFalls(values);
+      if (values.length >= cfg.minPeers) {
+        this.coarseDod[g] = sdFromFalls(values);
+        this.coarseDodN[g] = acc.sig24Seen.get(g)?.length ?? values.length;
+      }
     for (const [g, values] of acc.wanderSeen)
       if (values.length >= cfg.minPeers) this.coarseWander[g] = quantile(values, 0.8);
     if (cfg.cohorts) this.judgeCohorts(w);
@@ -778,8 +785,15 @@ export class ProcessDetectCore {
     const c = this.cols;
     const cfg = this.config;
     const own = Math.max(c.sig24[slot]!, cfg.noiseFloor);
-    const peers = this.coarseDod[this.fineOf[c.fine[slot]!]!];
-    return peers === undefined ? own : Math.max(own, cfg.peerDayFloor * peers);
+    const g = this.fineOf[c.fine[slot]!]!;
+    const peers = this.coarseDod[g];
+    if (peers === undefined) return own;
+    // The widest of n healthy wobbles grows as sqrt(2 ln n) of the typical one: a bar set for a
+    // group of `peerDayRefSeries` series is raised by that growth for a larger group.
+    const ref = cfg.peerDayRefSeries;
+    const n = this.coarseDodN[g]!;
+    const spread = ref > 1 && n > ref ? Math.sqrt(Math.log(n) / Math.log(ref)) : 1;
+    return Math.max(own, cfg.peerDayFloor * spread * peers);
   }
 
   /** The id of a version string (see `versionIds`). */
@@ -805,8 +819,8 @@ export class ProcessDetectCore {
     const c = this.cols;
     if (c.upgraded[slot] !== 1) return undefined;
     if (this.ageHoursOf(info, now) >= this.config.ringHours) return undefined;
-    // Keys: coarse group and version id (2^21 versions each).
-    return this.fineOf[c.fine[slot]!]! * 2_097_152 + c.version[slot]!;
+    // Keys: coarse group and version id (see `COHORT_KEY`).
+    return this.fineOf[c.fine[slot]!]! * COHORT_KEY + c.version[slot]!;
   }
 
   /** The state of a series' version cohort when the cohort leaks: it passed in its last window and in enough recent ones. */
@@ -839,6 +853,16 @@ export class ProcessDetectCore {
     // Day-over-day changes reach back 24 hours and 2 more for the smoothing.
     const reach = (slot: number) => Math.min(c.ringLen[slot]! - 27, 21);
     const groups = new Map<number, number[]>();
+    // Hosts that run each version of a component in this window, and all of the component's.
+    const running = new Map<number, number>();
+    const reporting = new Map<number, number>();
+    for (const slot of w.slots) {
+      if (c.lastMs[slot] !== w.start) continue;
+      const coarse = this.fineOf[c.fine[slot]!]!;
+      const key = coarse * COHORT_KEY + c.version[slot]!;
+      running.set(key, (running.get(key) ?? 0) + 1);
+      reporting.set(coarse, (reporting.get(coarse) ?? 0) + 1);
+    }
     for (const slot of w.slots) {
       if (c.lastMs[slot] !== w.start || c.upgraded[slot] !== 1 || reach(slot) < cfg.minHours) continue;
       const key = this.cohortOf(slot, this.seriesInfo(slot)!, w.start);
@@ -850,6 +874,9 @@ export class ProcessDetectCore {
     const judged = new Set<number>();
     for (const [key, slots] of groups) {
       if (slots.length < cfg.minCohort) continue;
+      // A version on (nearly) all of its component's hosts is what their common mode follows: the
+      // levels it is judged on are read against it, and its growth is the groups' (`cohortMaxShare`).
+      if (running.get(key)! > cfg.cohortMaxShare * reporting.get(Math.floor(key / COHORT_KEY))!) continue;
       let hours = Number.POSITIVE_INFINITY;
       for (const slot of slots) hours = Math.min(hours, reach(slot));
       const members: CohortMember[] = slots.map((slot) => {
