@@ -126,6 +126,13 @@ export const DetectConfig = z.strictObject({
    */
   cohortMaxShare: z.number().positive().max(1).default(0.9),
   /**
+   * A cohort's median level above the day before, and its median growth, must stand this many
+   * standard errors above zero (a series' growth is held to \`sigmas\`). Fewer than a series needs:
+   * a window tests thousands of series and a handful of cohorts, so at this bar chance passes
+   * are rarer among the cohorts than at \`sigmas\` among the series.
+   */
+  cohortSigmas: z.number().positive().default(4),
+  /**
    * An interval's growth over h windows (its fit through a 5-hour running median) must exceed
    * this many standard deviations of how far the series itself falls over h windows (see
    * `ownWander`); 0: off. The level noise is an hour's: a series whose level wanders for hours

@@ -891,7 +891,7 @@ export class ProcessDetectCore {
         return { z, d, noise, sig24: Math.max(c.sig24[slot]!, cfg.noiseFloor), age };
       });
       const found = cohortGrowthStart(members, {
-        sigmas: cfg.sigmas,
+        sigmas: cfg.cohortSigmas,
         minRelGrowth: cfg.minRelGrowth,
         minHours: cfg.minHours,
         maxStepShare: cfg.maxStepShare,
