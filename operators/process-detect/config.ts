@@ -127,9 +127,9 @@ export const DetectConfig = z.strictObject({
   cohortMaxShare: z.number().positive().max(1).default(0.9),
   /**
    * A cohort's median level above the day before, and its median growth, must stand this many
-   * standard errors above zero (a series' growth is held to \`sigmas\`). Fewer than a series needs:
+   * standard errors above zero (a series' growth is held to `sigmas`). Fewer than a series needs:
    * a window tests thousands of series and a handful of cohorts, so at this bar chance passes
-   * are rarer among the cohorts than at \`sigmas\` among the series.
+   * are rarer among the cohorts than at `sigmas` among the series.
    */
   cohortSigmas: z.number().positive().default(4),
   /**
