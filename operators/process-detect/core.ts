@@ -195,12 +195,11 @@ export class ProcessDetectCore {
   private firstMs = -1;
   private readonly coarseSig24: number[] = [];
   /**
-   * How far healthy series' levels move from the same hour the day before, per component: the
-   * spread of this window's day-over-day falls across its hosts (see `peerDayFloor`).
+   * The least day-over-day wobble "above yesterday" holds a series to, per component: the spread
+   * of this window's day-over-day falls across its hosts, times `peerDayFloor`, raised for a
+   * component on many series (see `peerDayRefSeries`).
    */
-  private readonly coarseDod: number[] = [];
-  /** How many series `coarseDod` was read across: the more there are, the more of them wobble far by chance. */
-  private readonly coarseDodN: number[] = [];
+  private readonly coarseDayFloor: number[] = [];
   /** Memory per VM (log scale) of components whose memory follows the VM count of the host. */
   private readonly coarsePerVm: (number | undefined)[] = [];
   /** The component's memory per VM over the windows that had VM changes: decayed sums of host-weighted medians, and of hosts. */
@@ -411,11 +410,16 @@ export class ProcessDetectCore {
     for (const [g, values] of acc.sig24Seen) this.coarseSig24[g] = median(values);
     // From the falls only, as each series' own: a version that leaks on many hosts at once, or a
     // whole group's leak, must not raise the bar its hosts are held to.
-    for (const [g, values] of acc.dodSeen)
-      if (values.length >= cfg.minPeers) {
-        this.coarseDod[g] = sdFromFalls(values);
-        this.coarseDodN[g] = acc.sig24Seen.get(g)?.length ?? values.length;
-      }
+    for (const [g, values] of acc.dodSeen) {
+      if (values.length < cfg.minPeers) continue;
+      // The widest of n healthy wobbles grows as sqrt(2 ln n) of the typical one: a bar set for a
+      // group of `peerDayRefSeries` series is raised by that growth for a larger group (n: the
+      // series with a day-over-day change this window, falls or not).
+      const ref = cfg.peerDayRefSeries;
+      const n = acc.sig24Seen.get(g)!.length;
+      const spread = ref > 1 && n > ref ? Math.sqrt(Math.log(n) / Math.log(ref)) : 1;
+      this.coarseDayFloor[g] = cfg.peerDayFloor * spread * sdFromFalls(values);
+    }
     for (const [g, values] of acc.wanderSeen)
       if (values.length >= cfg.minPeers) this.coarseWander[g] = quantile(values, 0.8);
     if (cfg.cohorts) this.judgeCohorts(w);
@@ -779,21 +783,13 @@ export class ProcessDetectCore {
 
   /**
    * A series' day-over-day wobble as the "above yesterday" check reads it: its own, learned from
-   * its falls, but at least `peerDayFloor` of its peers' (see `coarseDod`).
+   * its falls, but at least its peers' floor (see `coarseDayFloor`).
    */
   private daySigma(slot: number): number {
     const c = this.cols;
-    const cfg = this.config;
-    const own = Math.max(c.sig24[slot]!, cfg.noiseFloor);
-    const g = this.fineOf[c.fine[slot]!]!;
-    const peers = this.coarseDod[g];
-    if (peers === undefined) return own;
-    // The widest of n healthy wobbles grows as sqrt(2 ln n) of the typical one: a bar set for a
-    // group of `peerDayRefSeries` series is raised by that growth for a larger group.
-    const ref = cfg.peerDayRefSeries;
-    const n = this.coarseDodN[g]!;
-    const spread = ref > 1 && n > ref ? Math.sqrt(Math.log(n) / Math.log(ref)) : 1;
-    return Math.max(own, cfg.peerDayFloor * spread * peers);
+    const own = Math.max(c.sig24[slot]!, this.config.noiseFloor);
+    const floor = this.coarseDayFloor[this.fineOf[c.fine[slot]!]!];
+    return floor === undefined ? own : Math.max(own, floor);
   }
 
   /** The id of a version string (see `versionIds`). */
@@ -819,8 +815,12 @@ export class ProcessDetectCore {
     const c = this.cols;
     if (c.upgraded[slot] !== 1) return undefined;
     if (this.ageHoursOf(info, now) >= this.config.ringHours) return undefined;
-    // Keys: coarse group and version id (see `COHORT_KEY`).
-    return this.fineOf[c.fine[slot]!]! * COHORT_KEY + c.version[slot]!;
+    return this.versionKey(slot);
+  }
+
+  /** The key of a series' component (coarse group) and version (see `COHORT_KEY`). */
+  private versionKey(slot: number): number {
+    return this.fineOf[this.cols.fine[slot]!]! * COHORT_KEY + this.cols.version[slot]!;
   }
 
   /** The state of a series' version cohort when the cohort leaks: it passed in its last window and in enough recent ones. */
@@ -853,16 +853,6 @@ export class ProcessDetectCore {
     // Day-over-day changes reach back 24 hours and 2 more for the smoothing.
     const reach = (slot: number) => Math.min(c.ringLen[slot]! - 27, 21);
     const groups = new Map<number, number[]>();
-    // Hosts that run each version of a component in this window, and all of the component's.
-    const running = new Map<number, number>();
-    const reporting = new Map<number, number>();
-    for (const slot of w.slots) {
-      if (c.lastMs[slot] !== w.start) continue;
-      const coarse = this.fineOf[c.fine[slot]!]!;
-      const key = coarse * COHORT_KEY + c.version[slot]!;
-      running.set(key, (running.get(key) ?? 0) + 1);
-      reporting.set(coarse, (reporting.get(coarse) ?? 0) + 1);
-    }
     for (const slot of w.slots) {
       if (c.lastMs[slot] !== w.start || c.upgraded[slot] !== 1 || reach(slot) < cfg.minHours) continue;
       const key = this.cohortOf(slot, this.seriesInfo(slot)!, w.start);
@@ -872,11 +862,12 @@ export class ProcessDetectCore {
       else members.push(slot);
     }
     const judged = new Set<number>();
+    const common = this.tooCommon(w, groups);
     for (const [key, slots] of groups) {
       if (slots.length < cfg.minCohort) continue;
       // A version on (nearly) all of its component's hosts is what their common mode follows: the
       // levels it is judged on are read against it, and its growth is the groups' (`cohortMaxShare`).
-      if (running.get(key)! > cfg.cohortMaxShare * reporting.get(Math.floor(key / COHORT_KEY))!) continue;
+      if (common.has(key)) continue;
       let hours = Number.POSITIVE_INFINITY;
       for (const slot of slots) hours = Math.min(hours, reach(slot));
       const members: CohortMember[] = slots.map((slot) => {
@@ -910,6 +901,37 @@ export class ProcessDetectCore {
       state.passes = (state.passes << 1) & 7;
       if (state.passes === 0) this.cohortState.delete(key);
     }
+  }
+
+  /**
+   * The cohorts (of those big enough to be judged) whose version runs on more than
+   * `cohortMaxShare` of their component's series reporting in this window. Most windows have no
+   * cohort to judge: no pass over the window then.
+   */
+  private tooCommon(w: ClosedWindow, cohorts: Map<number, number[]>): Set<number> {
+    const cfg = this.config;
+    const running = new Map<number, number>();
+    const reporting = new Map<number, number>();
+    for (const [key, slots] of cohorts) {
+      if (slots.length < cfg.minCohort) continue;
+      running.set(key, 0);
+      reporting.set(Math.floor(key / COHORT_KEY), 0);
+    }
+    const common = new Set<number>();
+    if (running.size === 0) return common;
+    for (const slot of w.slots) {
+      if (this.cols.lastMs[slot] !== w.start) continue;
+      const key = this.versionKey(slot);
+      const coarse = Math.floor(key / COHORT_KEY);
+      const seen = reporting.get(coarse);
+      if (seen === undefined) continue;
+      reporting.set(coarse, seen + 1);
+      const n = running.get(key);
+      if (n !== undefined) running.set(key, n + 1);
+    }
+    for (const [key, n] of running)
+      if (n > cfg.cohortMaxShare * reporting.get(Math.floor(key / COHORT_KEY))!) common.add(key);
+    return common;
   }
 
   /**
