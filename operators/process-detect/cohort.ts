@@ -52,8 +52,12 @@ export interface CohortGrowth {
  *   climbs back to where the process was), by `sigmas` standard errors and `minRelGrowth`;
  * - it grew since its lowest point by `sigmas` standard errors of the median growth;
  * - not in one step (a version that needs more memory steps once, then holds);
- * - without slowing down (a warm-up does): when the whole growth slows, its later halves are
- *   tried (the longest that passes), since the leak's pace shows once the warm-up is over.
+ * - without slowing down (a warm-up does).
+ *
+ * When the whole growth fails, ever later starts are tried, an hour at a time (the longest that
+ * passes): a restart's warm-up is fast for an hour or a few, then the leak's own pace shows.
+ * Trying only halves of the growth lost those hours, since the half after a failed whole is
+ * often too short to clear its standard errors.
  *
  * Members are the cohort's hosts with as many hours of history as the check reads (`z` and `d`
  * of equal length across members, at least `minHours + 1`).
@@ -83,7 +87,7 @@ export function cohortGrowthStart(
   // No further back than enough members ran the version (see below).
   const ages = members.map((m) => m.age).sort((x, y) => y - x);
   start = Math.min(start, ages[cfg.minMembers - 1]! + 1);
-  for (let h = start; h >= cfg.minHours; h = Math.floor(h / 2)) {
+  for (let h = start; h >= cfg.minHours; h--) {
     // Growth over `h` hours only of the members that ran the version then (or restarted into it
     // within the hour): a rolling deploy restarts its hosts hours apart, and the steps of its
     // later members from the old version to a new one that needs more memory, staggered, would
