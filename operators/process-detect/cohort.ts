@@ -54,10 +54,9 @@ export interface CohortGrowth {
  * - not in one step (a version that needs more memory steps once, then holds);
  * - without slowing down (a warm-up does).
  *
- * When the whole growth fails, ever later starts are tried, an hour at a time (the longest that
- * passes): a restart's warm-up is fast for an hour or a few, then the leak's own pace shows.
- * Trying only halves of the growth lost those hours, since the half after a failed whole is
- * often too short to clear its standard errors.
+ * When the whole growth fails, later starts are tried (the longest that passes; see
+ * `laterStarts`): a restart's warm-up is fast for an hour or a few, then the leak's own pace
+ * shows.
  *
  * Members are the cohort's hosts with as many hours of history as the check reads (`z` and `d`
  * of equal length across members, at least `minHours + 1`).
@@ -87,7 +86,7 @@ export function cohortGrowthStart(
   // No further back than enough members ran the version (see below).
   const ages = members.map((m) => m.age).sort((x, y) => y - x);
   start = Math.min(start, ages[cfg.minMembers - 1]! + 1);
-  for (let h = start; h >= cfg.minHours; h--) {
+  for (const h of laterStarts(start, cfg.minHours)) {
     // Growth over `h` hours only of the members that ran the version then (or restarted into it
     // within the hour): a rolling deploy restarts its hosts hours apart, and the steps of its
     // later members from the old version to a new one that needs more memory, staggered, would
@@ -107,4 +106,19 @@ export function cohortGrowthStart(
       return { start: h, growth: grown };
   }
   return undefined;
+}
+
+/**
+ * The starts (hours back) a cohort's growth is judged from, longest first: its lowest point, the
+ * three hours after it, then halves of it. A restart's first hour or few are often a cache
+ * refilling in a step, which fails the whole growth's one-step or pace test; the half after it
+ * is often too short to clear its standard errors, so a leaking cohort passed in one window and
+ * not the next. Every hour down to the shortest is not tried: among so many starts, a rolling
+ * deploy's slow warm-ups find one that passes (altgen 7022: 14 hosts of one version).
+ */
+function laterStarts(start: number, minHours: number): number[] {
+  const starts: number[] = [];
+  for (let h = start; h >= Math.max(minHours, start - 3); h--) starts.push(h);
+  for (let h = Math.floor(start / 2); h >= minHours; h = Math.floor(h / 2)) if (h < start - 3) starts.push(h);
+  return starts;
 }
