@@ -1,5 +1,5 @@
 import { SimpleLinearRegression } from "ml-regression";
-import { median, sdFromFalls, sortNumbers } from "../../lib/stats.ts";
+import { median, sdFromFalls } from "../../lib/stats.ts";
 import type { GrowthPattern } from "../../schemas/suspect.ts";
 import { classifyGrowth } from "../pattern/core.ts";
 import type { ClosedWindow, SeriesInfo, StreamSnapshot } from "../window/core.ts";
@@ -189,8 +189,11 @@ export class ProcessDetectCore {
   private readonly fineM: number[] = [];
   private readonly fineOf: number[] = [];
   private readonly coarseNoise: number[] = [];
-  /** Typical 24 h range of healthy series' levels, per component: the wander a leak must beat. */
-  private readonly coarseWander: number[] = [];
+  /**
+   * The 24 h ranges of healthy series' levels, per component, sorted: a high quantile of them is
+   * the wander a leak must beat (see `wanderBar`).
+   */
+  private readonly coarseWander: (Float32Array | undefined)[] = [];
   /** Start of the first window this detector processed (its "first day", see `firstDayWander`). */
   private firstMs = -1;
   private readonly coarseSig24: number[] = [];
@@ -421,7 +424,7 @@ export class ProcessDetectCore {
       this.coarseDayFloor[g] = cfg.peerDayFloor * spread * sdFromFalls(values);
     }
     for (const [g, values] of acc.wanderSeen)
-      if (values.length >= cfg.minPeers) this.coarseWander[g] = quantile(values, 0.8);
+      this.coarseWander[g] = values.length >= cfg.minPeers ? Float32Array.from(values).sort() : undefined;
     if (cfg.cohorts) this.judgeCohorts(w);
     for (const s of w.streams) this.streamVersions[s.stream] = versions[s.stream]!;
     return findings;
@@ -1156,7 +1159,7 @@ export class ProcessDetectCore {
       // The growth as the fit reads it, if less: the rise from the interval's lowest level to now
       // has its start picked at a low of the series' wander, while the peers' daily ranges were
       // not picked so.
-      const wander = this.coarseWander[this.fineOf[c.fine[slot]!]!];
+      const wander = this.wanderBar(slot);
       const firstDay = now - this.firstMs < 24 * this.hourMs;
       const risen = Math.min(growth, fitGrowth);
       if (risen < (wander ?? (firstDay ? cfg.firstDayWander : cfg.unknownWander)) + 2 * levelNoise)
@@ -1282,6 +1285,34 @@ export class ProcessDetectCore {
     for (let b = 0; b <= since; b++) low = Math.min(low, this.ringAt(slot, b));
     const drop = this.ringAt(slot, since + 1) - low;
     return drop > 0 ? { since, drop } : NO_SHIFT;
+  }
+
+  /**
+   * The peers' daily range a series' growth must beat (`wanderQuantile` of its component's), or
+   * undefined while too few peers have a day of history. The series' own range counts among
+   * them once it has a day of history, and a leak's range is its growth: in a small group the
+   * high quantile would be the leak itself, and a leak would have to outgrow its own growth. So
+   * the value nearest to its own range now (counted the window before) is left out.
+   */
+  private wanderBar(slot: number): number | undefined {
+    const q = this.config.wanderQuantile;
+    const c = this.cols;
+    const sorted = this.coarseWander[this.fineOf[c.fine[slot]!]!];
+    if (sorted === undefined) return undefined;
+    if (c.ringLen[slot]! <= 25 || c.suspected[slot] === 1)
+      return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+    const own = this.config.burstRobust ? this.robustRangeOf(slot, 24) : this.rangeOf(slot, 0, 24);
+    // The index of the value nearest to `own`.
+    let lo = 0;
+    let hi = sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (sorted[mid]! < own) lo = mid + 1;
+      else hi = mid;
+    }
+    const skip = lo > 0 && (lo === sorted.length || own - sorted[lo - 1]! < sorted[lo]! - own) ? lo - 1 : lo;
+    const k = Math.min(sorted.length - 2, Math.floor(q * (sorted.length - 1)));
+    return sorted[k < skip ? k : k + 1];
   }
 
   /**
@@ -1563,11 +1594,6 @@ function pushTo(map: Map<number, number[]>, key: number, value: number): void {
 }
 
 /** The q-quantile of `values` (nearest rank); sorts in place. */
-function quantile(values: number[], q: number): number {
-  sortNumbers(values);
-  return values[Math.min(values.length - 1, Math.floor(q * values.length))]!;
-}
-
 function sigmoid(x: number): number {
   return 1 / (1 + Math.exp(-x));
 }

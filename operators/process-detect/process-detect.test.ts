@@ -327,12 +327,17 @@ describe("process-level detection", () => {
       }
       batches.push(batch);
     }
-    const opened = async (detect: { wanderSigmas?: number; peerDayFloor?: number }) =>
+    const opened = async (detect: {
+      wanderSigmas?: number;
+      peerDayFloor?: number;
+      wanderQuantile?: number;
+    }) =>
       (await replayLines(batches, { detect })).events.filter((e) => e.state === "open").map((e) => e.host);
     // A 3% wander that runs for hours rises 5 of its spreads now and then: judged by an hour's
     // noise alone, most of the 40 quiet hosts are raised. Against its own wander (`wanderSigmas`)
-    // two are; held to the peers' day-over-day spread as well (`peerDayFloor`), fewer.
-    const byHour = new Set(await opened({ wanderSigmas: 0, peerDayFloor: 0 }));
+    // two are; held to the peers' day-over-day spread as well (`peerDayFloor`), fewer. (The
+    // peers' daily-range bar is lowered to their smallest range here, so an hour's noise decides.)
+    const byHour = new Set(await opened({ wanderSigmas: 0, peerDayFloor: 0, wanderQuantile: 0 }));
     expect(byHour).toContain("h40");
     expect(byHour.size).toBeGreaterThan(6);
     const ownWander = new Set(await opened({ peerDayFloor: 0 }));
@@ -341,6 +346,42 @@ describe("process-level detection", () => {
     const both = new Set(await opened({}));
     expect(both).toContain("h40");
     expect(both.size).toBeLessThan(ownWander.size);
+  });
+
+  it("holds a series in its first day to the peers' widest daily ranges, not to the common ones", async () => {
+    // 40 healthy hosts from their first sample: each wanders slowly (an AR(1) level with a 24-hour
+    // time constant) with its own spread, from 1% to 10%. Before a series has a day behind it, its
+    // growth must beat a high quantile of the peers' daily ranges. At the 80th percentile, one
+    // peer in five exceeds the bar by construction and the widest wanderers are raised in their
+    // first day and a half; at the 95th percentile (the default), few are.
+    const raisedEarly = async (wanderQuantile?: number) => {
+      let raised = 0;
+      for (const seed of [1, 2, 3, 4]) {
+        const rand = rng(seed);
+        const gauss = () => (rand() + rand() + rand() + rand() - 2) * 1.732;
+        const hosts = 40;
+        const rho = Math.exp(-STEP / (24 * H));
+        const bases = Array.from({ length: hosts }, () => 1e9 * (0.7 + 0.6 * rand()));
+        const spreads = Array.from({ length: hosts }, () => 0.1 * Math.exp(Math.log(10) * (rand() - 1)));
+        const wander = Float64Array.from(spreads, (sd) => sd * gauss());
+        const batches: string[][] = [];
+        for (let t = T0; t < T0 + 36 * H; t += STEP) {
+          const batch: string[] = [];
+          for (let h = 0; h < hosts; h++) {
+            wander[h] = rho * wander[h]! + Math.sqrt(1 - rho * rho) * spreads[h]! * gauss();
+            batch.push(
+              sampleLine(t, h, "svc", 3, 1000 + h, T0 - 10 * 24 * H, bases[h]! * Math.exp(wander[h]!)),
+            );
+          }
+          batches.push(batch);
+        }
+        const detect = wanderQuantile === undefined ? {} : { wanderQuantile };
+        raised += (await replayLines(batches, { detect })).events.filter((e) => e.state === "open").length;
+      }
+      return raised;
+    };
+    expect(await raisedEarly(0.8)).toBeGreaterThanOrEqual(3);
+    expect(await raisedEarly()).toBeLessThanOrEqual(1);
   });
 
   it("raises nothing when the whole group steps up at once or warms up after a rolling restart", async () => {
