@@ -382,12 +382,13 @@ describe("replay: quiet fleet (no leaks; deploys, config step, bursts, host deat
 // A small mixed fleet: few peers per component.
 
 describe("replay: small mixed fleet (20 hosts × 3 days)", () => {
-  it("finds a fast leak that began before its series had a day of history within hours", async () => {
+  it("finds a fast leak held to its peers' daily ranges within hours, not once it outgrows its own", async () => {
     // r00-h00000's storage-cache leaks about 30 MB an hour from hour 15; its VM count changes at
     // hours 15 and 17, so its suspicious interval starts after that and, with less than a day
-    // before it, is held to the peers' daily ranges. The leak's own
-    // range is one of only 20: were it counted, the bar would be the leak's growth since hour 1,
-    // which the interval (from hour 17) cannot beat until it is a day long (flagged at hour 43).
+    // before it, is held to the peers' daily ranges. Its own daily range is one of only 20:
+    // were it counted, the 95th percentile would be that range, which holds the leak's growth
+    // since hour 15, and the interval, which starts later, could not beat it before it was a
+    // day long (flagged at hour 43).
     const sim = createSimulation(resolveScenario("mixed", { hosts: 20, days: 3, seed: 11 }));
     const start = sim.truth().find((t) => t.component === "storage-cache")!.startTs;
     const { events } = await replay(batchesOf([...sim.lines()]));

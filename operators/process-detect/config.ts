@@ -155,10 +155,10 @@ export const DetectConfig = z.strictObject({
   unknownWander: z.number().nonnegative().default(0.25),
   /**
    * Growth over an interval with less than a day before it (one that starts in the series' first
-   * day, or one too long for the ring to hold a day before it) must beat this quantile of the peers' daily ranges
-   * (burst-robust; the series' own range left out). The bar is applied to every such series in
-   * every window, so few healthy ones may exceed it: at 0.8 one in five did, and those that
-   * wandered up all of their first day passed it.
+   * day, or one too long for the ring to hold a day before it) must beat this quantile of the
+   * peers' daily ranges (burst-robust; the series' own range left out). The bar is applied to
+   * every such series in every window, so few healthy ones may exceed it: at 0.8 one in five
+   * did, and those that wandered up all of their first day passed it.
    */
   wanderQuantile: z.number().min(0).max(1).default(0.95),
   /** The level must exceed the same hour of the day before by this many of its day-over-day wobbles. */
