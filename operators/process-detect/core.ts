@@ -281,7 +281,7 @@ export class ProcessDetectCore {
       this.open.set(slot, {
         start,
         baseZ,
-        maxZ: this.heldLevel(slot, true),
+        maxZ: this.peakLevel(slot),
         lastGrowthMs: c.lastMs[slot]! + this.hourMs,
       });
     } else {
@@ -300,6 +300,12 @@ export class ProcessDetectCore {
     if (this.cols.ringLen[slot]! < 3) return now;
     const held = median3(now, this.ringAt(slot, 1), this.ringAt(slot, 2));
     return peak ? Math.min(now, held) : held;
+  }
+
+  /** The level an open suspect's peak is read from: its last five hours' median, never above now. */
+  private peakLevel(slot: number): number {
+    if (this.cols.ringLen[slot]! < 5) return this.heldLevel(slot, true);
+    return Math.min(this.ringAt(slot, 0), this.spanMedian(slot, 0, 5, NO_SHIFT));
   }
 
   /** Hours since an open suspect last grew, and how far its level fell back (share of its growth). */
@@ -546,7 +552,7 @@ export class ProcessDetectCore {
     this.pushRing(slot, z, gapHours, stitched);
     if (c.ringLen[slot]! > 24 && c.suspected[slot] !== 1) {
       // Rounded to float32, as the other per-series scales are stored.
-      const wander = Math.fround(cfg.burstRobust ? this.robustRangeOf(slot, 24) : this.rangeOf(slot, 0, 24));
+      const wander = Math.fround(this.dailyRangeOf(slot));
       pushTo(acc.wanderSeen, coarse, wander);
       // Day-over-day change: what the same hour yesterday says. A healthy series repeats its
       // day (diurnal load, its own phase and amplitude), so this stays near its typical size.
@@ -574,10 +580,11 @@ export class ProcessDetectCore {
 
     const openState = this.open.get(slot);
     const levelNoise = noiseE / Math.SQRT2;
-    // An open suspect's peak and fall back are read through the last three hours' median: a
-    // burst is not growth, and its end is not the leak giving memory back.
+    // An open suspect's peak is read through the last five hours' median, its fall back through
+    // the last three's: a burst (of up to two hours) is not growth, and its end is not the leak
+    // giving memory back.
     if (openState !== undefined) {
-      const held = this.heldLevel(slot, true);
+      const held = this.peakLevel(slot);
       if (held > openState.maxZ) {
         if (held > openState.maxZ + levelNoise) openState.lastGrowthMs = w.start + this.hourMs;
         openState.maxZ = held;
@@ -1301,7 +1308,7 @@ export class ProcessDetectCore {
     if (sorted === undefined) return undefined;
     if (c.ringLen[slot]! <= 25 || c.suspected[slot] === 1)
       return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-    const own = this.config.burstRobust ? this.robustRangeOf(slot, 24) : this.rangeOf(slot, 0, 24);
+    const own = this.dailyRangeOf(slot);
     // The index of the value nearest to `own`.
     let lo = 0;
     let hi = sorted.length;
@@ -1316,39 +1323,33 @@ export class ProcessDetectCore {
   }
 
   /**
-   * Third-highest minus third-lowest level over the last `hours` hours: the day's range without
-   * the two highest and lowest hours, so a burst or two does not count as the day's wander.
+   * The range of a series' level over the last day, as its peers' daily wander counts it: with
+   * `burstRobust`, the range of its 5-hour running median, so bursts that come several times a
+   * day (`monitor-agent`'s peers burst to +80% for an hour or two) do not count as wander.
+   * Trimming only the two highest hours left such a component a bar of 34% that a leak of 1% an
+   * hour did not clear in three days.
    */
-  private robustRangeOf(slot: number, hours: number): number {
-    let h1 = Number.NEGATIVE_INFINITY;
-    let h2 = h1;
-    let h3 = h1;
-    let l1 = Number.POSITIVE_INFINITY;
-    let l2 = l1;
-    let l3 = l1;
+  private dailyRangeOf(slot: number): number {
+    if (!this.config.burstRobust) return this.rangeOf(slot, 0, 24);
+    // The day that ended two hours ago: the median at each hour from five full hours around it
+    // (at the newest hours a median of three or four is still the burst that is going on).
+    const last = Math.min(28, this.cols.ringLen[slot]! - 1);
+    const raw = rangeScratch.raw;
+    raw.length = last + 1;
     const anchor = this.cols.anchor[slot]!;
     const base = slot * this.config.ringHours;
     let pos = this.ringPos(slot, 0);
-    for (let back = 0; back <= hours; back++, pos = this.olderPos(pos, base)) {
-      const v = anchor + levelOf(this.ring[pos]!);
-      if (v > h1) {
-        h3 = h2;
-        h2 = h1;
-        h1 = v;
-      } else if (v > h2) {
-        h3 = h2;
-        h2 = v;
-      } else if (v > h3) h3 = v;
-      if (v < l1) {
-        l3 = l2;
-        l2 = l1;
-        l1 = v;
-      } else if (v < l2) {
-        l3 = l2;
-        l2 = v;
-      } else if (v < l3) l3 = v;
+    for (let back = 0; back <= last; back++, pos = this.olderPos(pos, base))
+      raw[back] = anchor + levelOf(this.ring[pos]!);
+    const smooth = runningMedian5(raw, rangeScratch.smooth);
+    let lo = Number.POSITIVE_INFINITY;
+    let hi = Number.NEGATIVE_INFINITY;
+    for (let back = 2; back <= Math.min(26, last - 2); back++) {
+      const v = smooth[back]!;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
     }
-    return h3 - l3;
+    return hi - lo;
   }
 
   /** max − min of the ring over `hours` hours, starting `from` hours back. */
@@ -1623,6 +1624,9 @@ function runningMedian5(values: readonly number[], out: number[]): number[] {
   }
   return out;
 }
+
+/** Scratch of `dailyRangeOf` (module level, as `levelScratch`). */
+const rangeScratch = { raw: [] as number[], smooth: [] as number[] };
 
 /** Scratch of `ownWander` (module level, as `levelScratch`). */
 const wanderScratch = { raw: [] as number[], smooth: [] as number[], falls: [] as number[] };

@@ -225,6 +225,8 @@ describe("process-level detection", () => {
     const bursty = Object.fromEntries(
       Array.from({ length: 20 }, (_, h) => [h, { bursts: true } as HostPlan]),
     );
+    // One suspect, not two: it may open while a burst of its own is on, and the burst's end
+    // must not read as memory given back (its peak is read through a 5-hour median).
     const { events } = await replayLines(
       fleet(20, 4, { ...bursty, 6: { bursts: true, leakFrom: 40, leakPerHour: 7e6 } }, 17),
     );
@@ -382,6 +384,22 @@ describe("process-level detection", () => {
     };
     expect(await raisedEarly(0.8)).toBeGreaterThanOrEqual(3);
     expect(await raisedEarly()).toBeLessThanOrEqual(1);
+  });
+
+  it("reads the peers' daily wander without their bursts", async () => {
+    // 30 hosts burst to +40% for two hours twice a day, each at its own hours; host 0 does not
+    // burst, and leaks 1% an hour from hour 10. Its interval has less than a day before it, so
+    // its growth must beat the peers' daily ranges. With four burst hours a day, even the
+    // day's third-highest hour is a burst, and so is a running median at the newest hours
+    // while a burst goes on: held to such ranges (40%), the leak is found at hour 41.
+    const plans = Object.fromEntries(
+      Array.from({ length: 30 }, (_, h): [number, HostPlan] => [h, { bursts: true }]),
+    );
+    plans[0] = { leakFrom: 10, leakPerHour: 1e7 };
+    const { events } = await replayLines(fleet(30, 4, plans, 3));
+    const open = events.filter((e) => e.state === "open");
+    expect(open.map((e) => e.host)).toEqual(["h0"]);
+    expect((open[0]!.detectedAt - T0) / H).toBeLessThanOrEqual(30);
   });
 
   it("raises nothing when the whole group steps up at once or warms up after a rolling restart", async () => {
