@@ -1326,8 +1326,8 @@ export class ProcessDetectCore {
    * The range of a series' level over the last day, as its peers' daily wander counts it: with
    * `burstRobust`, the range of its 5-hour running median, so bursts that come several times a
    * day (`monitor-agent`'s peers burst to +80% for an hour or two) do not count as wander.
-   * Trimming only the two highest hours left such a component a bar of 34% that a leak of 1% an
-   * hour did not clear in three days.
+   * Trimming only the two highest and lowest hours, as before, left such a component a bar of
+   * 34%.
    */
   private dailyRangeOf(slot: number): number {
     if (!this.config.burstRobust) return this.rangeOf(slot, 0, 24);
