@@ -1594,7 +1594,6 @@ function pushTo(map: Map<number, number[]>, key: number, value: number): void {
   else list.push(value);
 }
 
-/** The q-quantile of `values` (nearest rank); sorts in place. */
 function sigmoid(x: number): number {
   return 1 / (1 + Math.exp(-x));
 }

@@ -67,6 +67,46 @@ interface HostPlan {
   vmWalk?: boolean;
 }
 
+/**
+ * Hosts whose level wanders slowly around a base: an AR(1) process with a `tauHours` time
+ * constant and a spread per host (`spread`, or drawn per host after the bases). From zero, or
+ * with `startWandering` from a draw of its own spread; optionally one host leaks a share of its
+ * base an hour.
+ */
+function wanderFleet(o: {
+  seed: number;
+  hosts: number;
+  hours: number;
+  tauHours: number;
+  spread: number | ((rand: () => number) => number);
+  startWandering?: boolean;
+  leak?: { host: number; fromHour: number; shareOfBasePerHour: number };
+}): string[][] {
+  const rand = rng(o.seed);
+  const gauss = () => (rand() + rand() + rand() + rand() - 2) * 1.732;
+  const rho = Math.exp(-STEP / (o.tauHours * H));
+  const bases = Array.from({ length: o.hosts }, () => 1e9 * (0.7 + 0.6 * rand()));
+  const spreads = Array.from({ length: o.hosts }, () =>
+    typeof o.spread === "number" ? o.spread : o.spread(rand),
+  );
+  const wander = Float64Array.from(spreads, (sd) => (o.startWandering ? sd * gauss() : 0));
+  const batches: string[][] = [];
+  for (let t = T0; t < T0 + o.hours * H; t += STEP) {
+    const hour = (t - T0) / H;
+    const batch: string[] = [];
+    for (let h = 0; h < o.hosts; h++) {
+      wander[h] = rho * wander[h]! + Math.sqrt(1 - rho * rho) * spreads[h]! * gauss();
+      let bytes = bases[h]! * Math.exp(wander[h]!);
+      const leak = o.leak;
+      if (leak !== undefined && h === leak.host && hour >= leak.fromHour)
+        bytes += leak.shareOfBasePerHour * bases[h]! * (hour - leak.fromHour);
+      batch.push(sampleLine(t, h, "svc", 3, 1000 + h, T0 - 10 * 24 * H, bytes));
+    }
+    batches.push(batch);
+  }
+  return batches;
+}
+
 /** A small fleet: diurnal load shared by all hosts, per-host noise, and per-host plans. */
 function fleet(hosts: number, days: number, plans: Record<number, HostPlan>, seed = 1): string[][] {
   const rand = rng(seed);
@@ -311,24 +351,14 @@ describe("process-level detection", () => {
     // Each host's level is a slow random wander (an AR(1) process with a 3-hour time constant
     // and a 3% spread): an hour's change is small, a few hours' change is not. Host 40 leaks
     // 2.5% of its base an hour from hour 60.
-    const rand = rng(31);
-    const gauss = () => (rand() + rand() + rand() + rand() - 2) * 1.732;
-    const hosts = 41;
-    const rho = Math.exp(-STEP / (3 * H));
-    const bases = Array.from({ length: hosts }, () => 1e9 * (0.7 + 0.6 * rand()));
-    const wander = new Float64Array(hosts);
-    const batches: string[][] = [];
-    for (let t = T0; t < T0 + 5 * 24 * H; t += STEP) {
-      const hour = (t - T0) / H;
-      const batch: string[] = [];
-      for (let h = 0; h < hosts; h++) {
-        wander[h] = rho * wander[h]! + Math.sqrt(1 - rho * rho) * 0.03 * gauss();
-        let bytes = bases[h]! * Math.exp(wander[h]!);
-        if (h === 40 && hour >= 60) bytes += 0.025 * bases[h]! * (hour - 60);
-        batch.push(sampleLine(t, h, "svc", 3, 1000 + h, T0 - 10 * 24 * H, bytes));
-      }
-      batches.push(batch);
-    }
+    const batches = wanderFleet({
+      seed: 31,
+      hosts: 41,
+      hours: 5 * 24,
+      tauHours: 3,
+      spread: 0.03,
+      leak: { host: 40, fromHour: 60, shareOfBasePerHour: 0.025 },
+    });
     const opened = async (detect: {
       wanderSigmas?: number;
       peerDayFloor?: number;
@@ -359,24 +389,15 @@ describe("process-level detection", () => {
     const raisedEarly = async (wanderQuantile?: number) => {
       let raised = 0;
       for (const seed of [1, 2, 3, 4]) {
-        const rand = rng(seed);
-        const gauss = () => (rand() + rand() + rand() + rand() - 2) * 1.732;
-        const hosts = 40;
-        const rho = Math.exp(-STEP / (24 * H));
-        const bases = Array.from({ length: hosts }, () => 1e9 * (0.7 + 0.6 * rand()));
-        const spreads = Array.from({ length: hosts }, () => 0.1 * Math.exp(Math.log(10) * (rand() - 1)));
-        const wander = Float64Array.from(spreads, (sd) => sd * gauss());
-        const batches: string[][] = [];
-        for (let t = T0; t < T0 + 36 * H; t += STEP) {
-          const batch: string[] = [];
-          for (let h = 0; h < hosts; h++) {
-            wander[h] = rho * wander[h]! + Math.sqrt(1 - rho * rho) * spreads[h]! * gauss();
-            batch.push(
-              sampleLine(t, h, "svc", 3, 1000 + h, T0 - 10 * 24 * H, bases[h]! * Math.exp(wander[h]!)),
-            );
-          }
-          batches.push(batch);
-        }
+        // Spreads log-uniform in [1%, 10%]; each level starts from its own wander, not its base.
+        const batches = wanderFleet({
+          seed,
+          hosts: 40,
+          hours: 36,
+          tauHours: 24,
+          spread: (rand) => 0.1 * Math.exp(Math.log(10) * (rand() - 1)),
+          startWandering: true,
+        });
         const detect = wanderQuantile === undefined ? {} : { wanderQuantile };
         raised += (await replayLines(batches, { detect })).events.filter((e) => e.state === "open").length;
       }
