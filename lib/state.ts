@@ -36,7 +36,7 @@ export class StateError extends Error {
 }
 
 /** Layout version of captured state: bump when a core's fields change meaning. */
-export const STATE_FORMAT = 9;
+export const STATE_FORMAT = 10;
 
 interface Envelope {
   format: number;

@@ -191,6 +191,21 @@ export const DetectConfig = z.strictObject({
    * it also flagged healthy diurnal ones over 30 days of the closed loop.
    */
   seasonalSpan: z.number().int().min(1).max(12).default(7),
+  /**
+   * Long climb: a slow leak under a deep GC sawtooth or a diurnal curve may never clear the
+   * hourly tests within the ring, yet its calendar-day medians (which cancel both) climb day
+   * after day. Flagged when the last 24 hours' median has climbed since the day three days back
+   * by `climbSigmas` of how far healthy peers' same statistic falls, by `minRelGrowth`, and by
+   * `wanderSigmas` of the series' own wander, with no restart since (in a component that follows
+   * the VM count, nor VMs come or gone in the last two days); and day after
+   * day at a pace: of three daily steps (the day before yesterday over that day, yesterday over
+   * the day before, the last 24 hours over the 24 before), the smallest at least
+   * `climbStepShare` of the largest. A held step or a ramp that stopped (a tenant that moved in,
+   * a cache that filled) makes one or two of them, and not the third.
+   */
+  longClimb: z.boolean().default(true),
+  climbSigmas: z.number().positive().default(5),
+  climbStepShare: z.number().min(0).max(1).default(0.33),
   /** The level must break out above the highest level of this many hours before the interval. */
   breakoutHours: z.number().int().nonnegative().default(24),
 });

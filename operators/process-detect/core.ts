@@ -31,6 +31,8 @@ interface WindowAcc {
   wanderSeen: Map<number, number[]>;
   sig24Seen: Map<number, number[]>;
   dodSeen: Map<number, number[]>;
+  /** The long climbs of the series that have one to judge (see `climbOf`). */
+  climbs: Map<number, number[]>;
   perVmSeen: Map<number, number[]>;
 }
 
@@ -77,13 +79,23 @@ const FLOAT_COLS = [
  * `fine`: the series' fine peer group (its coarse group is `fineOf[fine]`); `version`: its host's
  * version of the component in its latest window (see `versionIds`; 0: none yet).
  */
-const INT_COLS = ["confirms", "fine", "version"] as const;
-/** Levels in the ring (ringHours is at most 256, so 16 bits hold it); `ringPos` (< 256) has 8. */
-const RING_COLS = ["ringLen"] as const;
+const INT_COLS = ["fine", "version"] as const;
+/**
+ * 16 bits: `ringLen`, levels in the ring (ringHours is at most 256; `ringPos`, < 256, has 8);
+ * `confirms`: verdict bits of the latest windows (`confirmSpan` is at most 16).
+ */
+const U16_COLS = ["ringLen", "confirms"] as const;
+/**
+ * Day levels (the median of a calendar day's levels) older than the ring, stored as ring levels
+ * are (`DAY_NONE`: none): `dayA` the day before yesterday, `dayB` the day before that; and the
+ * host's VM count at the ends of yesterday and of the day before (see `longClimb`).
+ */
+const DAY_COLS = ["dayA", "dayB", "vmsA", "vmsB"] as const;
 type Columns = Record<(typeof TIME_COLS)[number], Float64Array> &
   Record<(typeof FLOAT_COLS)[number], Float32Array> &
   Record<(typeof INT_COLS)[number], Int32Array> &
-  Record<(typeof RING_COLS)[number], Uint16Array> & {
+  Record<(typeof U16_COLS)[number], Uint16Array> &
+  Record<(typeof DAY_COLS)[number], Int16Array> & {
     /** Position of the newest level in the series' ring. */
     ringPos: Uint8Array;
     suspected: Uint8Array;
@@ -117,6 +129,9 @@ function ringEntry(rel: number, stitched: boolean): number {
   return steps * 2 + (stitched ? 1 : 0);
 }
 
+/** A day slot that holds no day. */
+const DAY_NONE = -32768;
+
 /** Columns a successor continues from (see `continueFrom`). */
 const CARRIED = [
   "ringPos",
@@ -133,6 +148,10 @@ const CARRIED = [
   "perVmN",
   "vmOffset",
   "version",
+  "dayA",
+  "dayB",
+  "vmsA",
+  "vmsB",
 ] as const;
 
 /**
@@ -203,6 +222,8 @@ export class ProcessDetectCore {
    * component on many series (see `peerDayRefSeries`).
    */
   private readonly coarseDayFloor: number[] = [];
+  /** By coarse group: the climb a long climb must beat (see `longClimb`). */
+  private readonly coarseClimb: number[] = [];
   /** Memory per VM (log scale) of components whose memory follows the VM count of the host. */
   private readonly coarsePerVm: (number | undefined)[] = [];
   /** The component's memory per VM over the windows that had VM changes: decayed sums of host-weighted medians, and of hosts. */
@@ -383,6 +404,7 @@ export class ProcessDetectCore {
       wanderSeen: new Map(),
       sig24Seen: new Map(),
       dodSeen: new Map(),
+      climbs: new Map(),
       perVmSeen: new Map(),
     };
     const deferred: number[] = [];
@@ -429,6 +451,19 @@ export class ProcessDetectCore {
       const spread = ref > 1 && n > ref ? Math.sqrt(Math.log(n) / Math.log(ref)) : 1;
       this.coarseDayFloor[g] = cfg.peerDayFloor * spread * sdFromFalls(values);
     }
+    for (const [g, climbs] of acc.climbs) {
+      if (climbs.length < cfg.minPeers) continue;
+      // Over days the peers' common mode drifts: healthy climbs centre on their median, not on
+      // zero. Their spread from the lower half, as the falls elsewhere: leaks are in the upper.
+      const centre = median(climbs);
+      const below: number[] = [];
+      for (const s of climbs) if (s < centre) below.push(centre - s);
+      if (below.length < cfg.minPeers) continue;
+      const ref = cfg.peerDayRefSeries;
+      const n = climbs.length;
+      const spread = ref > 1 && n > ref ? Math.sqrt(Math.log(n) / Math.log(ref)) : 1;
+      this.coarseClimb[g] = Math.max(0, centre) + cfg.climbSigmas * spread * sdFromFalls(below);
+    }
     for (const [g, values] of acc.wanderSeen)
       this.coarseWander[g] = values.length >= cfg.minPeers ? Float32Array.from(values).sort() : undefined;
     if (cfg.cohorts) this.judgeCohorts(w);
@@ -472,6 +507,7 @@ export class ProcessDetectCore {
     }
     c.version[slot] = version;
     const gapHours = Math.max(1, Math.round((w.start - c.lastMs[slot]!) / this.hourMs));
+    if (cfg.longClimb) this.rollDays(slot, w.start);
     // The level: log memory against the peers' common mode, net of what VM changes did to it.
     let z = y - c.vmOffset[slot]! - this.fineM[g]!;
     const prevVms = c.lastVms[slot]!;
@@ -575,6 +611,10 @@ export class ProcessDetectCore {
           c.sig24s[slot] = sigS + decay * (Math.min(-spanChange, 3 * sigS) - sigS);
       }
       pushTo(acc.sig24Seen, coarse, c.sig24[slot]!);
+      if (cfg.longClimb) {
+        const climb = this.climbOf(slot, w.start, ageHours);
+        if (climb !== undefined) pushTo(acc.climbs, coarse, climb.s);
+      }
       if (dayChange < 0 && !spansRestart) pushTo(acc.dodSeen, coarse, -dayChange);
     }
 
@@ -780,15 +820,129 @@ export class ProcessDetectCore {
     // makes the interval look like it is slowing down. Try the interval after the warm-up period
     // too, still held to the pace a warm-up cannot keep.
     const afterWarmup = Math.floor(ageHours - cfg.warmupHours);
-    if (afterWarmup >= cfg.youngMinHours && afterWarmup < Math.min(first, second) && afterWarmup <= maxBack)
-      return this.judgeInterval(slot, now, z, levelNoise, ageHours, afterWarmup, true);
-    if (cfg.youngHalving && ageHours - first < cfg.warmupHours) {
+    if (afterWarmup >= cfg.youngMinHours && afterWarmup < Math.min(first, second) && afterWarmup <= maxBack) {
+      const v = this.judgeInterval(slot, now, z, levelNoise, ageHours, afterWarmup, true);
+      if (v !== undefined) return v;
+    } else if (cfg.youngHalving && ageHours - first < cfg.warmupHours) {
       for (let h = Math.floor(first / 2); h >= cfg.youngMinHours; h = Math.floor(h / 2)) {
         const v = this.judgeInterval(slot, now, z, levelNoise, ageHours, h, true);
         if (v !== undefined) return v;
       }
     }
-    return undefined;
+    return cfg.longClimb ? this.judgeClimb(slot, now, z, levelNoise, ageHours) : undefined;
+  }
+
+  /**
+   * A long climb (see `longClimb`): flagged when the series climbed day after day since the day
+   * three days back, further than its peers' healthy series climb in as long, and further than
+   * it wanders itself, with no VMs come or gone that could have made the climb. Its interval
+   * starts as far back as the ring reaches.
+   */
+  private judgeClimb(
+    slot: number,
+    now: number,
+    z: number,
+    levelNoise: number,
+    ageHours: number,
+  ): Verdict | undefined {
+    const cfg = this.config;
+    const climb = this.climbOf(slot, now, ageHours);
+    if (climb === undefined) return undefined;
+    const bar = this.coarseClimb[this.fineOf[this.cols.fine[slot]!]!];
+    if (bar === undefined || climb.s < bar || climb.s < cfg.minRelGrowth)
+      return this.reject(slot, now, "long climb too small");
+    // In a component that follows (or may follow) the VM count, a climb over days in which the
+    // host's VMs came or went may be the VMs': over days, what the stitching took out or left in
+    // adds up (a kernel pool that held while its host's VMs left climbs net of them), and
+    // memory per VM is not learned in a component whose hosts rarely see VMs come or go. Moved:
+    // a VM count now other than at the end of the day before yesterday, or a stitched window
+    // in the ring.
+    const reach = this.cols.ringLen[slot]! - 1;
+    if (
+      this.followsVms(this.fineOf[this.cols.fine[slot]!]!) &&
+      (climb.vmsMoved || this.stitchesIn(slot, reach) > 0)
+    )
+      return this.reject(slot, now, "long climb with VM changes");
+    // Day after day at a pace (see `climbStepShare`).
+    const small = Math.min(climb.d1, climb.d2, climb.d3);
+    if (small < cfg.climbStepShare * Math.max(climb.d1, climb.d2, climb.d3))
+      return this.reject(slot, now, "long climb not day after day");
+    if (cfg.wanderSigmas > 0) {
+      const wander = this.ownWander(slot, reach, ageHours);
+      if (wander !== undefined && climb.s < cfg.wanderSigmas * wander)
+        return this.reject(slot, now, "long climb within its own wander");
+    }
+    return this.describe(slot, now - reach * this.hourMs, z, levelNoise);
+  }
+
+  /**
+   * The long climb of a series at window `now`, or undefined when it has no clean one to judge:
+   * the climb `s` of its last 24 hours' level over the calendar day three days back, and three
+   * daily steps (`d1`: the day before yesterday over that day, `d2`: yesterday over the day
+   * before, `d3`: the last 24 hours over the 24 before them, which a step more than a day old
+   * is in both of); `vmsMoved`: the host's VM count now differs from its count at the end of the
+   * day before yesterday (or either is unknown). Clean: both older days kept, and
+   * no restart (nor an unstitched VM change) since the oldest began.
+   */
+  private climbOf(slot: number, now: number, ageHours: number): typeof climbScratch | undefined {
+    const c = this.cols;
+    const a = c.dayA[slot]!;
+    const b = c.dayB[slot]!;
+    if (a === DAY_NONE || b === DAY_NONE) return undefined;
+    const dayMs = 24 * this.hourMs;
+    const today = Math.floor(now / dayMs) * dayMs;
+    const oldest = today - 3 * dayMs;
+    if (c.resetMs[slot]! > oldest || ageHours * this.hourMs < now - oldest) return undefined;
+    // Yesterday: its levels are `into + 1` to `into + 24` back (`into`: windows into today).
+    const into = Math.round((now - today) / this.hourMs);
+    if (c.ringLen[slot]! - 1 < into + 24) return undefined;
+    const anchor = c.anchor[slot]!;
+    const dayB = anchor + b / RING_SCALE;
+    const dayA = anchor + a / RING_SCALE;
+    const yesterday = this.medianOfLevels(slot, into + 1, into + 24, NO_SHIFT);
+    const last = this.medianOfLevels(slot, 0, 23, NO_SHIFT);
+    const out = climbScratch;
+    out.s = last - dayB;
+    out.d1 = dayA - dayB;
+    out.d2 = yesterday - dayA;
+    out.d3 = last - this.medianOfLevels(slot, 24, 47, NO_SHIFT);
+    const vmsB = c.vmsB[slot]!;
+    out.vmsMoved = vmsB === DAY_NONE || c.lastVms[slot]! < 0 || Math.round(c.lastVms[slot]!) !== vmsB;
+    return out;
+  }
+
+  /**
+   * At a series' first window of a day (24 windows from midnight UTC), keeps the levels of the
+   * two days before yesterday: the ring is about to lose them (see `longClimb`). Called before
+   * the window's level is in the ring, so that the ring holds all of the older of them.
+   */
+  private rollDays(slot: number, now: number): void {
+    const c = this.cols;
+    const dayMs = 24 * this.hourMs;
+    const last = c.lastMs[slot]!;
+    const day = Math.floor(now / dayMs);
+    const lastDay = Math.floor(last / dayMs);
+    if (day === lastDay) return;
+    const beforeYesterday = this.storedDayLevel(slot, last, (day - 2) * dayMs);
+    const consecutive = lastDay === day - 1;
+    c.dayB[slot] = consecutive ? c.dayA[slot]! : this.storedDayLevel(slot, last, (day - 3) * dayMs);
+    c.dayA[slot] = beforeYesterday;
+    c.vmsB[slot] = consecutive ? c.vmsA[slot]! : DAY_NONE;
+    const vms = c.lastVms[slot]!;
+    c.vmsA[slot] = vms < 0 ? DAY_NONE : Math.min(32767, Math.round(vms));
+  }
+
+  /**
+   * The level of the day that starts at `dayStart` (its levels' median), stored as `dayA` is,
+   * from the ring whose newest level is of window `newest`; DAY_NONE when the ring holds fewer
+   * than half of the day.
+   */
+  private storedDayLevel(slot: number, newest: number, dayStart: number): number {
+    const hourMs = this.hourMs;
+    const from = Math.max(0, Math.round((newest - (dayStart + 23 * hourMs)) / hourMs));
+    const to = Math.min(this.cols.ringLen[slot]! - 1, Math.round((newest - dayStart) / hourMs));
+    if (to - from + 1 < 12) return DAY_NONE;
+    return toDaySteps(this.medianOfLevels(slot, from, to, NO_SHIFT) - this.cols.anchor[slot]!);
   }
 
   /**
@@ -1434,7 +1588,8 @@ export class ProcessDetectCore {
     for (const k of TIME_COLS) c[k][slot] = 0;
     for (const k of FLOAT_COLS) c[k][slot] = 0;
     for (const k of INT_COLS) c[k][slot] = 0;
-    for (const k of RING_COLS) c[k][slot] = 0;
+    for (const k of U16_COLS) c[k][slot] = 0;
+    for (const k of DAY_COLS) c[k][slot] = DAY_NONE;
     c.ringPos[slot] = 0;
     c.suspected[slot] = 0;
     c.heir[slot] = 0;
@@ -1457,11 +1612,15 @@ export class ProcessDetectCore {
 
   private grow(capacity: number): void {
     const old = this.cols as Columns | undefined;
-    const next: Record<string, Float64Array | Float32Array | Int32Array | Uint16Array | Uint8Array> = {};
+    const next: Record<
+      string,
+      Float64Array | Float32Array | Int32Array | Uint16Array | Int16Array | Uint8Array
+    > = {};
     for (const k of TIME_COLS) next[k] = new Float64Array(capacity);
     for (const k of FLOAT_COLS) next[k] = new Float32Array(capacity);
     for (const k of INT_COLS) next[k] = new Int32Array(capacity);
-    for (const k of RING_COLS) next[k] = new Uint16Array(capacity);
+    for (const k of U16_COLS) next[k] = new Uint16Array(capacity);
+    for (const k of DAY_COLS) next[k] = new Int16Array(capacity);
     next.ringPos = new Uint8Array(capacity);
     next.suspected = new Uint8Array(capacity);
     next.heir = new Uint8Array(capacity);
@@ -1483,7 +1642,8 @@ export class ProcessDetectCore {
       TIME_COLS.length * 8 +
       FLOAT_COLS.length * 4 +
       INT_COLS.length * 4 +
-      RING_COLS.length * 2 +
+      U16_COLS.length * 2 +
+      DAY_COLS.length * 2 +
       5 +
       this.config.ringHours * 2
     );
@@ -1635,6 +1795,14 @@ const wanderScratch = { raw: [] as number[], smooth: [] as number[], falls: [] a
  * level, as `median5`, so it is no detector field (a field would go into checkpoints).
  */
 const levelScratch = new Float64Array(256);
+
+/** A day slot's value for level `rel` (log scale, relative to the anchor), as `dayA` stores it. */
+function toDaySteps(rel: number): number {
+  return Math.max(-32767, Math.min(32767, Math.round(rel * RING_SCALE)));
+}
+
+/** Reused by `climbOf`: read it before the next call. */
+const climbScratch = { s: 0, d1: 0, d2: 0, d3: 0, vmsMoved: false };
 
 /** The median of three numbers. */
 function median3(a: number, b: number, c: number): number {

@@ -521,6 +521,40 @@ describe("process-level detection", () => {
     expect((await opensOf(1)).map(([pid]) => pid)).toEqual([14895]);
   });
 
+  it("finds a slow leak under a deep GC sawtooth by the climb of its day medians", async () => {
+    // A 30% sawtooth, 5 hours long (it does not divide the day), on every host; host 0 leaks
+    // 0.25% of its base an hour from hour 20. Hour by hour the leak hides in the sawtooth for
+    // days; the medians of whole days cancel it and climb day after day.
+    const plans: Record<number, HostPlan> = {};
+    for (let h = 0; h < 30; h++) plans[h] = { sawtooth: 0.3 };
+    plans[0] = { sawtooth: 0.3, leakFrom: 20, leakPerHour: 2.5e6 };
+    const batches = fleet(30, 6, plans, 5);
+    const opened = async (longClimb: boolean) =>
+      (await replayLines(batches, { detect: { longClimb } })).events.filter((e) => e.state === "open");
+    const found = await opened(true);
+    expect(found.map((e) => e.host)).toEqual(["h0"]);
+    // Once three calendar days are kept (day 3), two of them with the leak.
+    expect(found[0]!.detectedAt).toBeLessThan(T0 + 4 * 24 * H);
+    expect(await opened(false)).toEqual([]);
+  });
+
+  it("raises nothing more with the long climb on hosts whose memory wanders for days", async () => {
+    // AR(1) wanders with a two-day time constant and 2-8% spreads: days climb in a row now and then.
+    const batches = wanderFleet({
+      seed: 3,
+      hosts: 60,
+      hours: 6 * 24,
+      tauHours: 48,
+      spread: (rand) => 0.02 + 0.06 * rand(),
+      startWandering: true,
+    });
+    const opened = async (longClimb: boolean) =>
+      (await replayLines(batches, { detect: { longClimb } })).events
+        .filter((e) => e.state === "open")
+        .map((e) => e.host);
+    expect(await opened(true)).toEqual(await opened(false));
+  });
+
   it("waits for minGrowthBytes of growth when a floor is set", async () => {
     const input = fleet(20, 4, { 3: { leakFrom: 30, leakPerHour: 8e6 } });
     const openedAt = async (minGrowthBytes: number) =>
