@@ -32,12 +32,12 @@ export const DetectConfig = z.strictObject({
   /** Growth made mostly of one or two jumps must hold this many windows after the last jump. */
   jumpHoldHours: z.number().int().nonnegative().default(6),
   /** Windows that must agree before a suspect opens (the last one among them)... */
-  confirmWindows: z.number().int().min(1).default(2),
+  confirmWindows: z.number().int().min(1).max(8).default(2),
   /**
    * ... within this many of the series' latest windows (at least `confirmWindows`; equal: in a
    * row). A leak near the bar passes and fails by turns; a transient passes once.
    */
-  confirmSpan: z.number().int().min(1).max(16).default(3),
+  confirmSpan: z.number().int().min(1).max(8).default(3),
   /** Fewest peers for the common-mode (fleet-wide) correction of a group. */
   minPeers: z.number().int().min(2).default(5),
   /** Age (hours since the process started) below which a series is young: it must keep its pace (a warm-up decelerates, a leak does not). */

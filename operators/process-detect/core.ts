@@ -72,7 +72,6 @@ const FLOAT_COLS = [
   "sig24",
   "sig24s",
   "perVm",
-  "perVmN",
   "vmOffset",
 ] as const;
 /**
@@ -80,22 +79,27 @@ const FLOAT_COLS = [
  * version of the component in its latest window (see `versionIds`; 0: none yet).
  */
 const INT_COLS = ["fine", "version"] as const;
-/**
- * 16 bits: `ringLen`, levels in the ring (ringHours is at most 256; `ringPos`, < 256, has 8);
- * `confirms`: verdict bits of the latest windows (`confirmSpan` is at most 16).
- */
-const U16_COLS = ["ringLen", "confirms"] as const;
+/** Levels in the ring (ringHours is at most 256, so 16 bits hold it); `ringPos` (< 256) has 8. */
+const RING_COLS = ["ringLen"] as const;
 /**
  * Day levels (the median of a calendar day's levels) older than the ring, stored as ring levels
- * are (`DAY_NONE`: none): `dayA` the day before yesterday, `dayB` the day before that; and the
- * host's VM count at the ends of yesterday and of the day before (see `longClimb`).
+ * are (`DAY_NONE`: none): `dayA` the day before yesterday, `dayB` the day before that (see
+ * `longClimb`).
  */
-const DAY_COLS = ["dayA", "dayB", "vmsA", "vmsB"] as const;
+const DAY_COLS = ["dayA", "dayB"] as const;
+/**
+ * One byte each: `confirms`, verdict bits of the latest windows (`confirmSpan` and
+ * `confirmWindows` are at most 8); `perVmN`, the VM changes the series learned its memory per
+ * VM from (saturating); `vmsA` and `vmsB`, the host's VM count at the ends of yesterday and of
+ * the day before (`VMS_NONE`: unknown; more than 254 VMs count as 254; see `longClimb`).
+ */
+const BYTE_COLS = ["confirms", "perVmN", "vmsA", "vmsB"] as const;
 type Columns = Record<(typeof TIME_COLS)[number], Float64Array> &
   Record<(typeof FLOAT_COLS)[number], Float32Array> &
   Record<(typeof INT_COLS)[number], Int32Array> &
-  Record<(typeof U16_COLS)[number], Uint16Array> &
-  Record<(typeof DAY_COLS)[number], Int16Array> & {
+  Record<(typeof RING_COLS)[number], Uint16Array> &
+  Record<(typeof DAY_COLS)[number], Int16Array> &
+  Record<(typeof BYTE_COLS)[number], Uint8Array> & {
     /** Position of the newest level in the series' ring. */
     ringPos: Uint8Array;
     suspected: Uint8Array;
@@ -131,6 +135,8 @@ function ringEntry(rel: number, stitched: boolean): number {
 
 /** A day slot that holds no day. */
 const DAY_NONE = -32768;
+/** A VM count slot that holds no count. */
+const VMS_NONE = 255;
 
 /** Columns a successor continues from (see `continueFrom`). */
 const CARRIED = [
@@ -528,7 +534,7 @@ export class ProcessDetectCore {
         const n = c.perVmN[slot]!;
         const step = 1 / Math.min(n + 1, 8);
         c.perVm[slot]! += step * (change / dv - c.perVm[slot]!);
-        c.perVmN[slot] = n + 1;
+        c.perVmN[slot] = Math.min(255, n + 1);
         if (n + 1 >= 3) pushTo(acc.perVmSeen, coarse, c.perVm[slot]!);
       }
       // Tenant-following memory: in a component that follows its VM count, take out what the VM
@@ -907,7 +913,8 @@ export class ProcessDetectCore {
     out.d2 = yesterday - dayA;
     out.d3 = last - this.medianOfLevels(slot, 24, 47, NO_SHIFT);
     const vmsB = c.vmsB[slot]!;
-    out.vmsMoved = vmsB === DAY_NONE || c.lastVms[slot]! < 0 || Math.round(c.lastVms[slot]!) !== vmsB;
+    const vms = c.lastVms[slot]!;
+    out.vmsMoved = vmsB === VMS_NONE || vms < 0 || Math.min(254, Math.round(vms)) !== vmsB;
     return out;
   }
 
@@ -927,9 +934,9 @@ export class ProcessDetectCore {
     const consecutive = lastDay === day - 1;
     c.dayB[slot] = consecutive ? c.dayA[slot]! : this.storedDayLevel(slot, last, (day - 3) * dayMs);
     c.dayA[slot] = beforeYesterday;
-    c.vmsB[slot] = consecutive ? c.vmsA[slot]! : DAY_NONE;
+    c.vmsB[slot] = consecutive ? c.vmsA[slot]! : VMS_NONE;
     const vms = c.lastVms[slot]!;
-    c.vmsA[slot] = vms < 0 ? DAY_NONE : Math.min(32767, Math.round(vms));
+    c.vmsA[slot] = vms < 0 ? VMS_NONE : Math.min(254, Math.round(vms));
   }
 
   /**
@@ -1588,8 +1595,12 @@ export class ProcessDetectCore {
     for (const k of TIME_COLS) c[k][slot] = 0;
     for (const k of FLOAT_COLS) c[k][slot] = 0;
     for (const k of INT_COLS) c[k][slot] = 0;
-    for (const k of U16_COLS) c[k][slot] = 0;
+    for (const k of RING_COLS) c[k][slot] = 0;
     for (const k of DAY_COLS) c[k][slot] = DAY_NONE;
+    c.confirms[slot] = 0;
+    c.perVmN[slot] = 0;
+    c.vmsA[slot] = VMS_NONE;
+    c.vmsB[slot] = VMS_NONE;
     c.ringPos[slot] = 0;
     c.suspected[slot] = 0;
     c.heir[slot] = 0;
@@ -1619,13 +1630,14 @@ export class ProcessDetectCore {
     for (const k of TIME_COLS) next[k] = new Float64Array(capacity);
     for (const k of FLOAT_COLS) next[k] = new Float32Array(capacity);
     for (const k of INT_COLS) next[k] = new Int32Array(capacity);
-    for (const k of U16_COLS) next[k] = new Uint16Array(capacity);
+    for (const k of RING_COLS) next[k] = new Uint16Array(capacity);
     for (const k of DAY_COLS) next[k] = new Int16Array(capacity);
     next.ringPos = new Uint8Array(capacity);
     next.suspected = new Uint8Array(capacity);
     next.heir = new Uint8Array(capacity);
     next.settle = new Uint8Array(capacity);
     next.upgraded = new Uint8Array(capacity);
+    for (const k of BYTE_COLS) next[k] = new Uint8Array(capacity);
     // Slots beyond the old capacity have no series: no level yet (see `removeSeries`).
     next.lastMs!.fill(-1);
     if (old !== undefined) for (const k of Object.keys(next)) next[k]!.set(old[k as keyof Columns]);
@@ -1642,8 +1654,9 @@ export class ProcessDetectCore {
       TIME_COLS.length * 8 +
       FLOAT_COLS.length * 4 +
       INT_COLS.length * 4 +
-      U16_COLS.length * 2 +
+      RING_COLS.length * 2 +
       DAY_COLS.length * 2 +
+      BYTE_COLS.length +
       5 +
       this.config.ringHours * 2
     );
