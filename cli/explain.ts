@@ -42,9 +42,10 @@ export function registerExplain(program: Command): void {
       "after",
       `
 For each window (UTC, start shown) in which the detector considered the target, prints the
-first test its suspicious interval failed ("not above yesterday", "one step", ...), folded
-over consecutive windows, and the suspect events it produced. Windows without a candidate
-interval (no growth at all) are not listed.
+test that decided against it ("not above yesterday", "one step", ...; of several candidate
+intervals, and then the long climb over day medians, the last one tried), folded over
+consecutive windows, and the suspect events it produced. Windows without a candidate interval
+(no growth at all) are not listed.
 
 Example:
   resin explain --input t.ndjson --host r00-h00042 --component storage-cache`,

@@ -853,7 +853,14 @@ export class ProcessDetectCore {
   ): Verdict | undefined {
     const cfg = this.config;
     const climb = this.climbOf(slot, now, ageHours);
-    if (climb === undefined) return undefined;
+    if (climb === undefined) {
+      // For `resin explain`: said once the series has its older days (a detector that has not
+      // watched it for four days yet has nothing to say).
+      const c = this.cols;
+      if (c.dayA[slot] !== DAY_NONE && c.dayB[slot] !== DAY_NONE)
+        return this.reject(slot, now, "no long climb: restarted or reset in four days");
+      return undefined;
+    }
     const bar = this.coarseClimb[this.fineOf[this.cols.fine[slot]!]!];
     if (bar === undefined || climb.s < bar || climb.s < cfg.minRelGrowth)
       return this.reject(slot, now, "long climb too small");
