@@ -206,6 +206,12 @@ export const DetectConfig = z.strictObject({
   longClimb: z.boolean().default(true),
   climbSigmas: z.number().positive().default(5),
   climbStepShare: z.number().min(0).max(1).default(0.33),
+  /**
+   * After a restart (or reset) within those days, the long climb runs over two days instead of
+   * three, from the day before yesterday, when that day began at least six hours after it; the
+   * climb is held to the same bar, and its two steps to `climbStepShare` of each other.
+   */
+  climbAfterRestart: z.boolean().default(true),
   /** The level must break out above the highest level of this many hours before the interval. */
   breakoutHours: z.number().int().nonnegative().default(24),
 });

@@ -619,7 +619,7 @@ export class ProcessDetectCore {
       pushTo(acc.sig24Seen, coarse, c.sig24[slot]!);
       if (cfg.longClimb) {
         const climb = this.climbOf(slot, w.start, ageHours);
-        if (climb !== undefined) pushTo(acc.climbs, coarse, climb.s);
+        if (climb !== undefined && !climb.short) pushTo(acc.climbs, coarse, climb.s);
       }
       if (dayChange < 0 && !spansRestart) pushTo(acc.dodSeen, coarse, -dayChange);
     }
@@ -894,30 +894,38 @@ export class ProcessDetectCore {
    * daily steps (`d1`: the day before yesterday over that day, `d2`: yesterday over the day
    * before, `d3`: the last 24 hours over the 24 before them, which a step more than a day old
    * is in both of); `vmsMoved`: the host's VM count now differs from its count at the end of the
-   * day before yesterday (or either is unknown). Clean: both older days kept, and
-   * no restart (nor an unstitched VM change) since the oldest began.
+   * day before yesterday (or either is unknown). Clean: both older days kept, and no restart
+   * (nor an unstitched VM change) since the oldest began; else, with `climbAfterRestart`, `short`:
+   * two days from the day before yesterday (`s` over it, `d1` = `d2`), if it began six hours
+   * after the restart.
    */
   private climbOf(slot: number, now: number, ageHours: number): typeof climbScratch | undefined {
     const c = this.cols;
     const a = c.dayA[slot]!;
     const b = c.dayB[slot]!;
-    if (a === DAY_NONE || b === DAY_NONE) return undefined;
+    if (a === DAY_NONE) return undefined;
     const dayMs = 24 * this.hourMs;
     const today = Math.floor(now / dayMs) * dayMs;
     const oldest = today - 3 * dayMs;
-    if (c.resetMs[slot]! > oldest || ageHours * this.hourMs < now - oldest) return undefined;
+    const reset = Math.max(c.resetMs[slot]!, now - ageHours * this.hourMs);
+    // After a restart (or a reset) in those days, two days from the day before yesterday, if it
+    // began six hours after it (past most of a warm-up).
+    const short = b === DAY_NONE || reset > oldest;
+    if (short && (!this.config.climbAfterRestart || reset > today - 2 * dayMs - 6 * this.hourMs))
+      return undefined;
     // Yesterday: its levels are `into + 1` to `into + 24` back (`into`: windows into today).
     const into = Math.round((now - today) / this.hourMs);
     if (c.ringLen[slot]! - 1 < into + 24) return undefined;
     const anchor = c.anchor[slot]!;
-    const dayB = anchor + b / RING_SCALE;
+    const dayB = short ? 0 : anchor + b / RING_SCALE;
     const dayA = anchor + a / RING_SCALE;
     const yesterday = this.medianOfLevels(slot, into + 1, into + 24, NO_SHIFT);
     const last = this.medianOfLevels(slot, 0, 23, NO_SHIFT);
     const out = climbScratch;
-    out.s = last - dayB;
-    out.d1 = dayA - dayB;
+    out.short = short;
+    out.s = last - (short ? dayA : dayB);
     out.d2 = yesterday - dayA;
+    out.d1 = short ? out.d2 : dayA - dayB;
     out.d3 = last - this.medianOfLevels(slot, 24, 47, NO_SHIFT);
     const vmsB = c.vmsB[slot]!;
     const vms = c.lastVms[slot]!;
@@ -1822,7 +1830,7 @@ function toDaySteps(rel: number): number {
 }
 
 /** Reused by `climbOf`: read it before the next call. */
-const climbScratch = { s: 0, d1: 0, d2: 0, d3: 0, vmsMoved: false };
+const climbScratch = { s: 0, d1: 0, d2: 0, d3: 0, vmsMoved: false, short: false };
 
 /** The median of three numbers. */
 function median3(a: number, b: number, c: number): number {

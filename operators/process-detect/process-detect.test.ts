@@ -538,6 +538,31 @@ describe("process-level detection", () => {
     expect(await opened(false)).toEqual([]);
   });
 
+  it("finds a slow leak under a deep GC sawtooth over two days after its process restarted", async () => {
+    // As above, but host 0's process restarts at hour 30 and leaks on from nothing: only two
+    // whole days after the restart (days 2 and 3) are clean of it by the end of day 4.
+    const plans: Record<number, HostPlan> = {};
+    for (let h = 0; h < 30; h++) plans[h] = { sawtooth: 0.3 };
+    plans[0] = {
+      sawtooth: 0.3,
+      leakFrom: 20,
+      leakPerHour: 2.5e6,
+      restartAt: 30,
+      leakResets: true,
+      warmupTau: 1,
+    };
+    const batches = fleet(30, 5, plans, 5);
+    const opened = async (climbAfterRestart: boolean) =>
+      (await replayLines(batches, { detect: { climbAfterRestart } })).events.filter(
+        (e) => e.state === "open",
+      );
+    const found = await opened(true);
+    expect(found.map((e) => e.host)).toEqual(["h0"]);
+    // Day 4: the day before yesterday (day 2) began 18 hours after the restart.
+    expect(found[0]!.detectedAt).toBeGreaterThanOrEqual(T0 + 4 * 24 * H);
+    expect(await opened(false)).toEqual([]);
+  });
+
   it("raises nothing more with the long climb on hosts whose memory wanders for days", async () => {
     // AR(1) wanders with a two-day time constant and 2-8% spreads: days climb in a row now and then.
     const batches = wanderFleet({
