@@ -195,13 +195,14 @@ export const DetectConfig = z.strictObject({
    * Long climb: a slow leak under a deep GC sawtooth or a diurnal curve may never clear the
    * hourly tests within the ring, yet its calendar-day medians (which cancel both) climb day
    * after day. Flagged when the last 24 hours' median has climbed since the day three days back
-   * by `climbSigmas` of how far healthy peers' same statistic falls, by `minRelGrowth`, and by
-   * `wanderSigmas` of the series' own wander, with no restart since (in a component that follows
-   * the VM count, nor VMs come or gone in the last two days); and day after
-   * day at a pace: of three daily steps (the day before yesterday over that day, yesterday over
-   * the day before, the last 24 hours over the 24 before), the smallest at least
-   * `climbStepShare` of the largest. A held step or a ramp that stopped (a tenant that moved in,
-   * a cache that filled) makes one or two of them, and not the third.
+   * by more than the healthy peers' climbs (their median plus `climbSigmas` standard deviations,
+   * read from the half below it), `minRelGrowth`, and `wanderSigmas` of the series' own wander,
+   * with no restart since (in a component that follows the VM count, nor VMs come or gone in
+   * the last two days); and day after day at a pace: of three daily steps (the day before
+   * yesterday over that day, yesterday over the day before, the last 24 hours over the 24
+   * before), the smallest at least `climbStepShare` of the largest. A held step or a ramp that
+   * stopped (a tenant that moved in, a cache that filled) makes one or two of them, and not the
+   * third.
    */
   longClimb: z.boolean().default(true),
   climbSigmas: z.number().positive().default(5),
