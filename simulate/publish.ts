@@ -419,6 +419,9 @@ export async function publishTelemetry(
    */
   const recover = async (first: Outgoing): Promise<void> => {
     retrying = true;
+    // Reported at once: a retry that succeeds within one progress interval would otherwise
+    // never show (and a slow machine's timer can fire late).
+    onProgress?.(progress());
     const failed = [first];
     for (let m = window.shift(); m !== undefined; m = window.shift()) {
       await m.settled;
