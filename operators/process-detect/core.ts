@@ -452,10 +452,8 @@ export class ProcessDetectCore {
       // The widest of n healthy wobbles grows as sqrt(2 ln n) of the typical one: a bar set for a
       // group of `peerDayRefSeries` series is raised by that growth for a larger group (n: the
       // series with a day-over-day change this window, falls or not).
-      const ref = cfg.peerDayRefSeries;
-      const n = acc.sig24Seen.get(g)!.length;
-      const spread = ref > 1 && n > ref ? Math.sqrt(Math.log(n) / Math.log(ref)) : 1;
-      this.coarseDayFloor[g] = cfg.peerDayFloor * spread * sdFromFalls(values);
+      this.coarseDayFloor[g] =
+        cfg.peerDayFloor * this.peerSpread(acc.sig24Seen.get(g)!.length) * sdFromFalls(values);
     }
     for (const [g, climbs] of acc.climbs) {
       if (climbs.length < cfg.minPeers) continue;
@@ -465,10 +463,8 @@ export class ProcessDetectCore {
       const below: number[] = [];
       for (const s of climbs) if (s < centre) below.push(centre - s);
       if (below.length < cfg.minPeers) continue;
-      const ref = cfg.peerDayRefSeries;
-      const n = climbs.length;
-      const spread = ref > 1 && n > ref ? Math.sqrt(Math.log(n) / Math.log(ref)) : 1;
-      this.coarseClimb[g] = Math.max(0, centre) + cfg.climbSigmas * spread * sdFromFalls(below);
+      this.coarseClimb[g] =
+        Math.max(0, centre) + cfg.climbSigmas * this.peerSpread(climbs.length) * sdFromFalls(below);
     }
     for (const [g, values] of acc.wanderSeen)
       this.coarseWander[g] = values.length >= cfg.minPeers ? Float32Array.from(values).sort() : undefined;
@@ -592,6 +588,8 @@ export class ProcessDetectCore {
       c.resetMs[slot] = w.start;
     }
     this.pushRing(slot, z, gapHours, stitched);
+    // The series' long climb in this window: for its peers' bar, and for its own verdict.
+    const climb = cfg.longClimb ? this.climbOf(slot, w.start, ageHours) : undefined;
     if (c.ringLen[slot]! > 24 && c.suspected[slot] !== 1) {
       // Rounded to float32, as the other per-series scales are stored.
       const wander = Math.fround(this.dailyRangeOf(slot));
@@ -617,10 +615,7 @@ export class ProcessDetectCore {
           c.sig24s[slot] = sigS + decay * (Math.min(-spanChange, 3 * sigS) - sigS);
       }
       pushTo(acc.sig24Seen, coarse, c.sig24[slot]!);
-      if (cfg.longClimb) {
-        const climb = this.climbOf(slot, w.start, ageHours);
-        if (climb !== undefined && !climb.short) pushTo(acc.climbs, coarse, climb.s);
-      }
+      if (climb !== undefined && !climb.short) pushTo(acc.climbs, coarse, climb.s);
       if (dayChange < 0 && !spansRestart) pushTo(acc.dodSeen, coarse, -dayChange);
     }
 
@@ -636,7 +631,7 @@ export class ProcessDetectCore {
         openState.maxZ = held;
       }
     }
-    let verdict = this.judge(slot, w.start, z, levelNoise, ageHours);
+    let verdict = this.judge(slot, w.start, z, levelNoise, ageHours, climb);
     // A member of a version cohort that grows like a leak needs less evidence of its own: the
     // cohort's windows have confirmed it already.
     let byCohort = false;
@@ -801,6 +796,7 @@ export class ProcessDetectCore {
     z: number,
     levelNoise: number,
     ageHours: number,
+    climb: Climb | undefined,
   ): Verdict | undefined {
     const c = this.cols;
     const cfg = this.config;
@@ -835,14 +831,14 @@ export class ProcessDetectCore {
         if (v !== undefined) return v;
       }
     }
-    return cfg.longClimb ? this.judgeClimb(slot, now, z, levelNoise, ageHours) : undefined;
+    return cfg.longClimb ? this.judgeClimb(slot, now, z, levelNoise, ageHours, climb) : undefined;
   }
 
   /**
    * A long climb (see `longClimb`): flagged when the series climbed day after day since the day
    * three days back, further than its peers' healthy series climb in as long, and further than
    * it wanders itself, with no VMs come or gone that could have made the climb. Its interval
-   * starts as far back as the ring reaches.
+   * starts as far back as the ring reaches. `climb`: the series' `climbOf` in this window.
    */
   private judgeClimb(
     slot: number,
@@ -850,9 +846,9 @@ export class ProcessDetectCore {
     z: number,
     levelNoise: number,
     ageHours: number,
+    climb: Climb | undefined,
   ): Verdict | undefined {
     const cfg = this.config;
-    const climb = this.climbOf(slot, now, ageHours);
     if (climb === undefined) {
       // For `resin explain`: said once the series has its older days (a detector that has not
       // watched it for four days yet has nothing to say).
@@ -899,7 +895,7 @@ export class ProcessDetectCore {
    * two days from the day before yesterday (`s` over it, `d1` = `d2`), if it began six hours
    * after the restart.
    */
-  private climbOf(slot: number, now: number, ageHours: number): typeof climbScratch | undefined {
+  private climbOf(slot: number, now: number, ageHours: number): Climb | undefined {
     const c = this.cols;
     const a = c.dayA[slot]!;
     const b = c.dayB[slot]!;
@@ -964,7 +960,18 @@ export class ProcessDetectCore {
     const from = Math.max(0, Math.round((newest - (dayStart + 23 * hourMs)) / hourMs));
     const to = Math.min(this.cols.ringLen[slot]! - 1, Math.round((newest - dayStart) / hourMs));
     if (to - from + 1 < 12) return DAY_NONE;
-    return toDaySteps(this.medianOfLevels(slot, from, to, NO_SHIFT) - this.cols.anchor[slot]!);
+    const rel = this.medianOfLevels(slot, from, to, NO_SHIFT) - this.cols.anchor[slot]!;
+    return Math.max(-32767, Math.min(32767, Math.round(rel * RING_SCALE)));
+  }
+
+  /**
+   * How much wider than the typical healthy series the widest of `n` is, relative to a group of
+   * `peerDayRefSeries`: sqrt(ln n / ln ref) for n above it, else 1 (the widest of n healthy
+   * series wobbles about sqrt(2 ln n) of the typical one).
+   */
+  private peerSpread(n: number): number {
+    const ref = this.config.peerDayRefSeries;
+    return ref > 1 && n > ref ? Math.sqrt(Math.log(n) / Math.log(ref)) : 1;
   }
 
   /**
@@ -1824,13 +1831,9 @@ const wanderScratch = { raw: [] as number[], smooth: [] as number[], falls: [] a
  */
 const levelScratch = new Float64Array(256);
 
-/** A day slot's value for level `rel` (log scale, relative to the anchor), as `dayA` stores it. */
-function toDaySteps(rel: number): number {
-  return Math.max(-32767, Math.min(32767, Math.round(rel * RING_SCALE)));
-}
-
 /** Reused by `climbOf`: read it before the next call. */
 const climbScratch = { s: 0, d1: 0, d2: 0, d3: 0, vmsMoved: false, short: false };
+type Climb = typeof climbScratch;
 
 /** The median of three numbers. */
 function median3(a: number, b: number, c: number): number {

@@ -107,6 +107,14 @@ function wanderFleet(o: {
   return batches;
 }
 
+/** Plans for `hosts` hosts that all have a 30% GC sawtooth, host 0 with `host0` on top of it. */
+function sawtoothPlans(hosts: number, host0: HostPlan): Record<number, HostPlan> {
+  const plans: Record<number, HostPlan> = {};
+  for (let h = 0; h < hosts; h++) plans[h] = { sawtooth: 0.3 };
+  plans[0] = { sawtooth: 0.3, ...host0 };
+  return plans;
+}
+
 /** A small fleet: diurnal load shared by all hosts, per-host noise, and per-host plans. */
 function fleet(hosts: number, days: number, plans: Record<number, HostPlan>, seed = 1): string[][] {
   const rand = rng(seed);
@@ -525,10 +533,7 @@ describe("process-level detection", () => {
     // A 30% sawtooth, 5 hours long (it does not divide the day), on every host; host 0 leaks
     // 0.25% of its base an hour from hour 20. Hour by hour the leak hides in the sawtooth for
     // days; the medians of whole days cancel it and climb day after day.
-    const plans: Record<number, HostPlan> = {};
-    for (let h = 0; h < 30; h++) plans[h] = { sawtooth: 0.3 };
-    plans[0] = { sawtooth: 0.3, leakFrom: 20, leakPerHour: 2.5e6 };
-    const batches = fleet(30, 6, plans, 5);
+    const batches = fleet(30, 6, sawtoothPlans(30, { leakFrom: 20, leakPerHour: 2.5e6 }), 5);
     const opened = async (longClimb: boolean) =>
       (await replayLines(batches, { detect: { longClimb } })).events.filter((e) => e.state === "open");
     const found = await opened(true);
@@ -541,17 +546,14 @@ describe("process-level detection", () => {
   it("finds a slow leak under a deep GC sawtooth over two days after its process restarted", async () => {
     // As above, but host 0's process restarts at hour 30 and leaks on from nothing: only two
     // whole days after the restart (days 2 and 3) are clean of it by the end of day 4.
-    const plans: Record<number, HostPlan> = {};
-    for (let h = 0; h < 30; h++) plans[h] = { sawtooth: 0.3 };
-    plans[0] = {
-      sawtooth: 0.3,
+    const host0: HostPlan = {
       leakFrom: 20,
       leakPerHour: 2.5e6,
       restartAt: 30,
       leakResets: true,
       warmupTau: 1,
     };
-    const batches = fleet(30, 5, plans, 5);
+    const batches = fleet(30, 5, sawtoothPlans(30, host0), 5);
     const opened = async (climbAfterRestart: boolean) =>
       (await replayLines(batches, { detect: { climbAfterRestart } })).events.filter(
         (e) => e.state === "open",
