@@ -34,6 +34,8 @@ interface WindowAcc {
   /** The long climbs of the series that have one to judge (see `climbOf`). */
   climbs: Map<number, number[]>;
   perVmSeen: Map<number, number[]>;
+  /** Members of version cohorts that failed their own tests, to be judged by their cohort's. */
+  members: { i: number; z: number; levelNoise: number }[];
 }
 
 /** What the detector concluded about one series in one window (before the lifecycle turns it into events). */
@@ -412,6 +414,7 @@ export class ProcessDetectCore {
       dodSeen: new Map(),
       climbs: new Map(),
       perVmSeen: new Map(),
+      members: [],
     };
     const deferred: number[] = [];
     for (let i = 0; i < n; i++) {
@@ -469,6 +472,7 @@ export class ProcessDetectCore {
     for (const [g, values] of acc.wanderSeen)
       this.coarseWander[g] = values.length >= cfg.minPeers ? Float32Array.from(values).sort() : undefined;
     if (cfg.cohorts) this.judgeCohorts(w);
+    this.judgeMembers(acc);
     for (const s of w.streams) this.streamVersions[s.stream] = versions[s.stream]!;
     return findings;
   }
@@ -631,17 +635,47 @@ export class ProcessDetectCore {
         openState.maxZ = held;
       }
     }
-    let verdict = this.judge(slot, w.start, z, levelNoise, ageHours, climb);
-    // A member of a version cohort that grows like a leak needs less evidence of its own: the
-    // cohort's windows have confirmed it already.
-    let byCohort = false;
-    if (verdict === undefined && this.cohortState.size > 0) {
-      const cohort = this.leakingCohortOf(slot, info, w.start);
-      if (cohort !== undefined) {
-        verdict = this.judgeMember(slot, w.start, z, levelNoise, cohort.start + 1, cohort.growth);
-        byCohort = verdict !== undefined;
-      }
+    const verdict = this.judge(slot, w.start, z, levelNoise, ageHours, climb);
+    // A member of a version cohort, failing its own tests, waits for the cohorts' verdict on this
+    // very window (see `process`).
+    if (verdict === undefined && cfg.cohorts && c.upgraded[slot] === 1) {
+      acc.members.push({ i, z, levelNoise });
+      return;
     }
+    this.conclude(acc, i, verdict, false, z, levelNoise);
+  }
+
+  /**
+   * Judges the members of a version cohort that grows like a leak, after the cohorts were judged
+   * on this window. A member needs less evidence of its own: the cohort's windows have confirmed
+   * it already.
+   */
+  private judgeMembers(acc: WindowAcc): void {
+    for (const { i, z, levelNoise } of acc.members) {
+      const slot = acc.w.slots[i]!;
+      const cohort = this.leakingCohortOf(slot, this.seriesInfo(slot)!, acc.w.start);
+      const verdict =
+        cohort === undefined
+          ? undefined
+          : this.judgeMember(slot, acc.w.start, z, levelNoise, cohort.start + 1, cohort.growth);
+      this.conclude(acc, i, verdict, verdict !== undefined, z, levelNoise);
+    }
+  }
+
+  /** Records a series' verdict in this window and turns it into a finding when it counts. */
+  private conclude(
+    acc: WindowAcc,
+    i: number,
+    verdict: Verdict | undefined,
+    byCohort: boolean,
+    z: number,
+    levelNoise: number,
+  ): void {
+    const c = this.cols;
+    const cfg = this.config;
+    const w = acc.w;
+    const slot = w.slots[i]!;
+    const openState = this.open.get(slot);
     c.slope[slot] = verdict?.slopePerHour ?? c.slope[slot]! * 0.5;
     // The verdicts of the series' last `confirmSpan` windows, newest in the lowest bit.
     const span = Math.max(cfg.confirmSpan, cfg.confirmWindows);
@@ -652,7 +686,7 @@ export class ProcessDetectCore {
     const bytes = w.values[i]!;
     acc.findings.push({
       slot,
-      info,
+      info: this.seriesInfo(slot)!,
       at: w.end,
       start: openState?.start ?? evidence.start,
       severity: evidence.severity,

@@ -309,6 +309,9 @@ describe("process-level detection", () => {
     expect([...together.keys()].sort()).toEqual(canaries.sort());
     const median = (m: Map<string, number>) => [...m.values()].sort((a, b) => a - b)[6] ?? Infinity;
     expect(median(together)).toBeLessThan(median(alone) - 6);
+    // Members are judged on their cohort's verdict on the same window: they open as the window
+    // that confirms the cohort closes (hour 11 here), not a window later.
+    expect(median(together)).toBeLessThanOrEqual(11);
     // The same deploy without a leak (a drop, then the warm-up) raises nothing.
     expect((await delays(false, true)).size).toBe(0);
   });
