@@ -642,7 +642,7 @@ export class ProcessDetectCore {
       acc.members.push({ i, z, levelNoise });
       return;
     }
-    this.conclude(acc, i, verdict, false, z, levelNoise);
+    this.conclude(acc, i, info, verdict, false, z, levelNoise);
   }
 
   /**
@@ -653,12 +653,13 @@ export class ProcessDetectCore {
   private judgeMembers(acc: WindowAcc): void {
     for (const { i, z, levelNoise } of acc.members) {
       const slot = acc.w.slots[i]!;
-      const cohort = this.leakingCohortOf(slot, this.seriesInfo(slot)!, acc.w.start);
+      const info = this.seriesInfo(slot)!;
+      const cohort = this.leakingCohortOf(slot, info, acc.w.start);
       const verdict =
         cohort === undefined
           ? undefined
           : this.judgeMember(slot, acc.w.start, z, levelNoise, cohort.start + 1, cohort.growth);
-      this.conclude(acc, i, verdict, verdict !== undefined, z, levelNoise);
+      this.conclude(acc, i, info, verdict, verdict !== undefined, z, levelNoise);
     }
   }
 
@@ -666,6 +667,7 @@ export class ProcessDetectCore {
   private conclude(
     acc: WindowAcc,
     i: number,
+    info: SeriesInfo,
     verdict: Verdict | undefined,
     byCohort: boolean,
     z: number,
@@ -686,7 +688,7 @@ export class ProcessDetectCore {
     const bytes = w.values[i]!;
     acc.findings.push({
       slot,
-      info: this.seriesInfo(slot)!,
+      info,
       at: w.end,
       start: openState?.start ?? evidence.start,
       severity: evidence.severity,
@@ -906,7 +908,9 @@ export class ProcessDetectCore {
       (climb.vmsMoved || this.stitchesIn(slot, reach) > 0)
     )
       return this.reject(slot, now, "long climb with VM changes");
-    // Day after day at a pace (see `climbStepShare`).
+    // Day after day at a pace (see `climbStepShare`). The steps are read only now: most series
+    // fail on the bar, and each step is another median over a day of levels.
+    this.climbSteps(slot, now, climb);
     const small = Math.min(climb.d1, climb.d2, climb.d3);
     if (small < cfg.climbStepShare * Math.max(climb.d1, climb.d2, climb.d3))
       return this.reject(slot, now, "long climb not day after day");
@@ -920,14 +924,12 @@ export class ProcessDetectCore {
 
   /**
    * The long climb of a series at window `now`, or undefined when it has no clean one to judge:
-   * the climb `s` of its last 24 hours' level over the calendar day three days back, and three
-   * daily steps (`d1`: the day before yesterday over that day, `d2`: yesterday over the day
-   * before, `d3`: the last 24 hours over the 24 before them, which a step more than a day old
-   * is in both of); `vmsMoved`: the host's VM count now differs from its count at the end of the
-   * day before yesterday (or either is unknown). Clean: both older days kept, and no restart
-   * (nor an unstitched VM change) since the oldest began; else, with `climbAfterRestart`, `short`:
-   * two days from the day before yesterday (`s` over it, `d1` = `d2`), if it began six hours
-   * after the restart.
+   * the climb `s` of its last 24 hours' level over the calendar day three days back (its daily
+   * steps are filled in by `climbSteps`); `vmsMoved`: the host's VM count now differs from its
+   * count at the end of the day before yesterday (or either is unknown). Clean: both older days
+   * kept, and no restart (nor an unstitched VM change) since the oldest began; else, with
+   * `climbAfterRestart`, `short`: two days from the day before yesterday (`s` over it), if it
+   * began six hours after the restart.
    */
   private climbOf(slot: number, now: number, ageHours: number): Climb | undefined {
     const c = this.cols;
@@ -947,20 +949,34 @@ export class ProcessDetectCore {
     const into = Math.round((now - today) / this.hourMs);
     if (c.ringLen[slot]! - 1 < into + 24) return undefined;
     const anchor = c.anchor[slot]!;
-    const dayB = short ? 0 : anchor + b / RING_SCALE;
-    const dayA = anchor + a / RING_SCALE;
-    const yesterday = this.medianOfLevels(slot, into + 1, into + 24, NO_SHIFT);
     const last = this.medianOfLevels(slot, 0, 23, NO_SHIFT);
     const out = climbScratch;
     out.short = short;
-    out.s = last - (short ? dayA : dayB);
-    out.d2 = yesterday - dayA;
-    out.d1 = short ? out.d2 : dayA - dayB;
-    out.d3 = last - this.medianOfLevels(slot, 24, 47, NO_SHIFT);
+    out.last = last;
+    out.s = last - (anchor + (short ? a : b) / RING_SCALE);
     const vmsB = c.vmsB[slot]!;
     const vms = c.lastVms[slot]!;
     out.vmsMoved = vmsB === VMS_NONE || vms < 0 || Math.min(254, Math.round(vms)) !== vmsB;
     return out;
+  }
+
+  /**
+   * Fills in the three daily steps of the series' `climb` (its `climbOf` in window `now`): `d1`,
+   * the day before yesterday over that day; `d2`, yesterday over the day before; `d3`, the last
+   * 24 hours over the 24 before them, which a step more than a day old is in both of. A `short`
+   * climb has two days: `d1` = `d2`.
+   */
+  private climbSteps(slot: number, now: number, climb: Climb): void {
+    const c = this.cols;
+    const dayMs = 24 * this.hourMs;
+    const today = Math.floor(now / dayMs) * dayMs;
+    // Yesterday: its levels are `into + 1` to `into + 24` back (`into`: windows into today).
+    const into = Math.round((now - today) / this.hourMs);
+    const dayA = c.anchor[slot]! + c.dayA[slot]! / RING_SCALE;
+    const yesterday = this.medianOfLevels(slot, into + 1, into + 24, NO_SHIFT);
+    climb.d2 = yesterday - dayA;
+    climb.d1 = climb.short ? climb.d2 : dayA - (c.anchor[slot]! + c.dayB[slot]! / RING_SCALE);
+    climb.d3 = climb.last - this.medianOfLevels(slot, 24, 47, NO_SHIFT);
   }
 
   /**
@@ -1653,8 +1669,7 @@ export class ProcessDetectCore {
     for (const k of INT_COLS) c[k][slot] = 0;
     for (const k of RING_COLS) c[k][slot] = 0;
     for (const k of DAY_COLS) c[k][slot] = DAY_NONE;
-    c.confirms[slot] = 0;
-    c.perVmN[slot] = 0;
+    for (const k of BYTE_COLS) c[k][slot] = 0;
     c.vmsA[slot] = VMS_NONE;
     c.vmsB[slot] = VMS_NONE;
     c.ringPos[slot] = 0;
@@ -1866,7 +1881,7 @@ const wanderScratch = { raw: [] as number[], smooth: [] as number[], falls: [] a
 const levelScratch = new Float64Array(256);
 
 /** Reused by `climbOf`: read it before the next call. */
-const climbScratch = { s: 0, d1: 0, d2: 0, d3: 0, vmsMoved: false, short: false };
+const climbScratch = { s: 0, last: 0, d1: 0, d2: 0, d3: 0, vmsMoved: false, short: false };
 type Climb = typeof climbScratch;
 
 /** The median of three numbers. */
