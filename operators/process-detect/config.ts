@@ -25,10 +25,17 @@ export const DetectConfig = z.strictObject({
    * day otherwise sets a bar that no leak clears.
    */
   burstRobust: z.boolean().default(true),
-  /** A single hour may not carry more than this share of the growth, unless there are ≥ 2 jumps. */
+  /** A single hour may not carry more than this share of the growth, unless a second jump came too (`secondJumpShare`). */
   maxStepShare: z.number().min(0).max(1).default(0.6),
   /** An hourly change above this many noise units is a jump. */
   jumpSigmas: z.number().positive().default(4),
+  /**
+   * For the one-step test, a second jump counts only when it is at least this share of the
+   * largest (0: any jump counts). A spike leak's jumps are of a kind (the same leak, one gap's
+   * worth each); a tenant who moves in makes one large step, and the wander of the hours
+   * around it can add a small jump that is no second step of anything.
+   */
+  secondJumpShare: z.number().min(0).max(1).default(0.33),
   /** Growth made mostly of one or two jumps must hold this many windows after the last jump. */
   jumpHoldHours: z.number().int().nonnegative().default(6),
   /** Windows that must agree before a suspect opens (the last one among them)... */

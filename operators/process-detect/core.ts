@@ -1313,7 +1313,6 @@ export class ProcessDetectCore {
     zs.length = 0;
     let maxInc = 0;
     let secondInc = 0;
-    let jumps = 0;
     let lastJumpBack = -1;
     let prev = minZ;
     const jumpAt = cfg.jumpSigmas * levelNoise * Math.SQRT2 * 1.25;
@@ -1329,10 +1328,7 @@ export class ProcessDetectCore {
         secondInc = maxInc;
         maxInc = inc;
       } else if (inc > secondInc) secondInc = inc;
-      if (inc > jumpAt) {
-        jumps++;
-        lastJumpBack = back;
-      }
+      if (inc > jumpAt) lastJumpBack = back;
       prev = v;
     }
     // The fit sees the levels through a 5-hour running median: a burst of an hour or two is not
@@ -1344,7 +1340,13 @@ export class ProcessDetectCore {
       return this.reject(slot, now, "fit growth too small");
     if (r2(ts, smooth, fit.slope, fit.intercept) < cfg.minR2)
       return this.reject(slot, now, "not linear (R²)");
-    if (maxInc > cfg.maxStepShare * growth && jumps < 2) return this.reject(slot, now, "one step");
+    // Growth mostly from one hour is a step, unless a second jump of its kind came too (a spike
+    // leak's): the wander next to a tenant's step can add a small jump of its own.
+    if (
+      maxInc > cfg.maxStepShare * growth &&
+      (secondInc <= jumpAt || secondInc < cfg.secondJumpShare * maxInc)
+    )
+      return this.reject(slot, now, "one step");
     // Growth made of a few jumps must hold for a while: a burst gives its memory back within
     // hours, a spike leak keeps it.
     if (maxInc + secondInc >= 0.5 * growth && lastJumpBack >= 0 && lastJumpBack < cfg.jumpHoldHours) {

@@ -46,6 +46,8 @@ interface HostPlan {
   leakFrom?: number;
   leakPerHour?: number;
   stepAt?: number;
+  /** A second, smaller step (a share of the level, e.g. 0.04) this many hours after `stepAt`. */
+  stepAfter?: { hours: number; share: number };
   /** Two-hour bursts of +40% every 12 hours, each host at its own hours. */
   bursts?: boolean;
   restartAt?: number;
@@ -143,6 +145,8 @@ function fleet(hosts: number, days: number, plans: Record<number, HostPlan>, see
       if (restarted)
         bytes *= 1 + 0.5 * (1 - Math.exp(-(hour - plan.restartAt!) / (plan.warmupTau ?? 2))) - 0.5;
       if (plan.stepAt !== undefined && hour >= plan.stepAt) bytes *= 1.2;
+      if (plan.stepAfter && plan.stepAt !== undefined && hour >= plan.stepAt + plan.stepAfter.hours)
+        bytes *= 1 + plan.stepAfter.share;
       if (plan.bursts && (Math.floor(hour) + h * 5) % 12 < 2) bytes *= 1.4;
       if (plan.leakFrom !== undefined && hour >= plan.leakFrom) {
         let leakHours =
@@ -583,6 +587,20 @@ describe("process-level detection", () => {
         .filter((e) => e.state === "open")
         .map((e) => e.host);
     expect(await opened(true)).toEqual(await opened(false));
+  });
+
+  it("raises nothing for a step that holds with a small rise after it, and still finds a spike leak", async () => {
+    // A tenant moves in (+20%) and the level rises 4% more two hours later: two jumps, but the
+    // second is no step of the first one's kind. A spike leak's jumps are alike.
+    const opened = async (plans: Record<number, HostPlan>, secondJumpShare?: number) =>
+      (await replayLines(fleet(20, 4, plans), { detect: { secondJumpShare } })).events
+        .filter((e) => e.state === "open")
+        .map((e) => e.host);
+    const step = { 3: { stepAt: 50, stepAfter: { hours: 2, share: 0.04 } } };
+    expect(await opened(step)).toEqual([]);
+    // Any second jump: the step passes for a spike leak.
+    expect(await opened(step, 0)).toEqual(["h3"]);
+    expect(await opened({ 3: { stepAt: 50, stepAfter: { hours: 8, share: 0.15 } } })).toEqual(["h3"]);
   });
 
   it("waits for minGrowthBytes of growth when a floor is set", async () => {
