@@ -36,6 +36,10 @@ describe("--detect-config", () => {
       /window\.windowMs.*-5/,
     );
     expect(() => readDetectConfig(file(JSON.stringify({ detect: { sigmaz: 3 } })))).toThrow(/sigmaz/);
+    // A detector setting at the top level, not in its section: the file is named, not a message.
+    expect(() => readDetectConfig(file(JSON.stringify({ sigmas: 3 })))).toThrow(
+      /\(top level\): Unrecognized key: "sigmas"/,
+    );
     expect(() => readDetectConfig(file("{ not json"))).toThrow(/--detect-config .*detect\.json/);
   });
 });

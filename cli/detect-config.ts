@@ -31,7 +31,7 @@ export function readDetectConfig(path: string): DetectConfigFile {
   } catch (err) {
     throw new CliError(`--detect-config ${path}: ${(err as Error).message}`);
   }
-  const checked = check(DetectConfigFile, raw);
+  const checked = check(DetectConfigFile, raw, "(top level)");
   if (!checked.ok) throw new CliError(`--detect-config ${path}: ${checked.reason}`);
   return checked.value;
 }

@@ -31,13 +31,14 @@ export function valueAt(input: unknown, path: ReadonlyArray<PropertyKey>): unkno
   return cur;
 }
 
-export function formatPath(path: ReadonlyArray<PropertyKey>): string {
+/** A field's path (`processes[0].bytes`); `root` names the whole input (a message, a file). */
+export function formatPath(path: ReadonlyArray<PropertyKey>, root = "(message)"): string {
   let out = "";
   for (const key of path) {
     if (typeof key === "number") out += `[${key}]`;
     else out += out === "" ? String(key) : `.${String(key)}`;
   }
-  return out === "" ? "(message)" : out;
+  return out === "" ? root : out;
 }
 
 /** Short, single-line rendering of an offending value for error messages. */
@@ -53,11 +54,11 @@ export function showValue(value: unknown): string {
 }
 
 /** Runs a zod schema and turns its issues into violations that name the field and the value. */
-export function check<T>(schema: z.ZodType<T>, input: unknown): Checked<T> {
+export function check<T>(schema: z.ZodType<T>, input: unknown, root?: string): Checked<T> {
   const parsed = schema.safeParse(input);
   if (parsed.success) return { ok: true, value: parsed.data };
   const violations = parsed.error.issues.map((issue) => ({
-    path: formatPath(issue.path),
+    path: formatPath(issue.path, root),
     value: valueAt(input, issue.path),
     message: issue.message,
   }));
