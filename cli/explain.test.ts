@@ -7,8 +7,11 @@ import { buildProgram } from "./main.ts";
 const H = 3_600_000;
 const T0 = 1767571200000;
 
-/** 12 healthy hosts and one that leaks steadily from hour 30, 3 days at 5-minute samples. */
-function fleet(): string {
+/**
+ * 12 healthy hosts and one that leaks steadily from hour 30, 3 days at 5-minute samples; with
+ * `helper`, each host's component runs a second, healthy process.
+ */
+function fleet(helper = false): string {
   const lines: string[] = [];
   for (let t = T0; t < T0 + 72 * H; t += 300_000) {
     for (let h = 0; h < 12; h++) {
@@ -21,7 +24,10 @@ function fleet(): string {
           ts: t,
           host: `h${h}`,
           component: "svc",
-          processes: [{ pid: 7, name: "svc", startedAt: 0, bytes }],
+          processes: [
+            { pid: 7, name: "svc", startedAt: 0, bytes },
+            ...(helper ? [{ pid: 8, name: "helper", startedAt: 0, bytes: Math.round(2e8 * wobble) }] : []),
+          ],
         }),
       );
     }
@@ -29,33 +35,59 @@ function fleet(): string {
   return `${lines.join("\n")}\n`;
 }
 
+async function explain(input: string, ...extra: string[]): Promise<string> {
+  const out: string[] = [];
+  const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
+    out.push(String(chunk));
+    return true;
+  });
+  try {
+    await buildProgram().parseAsync([
+      "node",
+      "resin",
+      "explain",
+      "--input",
+      input,
+      "--host",
+      "h3",
+      "--component",
+      "svc",
+      ...extra,
+    ]);
+  } finally {
+    spy.mockRestore();
+  }
+  return out.join("");
+}
+
 describe("resin explain", () => {
   it("tells the rejected tests and the events of one target", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "resin-explain-"));
-    const input = join(dir, "t.ndjson");
+    const input = join(mkdtempSync(join(tmpdir(), "resin-explain-")), "t.ndjson");
     writeFileSync(input, fleet());
-    const out: string[] = [];
-    const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
-      out.push(String(chunk));
-      return true;
-    });
-    try {
-      await buildProgram().parseAsync([
-        "node",
-        "resin",
-        "explain",
-        "--input",
-        input,
-        "--host",
-        "h3",
-        "--component",
-        "svc",
-      ]);
-    } finally {
-      spy.mockRestore();
-    }
-    const text = out.join("");
+    const text = await explain(input);
     expect(text).toMatch(/svc\/7: EVENT open steady/);
     expect(text).toMatch(/svc\/7: (short or small growth|young and short|not above yesterday)/);
+  });
+
+  it("keeps each process's word in a window when the component runs several", async () => {
+    const input = join(mkdtempSync(join(tmpdir(), "resin-explain-")), "t.ndjson");
+    writeFileSync(input, fleet(true));
+    const lines = (await explain(input)).trim().split("\n");
+    const helper = lines.filter((l) => l.includes("helper/8:"));
+    const svc = lines.filter((l) => l.includes("svc/7:"));
+    expect(helper.length).toBeGreaterThan(0);
+    expect(svc.some((l) => /EVENT open/.test(l))).toBe(true);
+    // The helper's words did not take the place of the leak's in the windows both were judged.
+    expect(svc.filter((l) => !/EVENT/.test(l))).toEqual(
+      (await explain(input, "--process", "svc"))
+        .trim()
+        .split("\n")
+        .filter((l) => !/EVENT/.test(l)),
+    );
+    // Folded per process: no two lines of one process in a row with the same word.
+    for (const list of [helper, svc]) {
+      const words = list.map((l) => l.slice(l.indexOf("  ")).trim());
+      for (let i = 1; i < words.length; i++) expect(words[i]).not.toBe(words[i - 1]);
+    }
   });
 });

@@ -15,18 +15,32 @@ interface ExplainFlags {
 }
 
 /** The reasons of consecutive windows, folded: "2026-01-05 12:00–17:00  not above yesterday". */
-function fold(lines: { at: number; what: string }[]): string[] {
-  const out: string[] = [];
-  let i = 0;
-  while (i < lines.length) {
-    let j = i;
-    while (j + 1 < lines.length && lines[j + 1]!.what === lines[i]!.what) j++;
-    const from = DateTime.fromMillis(lines[i]!.at, { zone: "utc" }).toFormat("yyyy-LL-dd HH:mm");
-    const to = DateTime.fromMillis(lines[j]!.at, { zone: "utc" }).toFormat("HH:mm");
-    out.push(j > i ? `${from}–${to}  ${lines[i]!.what}` : `${from}        ${lines[i]!.what}`);
-    i = j + 1;
+/**
+ * Folds runs of the same word over consecutive windows, per series (a component's processes are
+ * judged in the same windows), then merges the series in time order.
+ */
+function fold(lines: { at: number; what: string; series: string }[]): string[] {
+  const bySeries = new Map<string, { at: number; what: string }[]>();
+  for (const line of lines) {
+    const list = bySeries.get(line.series) ?? [];
+    list.push(line);
+    bySeries.set(line.series, list);
   }
-  return out;
+  const out: { at: number; text: string }[] = [];
+  for (const list of bySeries.values()) {
+    let i = 0;
+    while (i < list.length) {
+      let j = i;
+      while (j + 1 < list.length && list[j + 1]!.what === list[i]!.what) j++;
+      const from = DateTime.fromMillis(list[i]!.at, { zone: "utc" }).toFormat("yyyy-LL-dd HH:mm");
+      const to = DateTime.fromMillis(list[j]!.at, { zone: "utc" }).toFormat("HH:mm");
+      const what = list[i]!.what;
+      out.push({ at: list[i]!.at, text: j > i ? `${from}–${to}  ${what}` : `${from}        ${what}` });
+      i = j + 1;
+    }
+  }
+  // Stable: within a window, each series' lines keep their order.
+  return out.sort((a, b) => a.at - b.at).map((o) => o.text);
 }
 
 export function registerExplain(program: Command): void {
@@ -53,7 +67,7 @@ Example:
     .action(async (flags: ExplainFlags) => {
       if (flags.input !== "-" && !existsSync(flags.input))
         throw new CliError(`--input: no such file: ${flags.input}`);
-      const lines: { at: number; what: string; event?: true }[] = [];
+      const lines: { at: number; what: string; series: string; event?: true }[] = [];
       const matches = (host: string, component: string, name: string) =>
         host === flags.host &&
         component === flags.component &&
@@ -62,18 +76,20 @@ Example:
         window: { allowedLatenessMs: parseDurationMs(flags.lateness, "--lateness") },
         trace: (info, at, reason) => {
           if (!matches(info.host, info.component, info.name)) return;
-          const what = `${info.name}/${info.pid}: ${reason}`;
-          // Two candidate intervals may be judged in one window: keep the window's last word. (An
-          // event is dated at its window's end, the next window's start: it stays.)
-          const last = lines[lines.length - 1];
-          if (last !== undefined && last.at === at && last.event === undefined) last.what = what;
-          else lines.push({ at, what });
+          const series = `${info.name}/${info.pid}`;
+          const what = `${series}: ${reason}`;
+          // Two candidate intervals may be judged in one window: keep the window's last word for
+          // each series. (An event is dated at its window's end, the next window's start: it stays.)
+          const last = lines.findLast((l) => l.at === at && l.series === series && l.event === undefined);
+          if (last !== undefined) last.what = what;
+          else lines.push({ at, what, series });
         },
         onEvent: (e) => {
           if (matches(e.host, e.component, e.process)) {
             lines.push({
               at: e.detectedAt,
               what: `${e.process}/${e.pid}: EVENT ${e.state} ${e.pattern} severity ${e.severity}`,
+              series: `${e.process}/${e.pid}`,
               event: true,
             });
           }
