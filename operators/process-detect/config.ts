@@ -25,7 +25,10 @@ export const DetectConfig = z.strictObject({
    * day otherwise sets a bar that no leak clears.
    */
   burstRobust: z.boolean().default(true),
-  /** A single hour may not carry more than this share of the growth, unless a second jump came too (`secondJumpShare`). */
+  /**
+   * A single hour may not carry more than this share of the growth, unless a second jump came
+   * too (see `secondJumpShare`).
+   */
   maxStepShare: z.number().min(0).max(1).default(0.6),
   /** An hourly change above this many noise units is a jump. */
   jumpSigmas: z.number().positive().default(4),
