@@ -66,6 +66,9 @@ describe("resin explain", () => {
     writeFileSync(input, fleet());
     const text = await explain(input);
     expect(text).toMatch(/svc\/7: EVENT open steady/);
+    // The windows that passed say so, up to the one that opened the suspect.
+    expect(text).toMatch(/svc\/7: passes \(1 of 2 windows\)/);
+    expect(text).toMatch(/svc\/7: passes \(2 of 2 windows\)/);
     expect(text).toMatch(/svc\/7: (short or small growth|young and short|not above yesterday)/);
   });
 

@@ -57,7 +57,8 @@ export function registerExplain(program: Command): void {
       `
 For each window (UTC, start shown) in which the detector considered the target, prints the
 test that decided against it ("not above yesterday", "one step", ...; of several candidate
-intervals, and then the long climb over day medians, the last one tried), folded over
+intervals, and then the long climb over day medians, the last one tried) or that it passed
+("passes (1 of 2 windows)": a suspect opens when enough recent windows pass), folded over
 consecutive windows, and the suspect events it produced. Windows without a candidate interval
 (no growth at all) are not listed.
 

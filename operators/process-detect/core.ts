@@ -683,6 +683,16 @@ export class ProcessDetectCore {
     const span = Math.max(cfg.confirmSpan, cfg.confirmWindows);
     c.confirms[slot] = ((c.confirms[slot]! << 1) | (verdict === undefined ? 0 : 1)) & ((1 << span) - 1);
     const flagged = verdict !== undefined && (byCohort || bitCount(c.confirms[slot]!) >= cfg.confirmWindows);
+    // A window that passes says so: a candidate interval rejected before the one that passed
+    // must not be its last word.
+    if (verdict !== undefined && this.trace !== undefined) {
+      const agree = Math.min(bitCount(c.confirms[slot]!), cfg.confirmWindows);
+      this.trace(
+        info,
+        w.start,
+        byCohort ? "passes (its cohort leaks)" : `passes (${agree} of ${cfg.confirmWindows} windows)`,
+      );
+    }
     if (!flagged && openState === undefined) return;
     const evidence = verdict ?? this.describe(slot, openState!.start, z, levelNoise);
     const bytes = w.values[i]!;
