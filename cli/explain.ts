@@ -86,14 +86,14 @@ Example:
           else lines.push({ at, what, series });
         },
         onEvent: (e) => {
-          if (matches(e.host, e.component, e.process)) {
-            lines.push({
-              at: e.detectedAt,
-              what: `${e.process}/${e.pid}: EVENT ${e.state} ${e.pattern} severity ${e.severity}`,
-              series: `${e.process}/${e.pid}`,
-              event: true,
-            });
-          }
+          if (!matches(e.host, e.component, e.process)) return;
+          const series = `${e.process}/${e.pid}`;
+          lines.push({
+            at: e.detectedAt,
+            what: `${series}: EVENT ${e.state} ${e.pattern} severity ${e.severity}`,
+            series,
+            event: true,
+          });
         },
       });
       lines.sort((a, b) => a.at - b.at);

@@ -682,15 +682,16 @@ export class ProcessDetectCore {
     // The verdicts of the series' last `confirmSpan` windows, newest in the lowest bit.
     const span = Math.max(cfg.confirmSpan, cfg.confirmWindows);
     c.confirms[slot] = ((c.confirms[slot]! << 1) | (verdict === undefined ? 0 : 1)) & ((1 << span) - 1);
-    const flagged = verdict !== undefined && (byCohort || bitCount(c.confirms[slot]!) >= cfg.confirmWindows);
+    const agree = verdict === undefined ? 0 : bitCount(c.confirms[slot]!);
+    const flagged = verdict !== undefined && (byCohort || agree >= cfg.confirmWindows);
     // A window that passes says so: a candidate interval rejected before the one that passed
     // must not be its last word.
     if (verdict !== undefined && this.trace !== undefined) {
-      const agree = Math.min(bitCount(c.confirms[slot]!), cfg.confirmWindows);
+      const of = cfg.confirmWindows;
       this.trace(
         info,
         w.start,
-        byCohort ? "passes (its cohort leaks)" : `passes (${agree} of ${cfg.confirmWindows} windows)`,
+        byCohort ? "passes (its cohort leaks)" : `passes (${Math.min(agree, of)} of ${of} windows)`,
       );
     }
     if (!flagged && openState === undefined) return;
