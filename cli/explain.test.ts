@@ -2,6 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it, vi } from "vitest";
+import { fold } from "./explain.ts";
 import { buildProgram } from "./main.ts";
 
 const H = 3_600_000;
@@ -92,5 +93,16 @@ describe("resin explain", () => {
       const words = list.map((l) => l.slice(l.indexOf("  ")).trim());
       for (let i = 1; i < words.length; i++) expect(words[i]).not.toBe(words[i - 1]);
     }
+  });
+
+  it("dates the end of a run of windows that ends on another day", () => {
+    const run = (from: number, to: number, what: string) =>
+      Array.from({ length: to - from + 1 }, (_, k) => ({ at: T0 + (from + k) * H, what, series: "svc/7" }));
+    expect(
+      fold([...run(0, 23, "svc/7: short or small growth"), ...run(24, 71, "svc/7: not above yesterday")]),
+    ).toEqual([
+      "2026-01-05 00:00–23:00  svc/7: short or small growth",
+      "2026-01-06 00:00–2026-01-07 23:00  svc/7: not above yesterday",
+    ]);
   });
 });

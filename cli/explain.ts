@@ -14,12 +14,12 @@ interface ExplainFlags {
   lateness: string;
 }
 
-/** The reasons of consecutive windows, folded: "2026-01-05 12:00–17:00  not above yesterday". */
 /**
  * Folds runs of the same word over consecutive windows, per series (a component's processes are
- * judged in the same windows), then merges the series in time order.
+ * judged in the same windows), then merges the series in time order: "2026-01-05 12:00–17:00
+ * not above yesterday", with the end's date too when the run ends on another day.
  */
-function fold(lines: { at: number; what: string; series: string }[]): string[] {
+export function fold(lines: { at: number; what: string; series: string }[]): string[] {
   const bySeries = new Map<string, { at: number; what: string }[]>();
   for (const line of lines) {
     const list = bySeries.get(line.series) ?? [];
@@ -32,8 +32,10 @@ function fold(lines: { at: number; what: string; series: string }[]): string[] {
     while (i < list.length) {
       let j = i;
       while (j + 1 < list.length && list[j + 1]!.what === list[i]!.what) j++;
-      const from = DateTime.fromMillis(list[i]!.at, { zone: "utc" }).toFormat("yyyy-LL-dd HH:mm");
-      const to = DateTime.fromMillis(list[j]!.at, { zone: "utc" }).toFormat("HH:mm");
+      const first = DateTime.fromMillis(list[i]!.at, { zone: "utc" });
+      const last = DateTime.fromMillis(list[j]!.at, { zone: "utc" });
+      const from = first.toFormat("yyyy-LL-dd HH:mm");
+      const to = last.toFormat(last.hasSame(first, "day") ? "HH:mm" : "yyyy-LL-dd HH:mm");
       const what = list[i]!.what;
       out.push({ at: list[i]!.at, text: j > i ? `${from}–${to}  ${what}` : `${from}        ${what}` });
       i = j + 1;
