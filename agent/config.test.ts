@@ -28,7 +28,8 @@ describe("agent config", () => {
   });
 
   it("rejects unknown keys and bad values, naming the field and the value", () => {
-    expect(() => parseAgentConfig({ intervall: "1m" })).toThrow(/intervall.*got/);
+    expect(() => parseAgentConfig({ intervall: "1m" })).toThrow(/intervall: unknown key \(got "1m"\)/);
+    expect(() => parseAgentConfig([])).toThrow(/\(top level\): .*got \[\]/);
     expect(() => parseAgentConfig({ interval: "soon" })).toThrow(/interval: .*got "soon"/);
     expect(() => parseAgentConfig({ memory: "rss" })).toThrow(/memory: .*got "rss"/);
     expect(() => parseAgentConfig({ components: [{ component: "a b", name: "x" }] })).toThrow(
@@ -44,7 +45,7 @@ describe("agent config", () => {
       parseAgentConfig({
         mitigation: { allow: [{ action: "restart-process", component: "a", sigal: "x" }] },
       }),
-    ).toThrow(/mitigation\.allow\[0\]/);
+    ).toThrow(/mitigation\.allow\[0\]\.sigal: unknown key/);
     expect(() => parseAgentConfig({ kernel: { slab: "yes" } })).toThrow(/kernel\.slab: .*got "yes"/);
   });
 

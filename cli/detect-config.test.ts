@@ -36,9 +36,9 @@ describe("--detect-config", () => {
       /window\.windowMs.*-5/,
     );
     expect(() => readDetectConfig(file(JSON.stringify({ detect: { sigmaz: 3 } })))).toThrow(/sigmaz/);
-    // A detector setting at the top level, not in its section: the file is named, not a message.
+    // A detector setting at the top level, not in its section: the key is named with its value.
     expect(() => readDetectConfig(file(JSON.stringify({ sigmas: 3 })))).toThrow(
-      /\(top level\): Unrecognized key: "sigmas"/,
+      /sigmas: unknown key \(got 3\)/,
     );
     expect(() => readDetectConfig(file("{ not json"))).toThrow(/--detect-config .*detect\.json/);
   });

@@ -5,7 +5,7 @@ import { DetectConfig } from "../operators/process-detect/config.ts";
 import { LifecycleConfig } from "../operators/suspect-lifecycle/config.ts";
 import { WindowConfig } from "../operators/window/config.ts";
 import type { DetectOptions } from "../pipelines/detect.ts";
-import { check } from "../schemas/common.ts";
+import { strictCheck } from "../schemas/common.ts";
 import { CliError } from "./errors.ts";
 
 /**
@@ -31,7 +31,7 @@ export function readDetectConfig(path: string): DetectConfigFile {
   } catch (err) {
     throw new CliError(`--detect-config ${path}: ${(err as Error).message}`);
   }
-  const checked = check(DetectConfigFile, raw, "(top level)");
+  const checked = strictCheck(DetectConfigFile, raw, "(top level)");
   if (!checked.ok) throw new CliError(`--detect-config ${path}: ${checked.reason}`);
   return checked.value;
 }

@@ -65,6 +65,28 @@ export function check<T>(schema: z.ZodType<T>, input: unknown, root?: string): C
   return { ok: false, violations, reason: describeViolations(violations) };
 }
 
+/**
+ * `check` for files a person writes (settings, scenarios): each unknown key is reported at its
+ * own path with its value ("detect.sigmaz: unknown key (got 3)"), not as one message about the
+ * object that holds them.
+ */
+export function strictCheck<T>(schema: z.ZodType<T>, input: unknown, root?: string): Checked<T> {
+  const parsed = schema.safeParse(input);
+  if (parsed.success) return { ok: true, value: parsed.data };
+  const violations: Violation[] = [];
+  for (const issue of parsed.error.issues) {
+    const paths =
+      issue.code === "unrecognized_keys" ? issue.keys.map((k) => [...issue.path, k]) : [issue.path];
+    for (const path of paths)
+      violations.push({
+        path: formatPath(path, root),
+        value: valueAt(input, path),
+        message: issue.code === "unrecognized_keys" ? "unknown key" : issue.message,
+      });
+  }
+  return { ok: false, violations, reason: describeViolations(violations) };
+}
+
 export function describeViolations(violations: readonly Violation[]): string {
   return violations.map((v) => `${v.path}: ${v.message} (got ${showValue(v.value)})`).join("; ");
 }
@@ -82,7 +104,7 @@ export class ValidationError extends Error {
 
 /** `check`, throwing a ValidationError that names `what`, every bad field and its value. */
 export function checkOrThrow<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
-  const checked = check(schema, input);
+  const checked = strictCheck(schema, input, "(top level)");
   if (!checked.ok) throw new ValidationError(what, checked.violations);
   return checked.value;
 }

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { DateTime } from "luxon";
 import { z } from "zod";
-import { formatPath, ValidationError, type Violation, valueAt } from "../schemas/common.ts";
+import { strictCheck, ValidationError, type Violation } from "../schemas/common.ts";
 import { KERNEL_COMPONENT } from "../schemas/telemetry.ts";
 import {
   CanarySpec,
@@ -117,31 +117,6 @@ export const ScenarioFile = z.strictObject({
 });
 export type ScenarioFile = z.output<typeof ScenarioFile>;
 
-/** Runs a schema; unknown keys are reported one by one at their own path with their value. */
-export function strictCheck<T>(
-  schema: z.ZodType<T>,
-  input: unknown,
-): { ok: true; value: T } | { ok: false; violations: Violation[] } {
-  const parsed = schema.safeParse(input);
-  if (parsed.success) return { ok: true, value: parsed.data };
-  const violations: Violation[] = [];
-  for (const issue of parsed.error.issues) {
-    if (issue.code === "unrecognized_keys") {
-      for (const key of issue.keys) {
-        const path = [...issue.path, key];
-        violations.push({ path: formatPath(path), value: valueAt(input, path), message: "unknown key" });
-      }
-    } else {
-      violations.push({
-        path: formatPath(issue.path),
-        value: valueAt(input, issue.path),
-        message: issue.message,
-      });
-    }
-  }
-  return { ok: false, violations };
-}
-
 /** Cross-field checks that a schema cannot express. */
 export function semanticViolations(c: SimConfig): Violation[] {
   const out: Violation[] = [];
@@ -199,7 +174,7 @@ export function semanticViolations(c: SimConfig): Violation[] {
 
 /** Validates a whole configuration; throws ValidationError naming each bad field and its value. */
 export function validateConfig(config: unknown, what = "simulation config"): SimConfig {
-  const checked = strictCheck(SimConfigSchema, config);
+  const checked = strictCheck(SimConfigSchema, config, "(top level)");
   if (!checked.ok) throw new ValidationError(what, checked.violations);
   const semantic = semanticViolations(checked.value);
   if (semantic.length > 0) throw new ValidationError(what, semantic);
@@ -262,7 +237,7 @@ export function parseScenarioText(text: string, source: string): SimConfig {
       { path: "(file)", value: text.slice(0, 60), message: `not valid JSON: ${(err as Error).message}` },
     ]);
   }
-  const checked = strictCheck(ScenarioFile, json);
+  const checked = strictCheck(ScenarioFile, json, "(top level)");
   if (!checked.ok) throw new ValidationError(`scenario file ${source}`, checked.violations);
   return validateConfig(applyScenarioFile(checked.value), `scenario file ${source}`);
 }

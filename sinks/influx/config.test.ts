@@ -34,6 +34,9 @@ describe("InfluxSinkConfig", () => {
     expect(() => parseInfluxSinkConfig({ url: "http://h", org: "o", bucket: "b", bukcet: "x" })).toThrow(
       ValidationError,
     );
+    expect(() => parseInfluxSinkConfig({ url: "http://h", org: "o", bucket: "b", bukcet: "x" })).toThrow(
+      /bukcet: unknown key \(got "x"\)/,
+    );
     expect(() => parseInfluxSinkConfig({ url: "ftp://h", org: "o", bucket: "b" })).toThrow(
       /url: must be an http:\/\/ or https:\/\/ URL \(got "ftp:\/\/h"\)/,
     );
