@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it, vi } from "vitest";
-import { fold } from "./explain.ts";
+import { fold, windowWord } from "./explain.ts";
 import { buildProgram } from "./main.ts";
 
 const H = 3_600_000;
@@ -104,5 +104,16 @@ describe("resin explain", () => {
       "2026-01-05 00:00–23:00  svc/7: short or small growth",
       "2026-01-06 00:00–2026-01-07 23:00  svc/7: not above yesterday",
     ]);
+  });
+
+  it("keeps the interval's word next to the long climb's in a window", () => {
+    let word = windowWord(undefined, "short or small growth");
+    word = windowWord(word, "not above yesterday");
+    word = windowWord(word, "no long climb: restarted or reset in four days");
+    expect(word).toBe("not above yesterday; no long climb: restarted or reset in four days");
+    // A verdict after them (a pass, a cohort's) is the window's word.
+    expect(windowWord(word, "passes (1 of 2 windows)")).toBe("passes (1 of 2 windows)");
+    expect(windowWord(word, "cohort leaks; too soon")).toBe("cohort leaks; too soon");
+    expect(windowWord(undefined, "long climb too small")).toBe("long climb too small");
   });
 });

@@ -45,6 +45,17 @@ export function fold(lines: { at: number; what: string; series: string }[]): str
   return out.sort((a, b) => a.at - b.at).map((o) => o.text);
 }
 
+/**
+ * A series' word for a window, given what it said before in the same window: the last candidate
+ * interval's test, with the long climb's (tried after every interval) added rather than put in
+ * its place; any later word (a pass, a cohort's verdict) replaces both.
+ */
+export function windowWord(before: string | undefined, reason: string): string {
+  if (before === undefined || !/^(no )?long climb/.test(reason) || /long climb|^passes/.test(before))
+    return reason;
+  return `${before}; ${reason}`;
+}
+
 export function registerExplain(program: Command): void {
   program
     .command("explain")
@@ -58,8 +69,8 @@ export function registerExplain(program: Command): void {
       "after",
       `
 For each window (UTC, start shown) in which the detector considered the target, prints the
-test that decided against it ("not above yesterday", "one step", ...; of several candidate
-intervals, and then the long climb over day medians, the last one tried) or that it passed
+test that decided against it ("not above yesterday", "one step", ...: of several candidate
+intervals the last one tried, then the long climb's over day medians) or that it passed
 ("passes (1 of 2 windows)": a suspect opens when enough recent windows pass), folded over
 consecutive windows, and the suspect events it produced. Windows without a candidate interval
 (no growth at all) are not listed.
@@ -70,7 +81,7 @@ Example:
     .action(async (flags: ExplainFlags) => {
       if (flags.input !== "-" && !existsSync(flags.input))
         throw new CliError(`--input: no such file: ${flags.input}`);
-      const lines: { at: number; what: string; series: string; event?: true }[] = [];
+      const lines: { at: number; what: string; word?: string; series: string; event?: true }[] = [];
       const matches = (host: string, component: string, name: string) =>
         host === flags.host &&
         component === flags.component &&
@@ -80,12 +91,15 @@ Example:
         trace: (info, at, reason) => {
           if (!matches(info.host, info.component, info.name)) return;
           const series = `${info.name}/${info.pid}`;
-          const what = `${series}: ${reason}`;
-          // Two candidate intervals may be judged in one window: keep the window's last word for
-          // each series. (An event is dated at its window's end, the next window's start: it stays.)
+          // Several tests may speak for a series in one window (candidate intervals, then the long
+          // climb): one line per window and series (see `windowWord`). An event is dated at its
+          // window's end, the next window's start: it stays.
           const last = lines.findLast((l) => l.at === at && l.series === series && l.event === undefined);
-          if (last !== undefined) last.what = what;
-          else lines.push({ at, what, series });
+          const word = windowWord(last?.word, reason);
+          if (last !== undefined) {
+            last.word = word;
+            last.what = `${series}: ${word}`;
+          } else lines.push({ at, what: `${series}: ${word}`, word, series });
         },
         onEvent: (e) => {
           if (!matches(e.host, e.component, e.process)) return;
