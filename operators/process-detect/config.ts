@@ -136,6 +136,16 @@ export const DetectConfig = z.strictObject({
    */
   cohortMaxShare: z.number().positive().max(1).default(0.9),
   /**
+   * A cohort is judged only once no host has joined it for this many windows (0: always). A
+   * rolling deploy that is still going adds hosts every hour or two, each warming up in its own
+   * hours, and over the newest hours their median climbs at a steady pace for as long as the
+   * deploy goes on; a canary's hosts restart within an hour or so, and its cohort cannot pass
+   * before `minHours` anyway. A leaking version rolled out slowly is judged between its waves,
+   * and its hosts on their own meanwhile. At 3, fast canaries whose hosts restarted over an hour
+   * or two were raised 1–2 hours later; at 2 they are not, and the deploys are still held.
+   */
+  cohortSettleHours: z.number().int().nonnegative().default(2),
+  /**
    * A cohort's median level above the day before, and its median growth, must stand this many
    * standard errors above zero (a series' growth is held to `sigmas`). Fewer than a series needs:
    * a window tests thousands of series and a handful of cohorts, so at this bar chance passes

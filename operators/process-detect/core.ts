@@ -248,6 +248,11 @@ export class ProcessDetectCore {
    * its recent windows passed.
    */
   private readonly cohortState = new Map<number, { passes: number; start: number; growth: number }>();
+  /**
+   * Version cohorts (by key) judged in recent windows: the most hosts one had, and when it first
+   * had that many (see `cohortSettleHours`). Dropped in a window in which none of its hosts reports.
+   */
+  private readonly cohortJoins = new Map<number, { most: number; since: number }>();
   /** Small ids of the version strings seen (from 1), for the `version` column. */
   private readonly versionIds = new Map<string, number>();
   /** Each stream's version id in the latest window it reported in, by stream number. */
@@ -1144,12 +1149,18 @@ export class ProcessDetectCore {
         minMembers: cfg.minCohort,
       });
       judged.add(key);
+      // Not while hosts are still joining (a deploy in progress): its pass does not count.
+      const joins = this.cohortJoins.get(key);
+      if (joins === undefined || slots.length > joins.most)
+        this.cohortJoins.set(key, { most: slots.length, since: w.start });
+      const settled = w.start - this.cohortJoins.get(key)!.since >= cfg.cohortSettleHours * this.hourMs;
       const prev = this.cohortState.get(key);
-      const passes = (((prev?.passes ?? 0) << 1) | (found === undefined ? 0 : 1)) & 7;
+      const passes = (((prev?.passes ?? 0) << 1) | (found !== undefined && settled ? 1 : 0)) & 7;
       // Start and growth are read only while the newest window passed (see `leakingCohortOf`).
       if (passes === 0) this.cohortState.delete(key);
       else this.cohortState.set(key, { passes, start: found?.start ?? 0, growth: found?.growth ?? 0 });
     }
+    for (const key of this.cohortJoins.keys()) if (!groups.has(key)) this.cohortJoins.delete(key);
     for (const [key, state] of this.cohortState) {
       if (judged.has(key)) continue;
       state.passes = (state.passes << 1) & 7;

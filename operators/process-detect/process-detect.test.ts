@@ -447,24 +447,32 @@ describe("process-level detection", () => {
   });
 
   it("raises nothing when a version that needs more memory rolls out to the whole group over hours", async () => {
-    // 30 hosts restart into version 2, which needs 20% more memory (warmed up within the hour),
-    // in ten waves 1.5 hours apart; each host's daily curve runs at its own phase. (Not solved
-    // yet: staggered warm-ups still fool the cohort check at times. Seeds 4 and 5 of this fleet
-    // raise one or two hosts; with 2-hour warm-ups, seed 7 raises 18.)
-    const plans = Object.fromEntries(
-      Array.from({ length: 30 }, (_, h): [number, HostPlan] => {
-        const at = 40 + (h % 10) * 1.5;
-        return [h, { restartAt: at, stepAt: at, version: "2", warmupTau: 0.5, phaseHours: (h % 7) * 0.8 }];
-      }),
-    );
-    const input = fleet(30, 5, plans, 9);
-    const opened = async (detect: Record<string, number>) =>
+    // 30 hosts restart into version 2, which needs 20% more memory, in ten waves 1.5 hours apart;
+    // each host's daily curve runs at its own phase. (Seeds 4 and 5 of this fleet raise one or two
+    // hosts on their own.)
+    const rollout = (warmupTau: number, seed: number) => {
+      const plans = Object.fromEntries(
+        Array.from({ length: 30 }, (_, h): [number, HostPlan] => {
+          const at = 40 + (h % 10) * 1.5;
+          return [h, { restartAt: at, stepAt: at, version: "2", warmupTau, phaseHours: (h % 7) * 0.8 }];
+        }),
+      );
+      return fleet(30, 5, plans, seed);
+    };
+    const opened = async (input: string[][], detect: Record<string, number>) =>
       (await replayLines(input, { detect })).events.filter((e) => e.state === "open").length;
-    expect(await opened({})).toBe(0);
+    // Warmed up within the hour.
+    const quick = rollout(0.5, 9);
+    expect(await opened(quick, {})).toBe(0);
     // Judged as a cohort although it is the whole group, the version's hosts rise together as the
     // common mode settles; the group's own rise, confirmed within two windows, is the rollout's.
-    expect(await opened({ cohortMaxShare: 1 })).toBeGreaterThan(0);
-    expect(await opened({ groupConfirmWindows: 2 })).toBeGreaterThan(0);
+    expect(await opened(quick, { cohortMaxShare: 1 })).toBeGreaterThan(0);
+    expect(await opened(quick, { groupConfirmWindows: 2 })).toBeGreaterThan(0);
+    // Warming up for hours: while hosts join, the cohort's median climbs with each wave's
+    // warm-up; judged before the deploy has stopped, it raised 13 hosts.
+    const slow = rollout(2, 7);
+    expect(await opened(slow, {})).toBe(0);
+    expect(await opened(slow, { cohortSettleHours: 0 })).toBeGreaterThan(0);
   });
 
   it("flags a leak again after the restart of its flagged process, without waiting to pass the old peak", async () => {
