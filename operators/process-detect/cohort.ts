@@ -101,6 +101,11 @@ export function cohortGrowthStart(
     const grown = path[0]!;
     let maxStep = 0;
     for (let b = 0; b < h; b++) maxStep = Math.max(maxStep, path[b]! - path[b + 1]!);
+    // The newer half's growth against the older half's, not their paces: over an odd number of
+    // hours the newer half is an hour shorter and must keep more than `pace` of the older half's
+    // pace (1.2 of it over 3 hours, 0.9 over 5, 0.8 over 7 at 0.6). Judged per hour, a rolling
+    // deploy's warm-ups (0.6–0.7 of their pace for hours) passed on three altgen fleets (159
+    // false suspects more, for 5 hours sooner on a cache's canary): the stricter odd hours stay.
     const half = path[Math.floor(h / 2)]!;
     if (grown >= cfg.minRelGrowth && maxStep <= cfg.maxStepShare * grown && grown - half >= cfg.pace * half)
       return { start: h, growth: grown };
