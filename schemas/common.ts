@@ -102,7 +102,7 @@ export class ValidationError extends Error {
   }
 }
 
-/** `check`, throwing a ValidationError that names `what`, every bad field and its value. */
+/** `strictCheck`, throwing a ValidationError that names `what`, every bad field and its value. */
 export function checkOrThrow<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
   const checked = strictCheck(schema, input, "(top level)");
   if (!checked.ok) throw new ValidationError(what, checked.violations);
