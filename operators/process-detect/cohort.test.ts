@@ -77,6 +77,22 @@ describe("version cohorts (the hosts that restarted into the same version, judge
     expect(start!.start).toBeLessThan(18);
   });
 
+  it("holds the newer half to the older half's pace per hour, over an odd number of hours too", () => {
+    // A cache refilling under a leak, 5 hours after the restart: each hour's rise a little smaller
+    // than the one before, about 0.7 of the older half's pace in the newer half.
+    const rises = [0.058, 0.048, 0.052, 0.036, 0.038];
+    const z = new Float64Array(HOURS + 1);
+    for (let b = 5; b >= 0; b--) z[b] = b === 5 ? -0.15 : z[b + 1]! + rises[4 - b]!;
+    const member = { z, d: z, noise: NOISE, sig24: NOISE, age: 5 };
+    const found = cohortGrowthStart(
+      Array.from({ length: 12 }, () => member),
+      CFG,
+    );
+    // The whole growth since the restart passes: its newer 2 hours rose 0.074 against the older
+    // 3 hours' 0.158 (0.70 of their pace); as growths, 0.074 < 0.6 × 0.158.
+    expect(found?.start).toBe(5);
+  });
+
   it("finds a leak behind a restart's one-hour warm-up step in every window once it has grown enough", () => {
     // A cache refills 12% in the hour after the restart, then the version leaks 2% an hour. The
     // whole growth is one step and a slowdown; only the hours after the step show the leak.

@@ -101,13 +101,15 @@ export function cohortGrowthStart(
     const grown = path[0]!;
     let maxStep = 0;
     for (let b = 0; b < h; b++) maxStep = Math.max(maxStep, path[b]! - path[b + 1]!);
-    // The newer half's growth against the older half's, not their paces: over an odd number of
-    // hours the newer half is an hour shorter and must keep more than `pace` of the older half's
-    // pace (1.2 of it over 3 hours, 0.9 over 5, 0.8 over 7 at 0.6). Judged per hour, a rolling
-    // deploy's warm-ups (0.6–0.7 of their pace for hours) passed on three altgen fleets (159
-    // false suspects more, for 5 hours sooner on a cache's canary): the stricter odd hours stay.
-    const half = path[Math.floor(h / 2)]!;
-    if (grown >= cfg.minRelGrowth && maxStep <= cfg.maxStepShare * grown && grown - half >= cfg.pace * half)
+    // Paces per hour: over an odd number of hours the newer half is an hour shorter. (Its growth
+    // against the older half's asked 0.9 of the older pace over 5 hours and 1.2 over 3, and a
+    // cache's canary, refilling for hours under its leak, failed it for hours. Rolling deploys'
+    // warm-ups keep 0.6–0.7 of their pace for hours: what that held back, `cohortSettleHours`
+    // holds now.)
+    const mid = Math.floor(h / 2);
+    const half = path[mid]!;
+    const keepsPace = mid > 0 && (grown - half) * (h - mid) >= cfg.pace * half * mid;
+    if (grown >= cfg.minRelGrowth && maxStep <= cfg.maxStepShare * grown && keepsPace)
       return { start: h, growth: grown };
   }
   return undefined;
