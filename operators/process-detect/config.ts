@@ -150,9 +150,9 @@ export const DetectConfig = z.strictObject({
    * standard errors above zero (a series' growth is held to `sigmas`). Fewer than a series needs:
    * a window tests thousands of series and a handful of cohorts, so at this bar chance passes
    * are rarer among the cohorts than at `sigmas` among the series. What holds a rolling deploy's
-   * warm-ups back is the cohort's pace and one-step tests and its two passes in three windows,
-   * not this bar: at 3 instead of 4, 48 fleets of both generators found 50 leaks sooner and
-   * raised no false suspect more.
+   * warm-ups back is `cohortSettleHours`, the cohort's pace and one-step tests and its two
+   * passes in three windows, not this bar: at 3 instead of 4, 48 fleets of both generators
+   * found 50 leaks sooner and raised no false suspect more.
    */
   cohortSigmas: z.number().positive().default(3),
   /**
