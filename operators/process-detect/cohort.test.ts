@@ -78,8 +78,8 @@ describe("version cohorts (the hosts that restarted into the same version, judge
   });
 
   it("holds the newer half to the older half's pace per hour, over an odd number of hours too", () => {
-    // A cache refilling under a leak, 5 hours after the restart: each hour's rise a little smaller
-    // than the one before, about 0.7 of the older half's pace in the newer half.
+    // A cache refilling under a leak, 5 hours after the restart: its hourly rises shrink from
+    // about 5% to 4%, the newer half keeping about 0.7 of the older half's pace.
     const rises = [0.058, 0.048, 0.052, 0.036, 0.038];
     const z = new Float64Array(HOURS + 1);
     for (let b = 5; b >= 0; b--) z[b] = b === 5 ? -0.15 : z[b + 1]! + rises[4 - b]!;
