@@ -6,7 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { z } from "zod";
-import { SUBJECT_TOKEN, SubjectToken, strictCheck, ValidationError } from "../schemas/common.ts";
+import { checkOrThrow, SUBJECT_TOKEN, SubjectToken } from "../schemas/common.ts";
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -266,9 +266,7 @@ export type AgentConfigInput = z.input<typeof AgentConfig>;
 
 /** Validates a parsed config; throws a ValidationError naming every bad field and its value. */
 export function parseAgentConfig(input: unknown, what = "agent config"): AgentConfig {
-  const checked = strictCheck(AgentConfig, input, "(top level)");
-  if (!checked.ok) throw new ValidationError(what, checked.violations);
-  return checked.value;
+  return checkOrThrow(AgentConfig, input, what);
 }
 
 /** Reads and validates a config file. */

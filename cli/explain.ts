@@ -81,7 +81,7 @@ Example:
     .action(async (flags: ExplainFlags) => {
       if (flags.input !== "-" && !existsSync(flags.input))
         throw new CliError(`--input: no such file: ${flags.input}`);
-      const lines: { at: number; what: string; word?: string; series: string; event?: true }[] = [];
+      const lines: { at: number; what: string; series: string; event?: true }[] = [];
       const matches = (host: string, component: string, name: string) =>
         host === flags.host &&
         component === flags.component &&
@@ -95,11 +95,9 @@ Example:
           // climb): one line per window and series (see `windowWord`). An event is dated at its
           // window's end, the next window's start: it stays.
           const last = lines.findLast((l) => l.at === at && l.series === series && l.event === undefined);
-          const word = windowWord(last?.word, reason);
-          if (last !== undefined) {
-            last.word = word;
-            last.what = `${series}: ${word}`;
-          } else lines.push({ at, what: `${series}: ${word}`, word, series });
+          const what = `${series}: ${windowWord(last?.what.slice(series.length + 2), reason)}`;
+          if (last !== undefined) last.what = what;
+          else lines.push({ at, what, series });
         },
         onEvent: (e) => {
           if (!matches(e.host, e.component, e.process)) return;

@@ -55,14 +55,7 @@ export function showValue(value: unknown): string {
 
 /** Runs a zod schema and turns its issues into violations that name the field and the value. */
 export function check<T>(schema: z.ZodType<T>, input: unknown, root?: string): Checked<T> {
-  const parsed = schema.safeParse(input);
-  if (parsed.success) return { ok: true, value: parsed.data };
-  const violations = parsed.error.issues.map((issue) => ({
-    path: formatPath(issue.path, root),
-    value: valueAt(input, issue.path),
-    message: issue.message,
-  }));
-  return { ok: false, violations, reason: describeViolations(violations) };
+  return checked(schema, input, root, false);
 }
 
 /**
@@ -71,17 +64,26 @@ export function check<T>(schema: z.ZodType<T>, input: unknown, root?: string): C
  * object that holds them.
  */
 export function strictCheck<T>(schema: z.ZodType<T>, input: unknown, root?: string): Checked<T> {
+  return checked(schema, input, root, true);
+}
+
+function checked<T>(
+  schema: z.ZodType<T>,
+  input: unknown,
+  root: string | undefined,
+  perKey: boolean,
+): Checked<T> {
   const parsed = schema.safeParse(input);
   if (parsed.success) return { ok: true, value: parsed.data };
   const violations: Violation[] = [];
   for (const issue of parsed.error.issues) {
-    const paths =
-      issue.code === "unrecognized_keys" ? issue.keys.map((k) => [...issue.path, k]) : [issue.path];
+    const unknown = perKey && issue.code === "unrecognized_keys";
+    const paths = unknown ? issue.keys.map((k) => [...issue.path, k]) : [issue.path];
     for (const path of paths)
       violations.push({
         path: formatPath(path, root),
         value: valueAt(input, path),
-        message: issue.code === "unrecognized_keys" ? "unknown key" : issue.message,
+        message: unknown ? "unknown key" : issue.message,
       });
   }
   return { ok: false, violations, reason: describeViolations(violations) };

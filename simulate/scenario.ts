@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { DateTime } from "luxon";
 import { z } from "zod";
-import { strictCheck, ValidationError, type Violation } from "../schemas/common.ts";
+import { checkOrThrow, ValidationError, type Violation } from "../schemas/common.ts";
 import { KERNEL_COMPONENT } from "../schemas/telemetry.ts";
 import {
   CanarySpec,
@@ -174,11 +174,10 @@ export function semanticViolations(c: SimConfig): Violation[] {
 
 /** Validates a whole configuration; throws ValidationError naming each bad field and its value. */
 export function validateConfig(config: unknown, what = "simulation config"): SimConfig {
-  const checked = strictCheck(SimConfigSchema, config, "(top level)");
-  if (!checked.ok) throw new ValidationError(what, checked.violations);
-  const semantic = semanticViolations(checked.value);
+  const value = checkOrThrow(SimConfigSchema, config, what);
+  const semantic = semanticViolations(value);
   if (semantic.length > 0) throw new ValidationError(what, semantic);
-  return checked.value;
+  return value;
 }
 
 function parseStart(value: string | number): number {
@@ -237,9 +236,8 @@ export function parseScenarioText(text: string, source: string): SimConfig {
       { path: "(file)", value: text.slice(0, 60), message: `not valid JSON: ${(err as Error).message}` },
     ]);
   }
-  const checked = strictCheck(ScenarioFile, json, "(top level)");
-  if (!checked.ok) throw new ValidationError(`scenario file ${source}`, checked.violations);
-  return validateConfig(applyScenarioFile(checked.value), `scenario file ${source}`);
+  const file = checkOrThrow(ScenarioFile, json, `scenario file ${source}`);
+  return validateConfig(applyScenarioFile(file), `scenario file ${source}`);
 }
 
 /** Applies overrides (e.g. CLI flags) and validates the result. */

@@ -3,7 +3,7 @@ import { median, sdFromFalls } from "../../lib/stats.ts";
 import type { GrowthPattern } from "../../schemas/suspect.ts";
 import { classifyGrowth } from "../pattern/core.ts";
 import type { ClosedWindow, SeriesInfo, StreamSnapshot } from "../window/core.ts";
-import { type CohortMember, cohortGrowthStart } from "./cohort.ts";
+import { type CohortGrowth, type CohortMember, cohortGrowthStart } from "./cohort.ts";
 import { DetectConfig, type DetectConfigInput } from "./config.ts";
 import { GroupTrends } from "./group.ts";
 
@@ -1127,35 +1127,40 @@ export class ProcessDetectCore {
       // A version on (nearly) all of its component's hosts is what their common mode follows: the
       // levels it is judged on are read against it, and its growth is the groups' (`cohortMaxShare`).
       if (common.has(key)) continue;
-      let hours = Number.POSITIVE_INFINITY;
-      for (const slot of slots) hours = Math.min(hours, reach(slot));
-      const members: CohortMember[] = slots.map((slot) => {
-        const z = new Float64Array(hours + 1);
-        const d = new Float64Array(hours + 1);
-        for (let b = 0; b <= hours; b++) {
-          z[b] = this.ringAt(slot, b);
-          d[b] = z[b]! - this.smoothAt(slot, b + 24);
-        }
-        const noise = Math.max(c.noise[slot]!, cfg.noiseFloor) / Math.SQRT2;
-        const age = Math.floor(this.ageHoursOf(this.seriesInfo(slot)!, w.start));
-        return { z, d, noise, sig24: Math.max(c.sig24[slot]!, cfg.noiseFloor), age };
-      });
-      const found = cohortGrowthStart(members, {
-        sigmas: cfg.cohortSigmas,
-        minRelGrowth: cfg.minRelGrowth,
-        minHours: cfg.minHours,
-        maxStepShare: cfg.maxStepShare,
-        pace: cfg.youngPace,
-        minMembers: cfg.minCohort,
-      });
       judged.add(key);
-      // Not while hosts are still joining (a deploy in progress): its pass does not count.
-      const joins = this.cohortJoins.get(key);
-      if (joins === undefined || slots.length > joins.most)
-        this.cohortJoins.set(key, { most: slots.length, since: w.start });
-      const settled = w.start - this.cohortJoins.get(key)!.since >= cfg.cohortSettleHours * this.hourMs;
+      // Not while hosts are still joining (a deploy in progress): no pass, and nothing to judge.
+      let joins = this.cohortJoins.get(key);
+      if (joins === undefined || slots.length > joins.most) {
+        joins = { most: slots.length, since: w.start };
+        this.cohortJoins.set(key, joins);
+      }
+      const settled = w.start - joins.since >= cfg.cohortSettleHours * this.hourMs;
+      let found: CohortGrowth | undefined;
+      if (settled) {
+        let hours = Number.POSITIVE_INFINITY;
+        for (const slot of slots) hours = Math.min(hours, reach(slot));
+        const members: CohortMember[] = slots.map((slot) => {
+          const z = new Float64Array(hours + 1);
+          const d = new Float64Array(hours + 1);
+          for (let b = 0; b <= hours; b++) {
+            z[b] = this.ringAt(slot, b);
+            d[b] = z[b]! - this.smoothAt(slot, b + 24);
+          }
+          const noise = Math.max(c.noise[slot]!, cfg.noiseFloor) / Math.SQRT2;
+          const age = Math.floor(this.ageHoursOf(this.seriesInfo(slot)!, w.start));
+          return { z, d, noise, sig24: Math.max(c.sig24[slot]!, cfg.noiseFloor), age };
+        });
+        found = cohortGrowthStart(members, {
+          sigmas: cfg.cohortSigmas,
+          minRelGrowth: cfg.minRelGrowth,
+          minHours: cfg.minHours,
+          maxStepShare: cfg.maxStepShare,
+          pace: cfg.youngPace,
+          minMembers: cfg.minCohort,
+        });
+      }
       const prev = this.cohortState.get(key);
-      const passes = (((prev?.passes ?? 0) << 1) | (found !== undefined && settled ? 1 : 0)) & 7;
+      const passes = (((prev?.passes ?? 0) << 1) | (found === undefined ? 0 : 1)) & 7;
       // Start and growth are read only while the newest window passed (see `leakingCohortOf`).
       if (passes === 0) this.cohortState.delete(key);
       else this.cohortState.set(key, { passes, start: found?.start ?? 0, growth: found?.growth ?? 0 });
