@@ -1,14 +1,14 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
+import { testTempDir } from "../lib/testing/temp.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 
 describe("the agent bundle (npm run build)", () => {
   it("runs resin agent as plain JavaScript, without the TypeScript loader or the rest of the CLI", () => {
-    const out = mkdtempSync(join(tmpdir(), "resin-agent-bundle-"));
+    const out = testTempDir("agent-bundle");
     execFileSync(process.execPath, [join(ROOT, "scripts/build-agent.mjs"), out], { stdio: "pipe" });
     const bundle = join(out, "resin-agent.mjs");
     const source = readFileSync(bundle, "utf8");

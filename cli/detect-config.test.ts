@@ -1,11 +1,11 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { testTempDir } from "../lib/testing/temp.ts";
 import { detectOptions, readDetectConfig } from "./detect-config.ts";
 
 function file(content: string): string {
-  const path = join(mkdtempSync(join(tmpdir(), "resin-detect-config-")), "detect.json");
+  const path = join(testTempDir("detect-config"), "detect.json");
   writeFileSync(path, content);
   return path;
 }

@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it, vi } from "vitest";
+import { testTempDir } from "../lib/testing/temp.ts";
 import { fold, windowWord } from "./explain.ts";
 import { buildProgram } from "./main.ts";
 
@@ -63,7 +63,7 @@ async function explain(input: string, ...extra: string[]): Promise<string> {
 
 describe("resin explain", () => {
   it("tells the rejected tests and the events of one target", async () => {
-    const input = join(mkdtempSync(join(tmpdir(), "resin-explain-")), "t.ndjson");
+    const input = join(testTempDir("explain"), "t.ndjson");
     writeFileSync(input, fleet());
     const text = await explain(input);
     expect(text).toMatch(/svc\/7: EVENT open steady/);
@@ -74,7 +74,7 @@ describe("resin explain", () => {
   });
 
   it("keeps each process's word in a window when the component runs several", async () => {
-    const input = join(mkdtempSync(join(tmpdir(), "resin-explain-")), "t.ndjson");
+    const input = join(testTempDir("explain"), "t.ndjson");
     writeFileSync(input, fleet(true));
     const lines = (await explain(input)).trim().split("\n");
     const helper = lines.filter((l) => l.includes("helper/8:"));

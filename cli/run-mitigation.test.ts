@@ -1,12 +1,12 @@
 /** `resin run --mitigate` flags: dry run unless --mitigation-live, rules files checked with field and value. */
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { testTempDir } from "../lib/testing/temp.ts";
 import { CliError, EXIT } from "./main.ts";
 import { mitigationSettingsFromFlags, mitigationStateKey } from "./run-mitigation.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "resin-mitigation-cli-"));
+const dir = testTempDir("mitigation-cli");
 const file = (name: string, body: unknown) => {
   const path = join(dir, name);
   writeFileSync(path, typeof body === "string" ? body : JSON.stringify(body));

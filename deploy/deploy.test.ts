@@ -4,13 +4,13 @@
  * tags the InfluxDB sink writes, through the provisioned datasource.
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { NatsSettings } from "../lib/nats.ts";
 import { requireBinary } from "../lib/testing/servers.ts";
+import { testTempDir } from "../lib/testing/temp.ts";
 import type { WindowResult } from "../pipelines/detect.ts";
 import { LivePipeline } from "../pipelines/live.ts";
 import { Telemetry } from "../schemas/telemetry.ts";
@@ -27,7 +27,7 @@ const HERE = import.meta.dirname;
 describe("deploy/nats/nats.conf", () => {
   const conf = readFileSync(join(HERE, "nats/nats.conf"), "utf8");
   const check = (text: string) => {
-    const dir = mkdtempSync(join(tmpdir(), "resin-natsconf-"));
+    const dir = testTempDir("natsconf");
     const path = join(dir, "nats.conf");
     writeFileSync(path, text.replace("store_dir: /data", `store_dir: "${join(dir, "store")}"`));
     const r = spawnSync(requireBinary("nats-server", "nats-server"), ["-c", path, "-t"], {

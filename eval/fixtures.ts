@@ -1,10 +1,10 @@
 // Small helpers for the eval tests: deterministic noise and NDJSON fixtures in temp dirs.
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Command } from "commander";
 import { vi } from "vitest";
 import { registerEval } from "../cli/eval.ts";
+import { testTempDir } from "../lib/testing/temp.ts";
 import type { SuspectEvent } from "../schemas/suspect.ts";
 import type { TruthRecord } from "../schemas/truth.ts";
 import { HOUR_MS } from "./types.ts";
@@ -22,7 +22,7 @@ export function lcg(seed: number): () => number {
 }
 
 export function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), "resin-eval-"));
+  return testTempDir("eval");
 }
 
 export function writeNdjson(dir: string, name: string, rows: readonly (object | string)[]): string {

@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { testTempDir } from "../lib/testing/temp.ts";
 import { ValidationError } from "../schemas/common.ts";
 import {
   createSimulation,
@@ -141,7 +141,7 @@ describe("scenarios", () => {
   });
 
   it("reports explicit leaks on targets that do not exist", () => {
-    const dir = mkdtempSync(join(tmpdir(), "resin-sim-"));
+    const dir = testTempDir("sim");
     const file = join(dir, "s.json");
     writeFileSync(
       file,
