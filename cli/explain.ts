@@ -70,10 +70,10 @@ export function registerExplain(program: Command): void {
       `
 For each window (UTC, start shown) in which the detector considered the target, prints the
 test that decided against it ("not above yesterday", "one step", ...: of several candidate
-intervals the last one tried, then the long climb's over day medians) or that it passed
-("passes (1 of 2 windows)": a suspect opens when enough recent windows pass), folded over
-consecutive windows, and the suspect events it produced. Windows without a candidate interval
-(no growth at all) are not listed.
+intervals the last one tried, "lows: ..." when tried on a sawtooth's lows, then the long
+climb's over day medians) or that it passed ("passes (1 of 2 windows)": a suspect opens when
+enough recent windows pass), folded over consecutive windows, and the suspect events it
+produced. Windows without a candidate interval (no growth at all) are not listed.
 
 Example:
   resin explain --input t.ndjson --host r00-h00042 --component storage-cache`,

@@ -41,6 +41,20 @@ export const DetectConfig = z.strictObject({
   secondJumpShare: z.number().min(0).max(1).default(0.33),
   /** Growth made mostly of one or two jumps must hold this many windows after the last jump. */
   jumpHoldHours: z.number().int().nonnegative().default(6),
+  /**
+   * Floor of a sawtooth: a series whose hourly levels jump up and down (a GC or cache cycle of a
+   * few hours, sampled hourly) but whose lows hold steady is judged again on its lows, the
+   * lowest level of each `floorHours` window (0: not). A leak under such a sawtooth lifts the
+   * lows long before the level clears the sawtooth's noise.
+   */
+  floorHours: z.number().int().min(0).max(24).default(6),
+  /** The lows' noise must be at most this share of the hourly level noise (a sawtooth, not plain noise). */
+  floorNoiseShare: z.number().min(0).max(1).default(0.1),
+  /**
+   * Growth of the lows must be at least this much (log scale, 0.08 ≈ 8%): the lows of a healthy
+   * sawtooth still wander by a few percent over days, and their own noise is read from few falls.
+   */
+  floorMinGrowth: z.number().nonnegative().default(0.08),
   /** Windows that must agree before a suspect opens (the last one among them)... */
   confirmWindows: z.number().int().min(1).max(8).default(2),
   /**

@@ -271,6 +271,8 @@ export class ProcessDetectCore {
 
   /** Called with the reason whenever a candidate interval is rejected (debugging aid). */
   trace: ((info: SeriesInfo, windowStart: number, reason: string) => void) | undefined;
+  /** While the interval tests run on a series' lows (see `judgeFloor`): their day-over-day wobble. */
+  private floorDaySigma: number | undefined = undefined;
 
   /**
    * The length of one window, ms: the detector's "hour". Replay and live use hourly windows;
@@ -883,7 +885,89 @@ export class ProcessDetectCore {
         if (v !== undefined) return v;
       }
     }
+    if (cfg.floorHours > 0) {
+      const v = this.judgeFloor(slot, now, levelNoise, ageHours, maxBack);
+      if (v !== undefined) return v;
+    }
     return cfg.longClimb ? this.judgeClimb(slot, now, z, levelNoise, ageHours, climb) : undefined;
+  }
+
+  /**
+   * The interval tests again on the series' lows (see `floorHours`): each level replaced, in
+   * place in the ring, by the lowest of it and the `floorHours − 1` before it (not reaching back
+   * past the last reset), for as long as the tests run. Undefined also when the series is no
+   * sawtooth: its lows are not much steadier than its hours.
+   *
+   * The lows' noise is read from their falls over `floorHours` (a low is one per window of that
+   * length), their day-over-day wobble from their falls over 24 hours (or, with too few of
+   * those, the series' own, of its hours). The lows climb in steps, one per cycle of the
+   * sawtooth, so the hold after jumps (meant for bursts, which lows do not see) does not apply.
+   */
+  private judgeFloor(
+    slot: number,
+    now: number,
+    levelNoise: number,
+    ageHours: number,
+    maxBack: number,
+  ): Verdict | undefined {
+    const c = this.cols;
+    const cfg = this.config;
+    const span = cfg.floorHours;
+    const len = c.ringLen[slot]!;
+    // The lows' noise is at least the noise floor: a series with less hourly noise than that
+    // many times it cannot qualify (most do not; this runs for every series that failed).
+    if (maxBack < cfg.minHours + span || cfg.floorNoiseShare * levelNoise < cfg.noiseFloor) return undefined;
+    const { levels, lows, falls } = floorScratch;
+    levels.length = 0;
+    lows.length = 0;
+    for (let back = 0; back < len; back++) levels.push(this.ringAt(slot, back));
+    for (let back = 0; back < len; back++) {
+      const oldest = Math.min(back <= maxBack ? maxBack : len - 1, back + span - 1);
+      let low = levels[back]!;
+      for (let k = back + 1; k <= oldest; k++) if (levels[k]! < low) low = levels[k]!;
+      lows.push(low);
+    }
+    const fallsOver = (lag: number): number | undefined => {
+      falls.length = 0;
+      for (let back = 0; back + lag <= maxBack; back++) {
+        const d = lows[back]! - lows[back + lag]!;
+        if (d < 0) falls.push(-d);
+      }
+      return falls.length < cfg.wanderMinFalls ? undefined : sdFromFalls(falls);
+    };
+    const spanFalls = fallsOver(span);
+    if (spanFalls === undefined) return undefined;
+    const lowNoise = Math.max(spanFalls / Math.SQRT2, cfg.noiseFloor);
+    if (lowNoise > cfg.floorNoiseShare * levelNoise) return undefined;
+    // Too few falls over a day: with a whole day of lows since the last reset, they rose on the
+    // day nearly everywhere (a leak that has risen for most of a day), and their noise says what
+    // is wobble; with less (a restart in the day), the hours' own day-over-day bar, as the lows'
+    // noise over six hours would let a daily curve by.
+    const lowDay = Math.max(
+      fallsOver(24) ?? (maxBack >= 24 + span ? lowNoise * Math.SQRT2 : this.daySigma(slot)),
+      cfg.noiseFloor,
+    );
+
+    const r = cfg.ringHours;
+    const saved = floorScratch.ring;
+    saved.set(this.ring.subarray(slot * r, slot * r + r));
+    const anchor = c.anchor[slot]!;
+    for (let back = 0; back < len; back++) {
+      const pos = this.ringPos(slot, back);
+      this.ring[pos] = ringEntry(lows[back]! - anchor, (this.ring[pos]! & 1) === 1);
+    }
+    this.floorDaySigma = lowDay;
+    try {
+      const z = this.ringAt(slot, 0);
+      const first = this.startAt(slot, z, maxBack, Math.max(lowNoise * cfg.driftAllowance, 1e-4));
+      const verdict = this.judgeInterval(slot, now, z, lowNoise, ageHours, first);
+      if (verdict !== undefined) return verdict;
+      const second = this.startAt(slot, z, maxBack, cfg.minDriftPerHour);
+      return second === first ? undefined : this.judgeInterval(slot, now, z, lowNoise, ageHours, second);
+    } finally {
+      this.ring.set(saved.subarray(0, r), slot * r);
+      this.floorDaySigma = undefined;
+    }
   }
 
   /**
@@ -1045,6 +1129,7 @@ export class ProcessDetectCore {
    * its falls, but at least its peers' floor (see `coarseDayFloor`).
    */
   private daySigma(slot: number): number {
+    if (this.floorDaySigma !== undefined) return this.floorDaySigma;
     const c = this.cols;
     const own = Math.max(c.sig24[slot]!, this.config.noiseFloor);
     const floor = this.coarseDayFloor[this.fineOf[c.fine[slot]!]!];
@@ -1274,7 +1359,7 @@ export class ProcessDetectCore {
 
   /** Why a series was not flagged, reported to `trace` (a debugging aid). */
   private reject(slot: number, now: number, reason: string): undefined {
-    this.trace?.(this.seriesInfo(slot)!, now, reason);
+    this.trace?.(this.seriesInfo(slot)!, now, this.floorDaySigma === undefined ? reason : `lows: ${reason}`);
     return undefined;
   }
 
@@ -1365,6 +1450,8 @@ export class ProcessDetectCore {
     const fitGrowth = fit.slope * hours;
     if (fitGrowth < bar || fitGrowth < cfg.minRelGrowth)
       return this.reject(slot, now, "fit growth too small");
+    if (this.floorDaySigma !== undefined && fitGrowth < cfg.floorMinGrowth)
+      return this.reject(slot, now, "growth below floorMinGrowth");
     if (r2(ts, smooth, fit.slope, fit.intercept) < cfg.minR2)
       return this.reject(slot, now, "not linear (R²)");
     // Growth mostly from one hour is a step, unless a second jump of its kind came too (a spike
@@ -1376,7 +1463,12 @@ export class ProcessDetectCore {
       return this.reject(slot, now, "one step");
     // Growth made of a few jumps must hold for a while: a burst gives its memory back within
     // hours, a spike leak keeps it.
-    if (maxInc + secondInc >= 0.5 * growth && lastJumpBack >= 0 && lastJumpBack < cfg.jumpHoldHours) {
+    if (
+      this.floorDaySigma === undefined &&
+      maxInc + secondInc >= 0.5 * growth &&
+      lastJumpBack >= 0 &&
+      lastJumpBack < cfg.jumpHoldHours
+    ) {
       return this.reject(slot, now, "jump not held yet");
     }
     if (cfg.wanderSigmas > 0) {
@@ -1901,6 +1993,13 @@ function runningMedian5(values: readonly number[], out: number[]): number[] {
 const rangeScratch = { raw: [] as number[], smooth: [] as number[] };
 
 /** Scratch of `ownWander` (module level, as `levelScratch`). */
+/** The lows of one series at a time (see `judgeFloor`), and its ring while they stand in for it. */
+const floorScratch = {
+  levels: [] as number[],
+  lows: [] as number[],
+  falls: [] as number[],
+  ring: new Int16Array(256),
+};
 const wanderScratch = { raw: [] as number[], smooth: [] as number[], falls: [] as number[] };
 
 /**

@@ -544,18 +544,23 @@ describe("process-level detection", () => {
     expect((await opensOf(1)).map(([pid]) => pid)).toEqual([14895]);
   });
 
-  it("finds a slow leak under a deep GC sawtooth by the climb of its day medians", async () => {
+  it("finds a slow leak under a deep GC sawtooth by its lows, and by the climb of its day medians", async () => {
     // A 30% sawtooth, 5 hours long (it does not divide the day), on every host; host 0 leaks
     // 0.25% of its base an hour from hour 20. Hour by hour the leak hides in the sawtooth for
     // days; the medians of whole days cancel it and climb day after day.
     const batches = fleet(30, 6, sawtoothPlans(30, { leakFrom: 20, leakPerHour: 2.5e6 }), 5);
-    const opened = async (longClimb: boolean) =>
-      (await replayLines(batches, { detect: { longClimb } })).events.filter((e) => e.state === "open");
-    const found = await opened(true);
+    const opened = async (detect: { longClimb?: boolean; floorHours?: number }) =>
+      (await replayLines(batches, { detect })).events.filter((e) => e.state === "open");
+    const found = await opened({ floorHours: 0 });
     expect(found.map((e) => e.host)).toEqual(["h0"]);
     // Once three calendar days are kept (day 3), two of them with the leak.
     expect(found[0]!.detectedAt).toBeLessThan(T0 + 4 * 24 * H);
-    expect(await opened(false)).toEqual([]);
+    expect(await opened({ floorHours: 0, longClimb: false })).toEqual([]);
+    // The sawtooth's lows (`floorHours`) hold steady while its hours swing by 30%: on them the
+    // leak shows in its second day.
+    const onLows = await opened({ longClimb: false });
+    expect(onLows.map((e) => e.host)).toEqual(["h0"]);
+    expect(onLows[0]!.detectedAt).toBeLessThan(T0 + 48 * H);
   });
 
   it("finds a slow leak under a deep GC sawtooth over two days after its process restarted", async () => {
