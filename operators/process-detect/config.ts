@@ -44,7 +44,7 @@ export const DetectConfig = z.strictObject({
   /**
    * Floor of a sawtooth: a series whose hourly levels jump up and down (a GC or cache cycle of a
    * few hours, sampled hourly) but whose lows hold steady is judged again on its lows, the
-   * lowest level of each `floorHours` window (0: not). A leak under such a sawtooth lifts the
+   * lowest of its last `floorHours` levels (0: not). A leak under such a sawtooth lifts the
    * lows long before the level clears the sawtooth's noise.
    */
   floorHours: z.number().int().min(0).max(24).default(6),

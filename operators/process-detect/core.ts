@@ -899,9 +899,10 @@ export class ProcessDetectCore {
    * sawtooth: its lows are not much steadier than its hours.
    *
    * The lows' noise is read from their falls over `floorHours` (a low is one per window of that
-   * length), their day-over-day wobble from their falls over 24 hours (or, with too few of
-   * those, the series' own, of its hours). The lows climb in steps, one per cycle of the
-   * sawtooth, so the hold after jumps (meant for bursts, which lows do not see) does not apply.
+   * length), their day-over-day wobble from their falls over 24 hours (with too few of those,
+   * see below). The lows climb in steps, one per cycle of the sawtooth, so the hold after jumps
+   * (meant for bursts, which lows do not see) does not apply. The verdict's pattern and severity
+   * are read from the lows too.
    */
   private judgeFloor(
     slot: number,
@@ -1992,7 +1993,6 @@ function runningMedian5(values: readonly number[], out: number[]): number[] {
 /** Scratch of `dailyRangeOf` (module level, as `levelScratch`). */
 const rangeScratch = { raw: [] as number[], smooth: [] as number[] };
 
-/** Scratch of `ownWander` (module level, as `levelScratch`). */
 /** The lows of one series at a time (see `judgeFloor`), and its ring while they stand in for it. */
 const floorScratch = {
   levels: [] as number[],
@@ -2000,6 +2000,8 @@ const floorScratch = {
   falls: [] as number[],
   ring: new Int16Array(256),
 };
+
+/** Scratch of `ownWander` (module level, as `levelScratch`). */
 const wanderScratch = { raw: [] as number[], smooth: [] as number[], falls: [] as number[] };
 
 /**
