@@ -864,14 +864,9 @@ export class ProcessDetectCore {
     // allowance in proportion to the noise (a noise dip long before a leak does not stretch the
     // interval back to it), and with a small fixed allowance (a slow leak in a noisy series,
     // e.g. under a GC sawtooth, needs a long interval to stand out).
-    const first = this.startAt(slot, z, maxBack, Math.max(levelNoise * cfg.driftAllowance, 1e-4));
-    const verdict = this.judgeInterval(slot, now, z, levelNoise, ageHours, first);
+    const verdict = this.judgeStarts(slot, now, z, levelNoise, ageHours, maxBack);
     if (verdict !== undefined) return verdict;
-    const second = this.startAt(slot, z, maxBack, cfg.minDriftPerHour);
-    if (second !== first) {
-      const v = this.judgeInterval(slot, now, z, levelNoise, ageHours, second);
-      if (v !== undefined) return v;
-    }
+    const { first, second } = startsScratch;
     // A leak on top of the warm-up of a restart: the lowest level is the restart, and the warm-up
     // makes the interval look like it is slowing down. Try the interval after the warm-up period
     // too, still held to the pace a warm-up cannot keep.
@@ -890,6 +885,29 @@ export class ProcessDetectCore {
       if (v !== undefined) return v;
     }
     return cfg.longClimb ? this.judgeClimb(slot, now, z, levelNoise, ageHours, climb) : undefined;
+  }
+
+  /**
+   * The two candidate intervals (see `judge`), the first start's, then the second's if it
+   * differs: the verdict of the first that passes. Both starts are left in `startsScratch` (the
+   * second only when the first failed).
+   */
+  private judgeStarts(
+    slot: number,
+    now: number,
+    z: number,
+    levelNoise: number,
+    ageHours: number,
+    maxBack: number,
+  ): Verdict | undefined {
+    const cfg = this.config;
+    const first = this.startAt(slot, z, maxBack, Math.max(levelNoise * cfg.driftAllowance, 1e-4));
+    startsScratch.first = first;
+    const verdict = this.judgeInterval(slot, now, z, levelNoise, ageHours, first);
+    if (verdict !== undefined) return verdict;
+    const second = this.startAt(slot, z, maxBack, cfg.minDriftPerHour);
+    startsScratch.second = second;
+    return second === first ? undefined : this.judgeInterval(slot, now, z, levelNoise, ageHours, second);
   }
 
   /**
@@ -959,12 +977,7 @@ export class ProcessDetectCore {
     }
     this.floorDaySigma = lowDay;
     try {
-      const z = this.ringAt(slot, 0);
-      const first = this.startAt(slot, z, maxBack, Math.max(lowNoise * cfg.driftAllowance, 1e-4));
-      const verdict = this.judgeInterval(slot, now, z, lowNoise, ageHours, first);
-      if (verdict !== undefined) return verdict;
-      const second = this.startAt(slot, z, maxBack, cfg.minDriftPerHour);
-      return second === first ? undefined : this.judgeInterval(slot, now, z, lowNoise, ageHours, second);
+      return this.judgeStarts(slot, now, this.ringAt(slot, 0), lowNoise, ageHours, maxBack);
     } finally {
       this.ring.set(saved.subarray(0, r), slot * r);
       this.floorDaySigma = undefined;
@@ -1221,30 +1234,9 @@ export class ProcessDetectCore {
         this.cohortJoins.set(key, joins);
       }
       const settled = w.start - joins.since >= cfg.cohortSettleHours * this.hourMs;
-      let found: CohortGrowth | undefined;
-      if (settled) {
-        let hours = Number.POSITIVE_INFINITY;
-        for (const slot of slots) hours = Math.min(hours, reach(slot));
-        const members: CohortMember[] = slots.map((slot) => {
-          const z = new Float64Array(hours + 1);
-          const d = new Float64Array(hours + 1);
-          for (let b = 0; b <= hours; b++) {
-            z[b] = this.ringAt(slot, b);
-            d[b] = z[b]! - this.smoothAt(slot, b + 24);
-          }
-          const noise = Math.max(c.noise[slot]!, cfg.noiseFloor) / Math.SQRT2;
-          const age = Math.floor(this.ageHoursOf(this.seriesInfo(slot)!, w.start));
-          return { z, d, noise, sig24: Math.max(c.sig24[slot]!, cfg.noiseFloor), age };
-        });
-        found = cohortGrowthStart(members, {
-          sigmas: cfg.cohortSigmas,
-          minRelGrowth: cfg.minRelGrowth,
-          minHours: cfg.minHours,
-          maxStepShare: cfg.maxStepShare,
-          pace: cfg.youngPace,
-          minMembers: cfg.minCohort,
-        });
-      }
+      let hours = Number.POSITIVE_INFINITY;
+      for (const slot of slots) hours = Math.min(hours, reach(slot));
+      const found = settled ? this.cohortGrowthOf(slots, hours, w.start) : undefined;
       const prev = this.cohortState.get(key);
       const passes = (((prev?.passes ?? 0) << 1) | (found === undefined ? 0 : 1)) & 7;
       // Start and growth are read only while the newest window passed (see `leakingCohortOf`).
@@ -1356,6 +1348,31 @@ export class ProcessDetectCore {
       if (widest === undefined || sd > widest) widest = sd;
     }
     return widest;
+  }
+
+  /** Where a cohort's growth began and how much it grew (see `cohortGrowthStart`), over `hours` of its members' history. */
+  private cohortGrowthOf(slots: readonly number[], hours: number, now: number): CohortGrowth | undefined {
+    const c = this.cols;
+    const cfg = this.config;
+    const members: CohortMember[] = slots.map((slot) => {
+      const z = new Float64Array(hours + 1);
+      const d = new Float64Array(hours + 1);
+      for (let b = 0; b <= hours; b++) {
+        z[b] = this.ringAt(slot, b);
+        d[b] = z[b]! - this.smoothAt(slot, b + 24);
+      }
+      const noise = Math.max(c.noise[slot]!, cfg.noiseFloor) / Math.SQRT2;
+      const age = Math.floor(this.ageHoursOf(this.seriesInfo(slot)!, now));
+      return { z, d, noise, sig24: Math.max(c.sig24[slot]!, cfg.noiseFloor), age };
+    });
+    return cohortGrowthStart(members, {
+      sigmas: cfg.cohortSigmas,
+      minRelGrowth: cfg.minRelGrowth,
+      minHours: cfg.minHours,
+      maxStepShare: cfg.maxStepShare,
+      pace: cfg.youngPace,
+      minMembers: cfg.minCohort,
+    });
   }
 
   /** Why a series was not flagged, reported to `trace` (a debugging aid). */
@@ -2000,6 +2017,9 @@ const floorScratch = {
   falls: [] as number[],
   ring: new Int16Array(256),
 };
+
+/** The candidate starts `judgeStarts` tried, for `judge`'s later intervals. */
+const startsScratch = { first: 0, second: 0 };
 
 /** Scratch of `ownWander` (module level, as `levelScratch`). */
 const wanderScratch = { raw: [] as number[], smooth: [] as number[], falls: [] as number[] };
