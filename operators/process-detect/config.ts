@@ -170,6 +170,12 @@ export const DetectConfig = z.strictObject({
    */
   cohortSigmas: z.number().positive().default(3),
   /**
+   * A member of a leaking cohort also shows its own growth when its day-over-day change grew as
+   * much (see `dayOverDayGrowth`): its own daily curve, left in its level, can hide a leak's
+   * first hours.
+   */
+  memberDayOverDay: z.boolean().default(true),
+  /**
    * An interval's growth over h windows (its fit through a 5-hour running median) must exceed
    * this many standard deviations of how far the series itself falls over h windows (see
    * `ownWander`); 0: off. The level noise is an hour's: a series whose level wanders for hours

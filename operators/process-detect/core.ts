@@ -1308,13 +1308,29 @@ export class ProcessDetectCore {
     // below the cohort's is a host the leak spares (its workload does not reach the leaking
     // code), or noise; far beyond it, something else on top (a burst), which would end and
     // resolve the suspect. The host's own evidence decides then.
-    if (growth < Math.max(2 * levelNoise, cfg.minRelGrowth, cohortGrowth / 3))
+    const small = Math.max(2 * levelNoise, cfg.minRelGrowth, cohortGrowth / 3);
+    // Or its day-over-day change grew as much, beyond its day-over-day wobble (`memberDayOverDay`).
+    const dayGrowth = cfg.memberDayOverDay
+      ? this.dayOverDayGrowth(slot, level, back)
+      : Number.NEGATIVE_INFINITY;
+    if (growth < small && dayGrowth < Math.max(small, 2 * c.sig24[slot]!))
       return this.reject(slot, now, "cohort leaks; own growth too small");
     if (growth > 3 * cohortGrowth + 2 * levelNoise)
       return this.reject(slot, now, "cohort leaks; own growth beyond the cohort's");
     if (level - this.smoothAt(slot, 24) < Math.max(c.sig24[slot]!, cfg.noiseFloor))
       return this.reject(slot, now, "cohort leaks; not above yesterday");
     return this.describe(slot, now - back * this.hourMs, z, levelNoise);
+  }
+
+  /**
+   * The growth of the series' day-over-day change over the last `back` windows (`level` now): a
+   * daily curve of its own, deeper or at another hour than its peers', is left in its level
+   * net of their common mode, and can hide a leak's first hours there; against the same hours of
+   * the day before it cancels. −∞ when the ring does not reach a day behind `back`.
+   */
+  private dayOverDayGrowth(slot: number, level: number, back: number): number {
+    if (this.cols.ringLen[slot]! - 1 < back + 26) return Number.NEGATIVE_INFINITY;
+    return level - this.smoothAt(slot, 24) - (this.smoothAt(slot, back) - this.smoothAt(slot, back + 24));
   }
 
   /**

@@ -320,6 +320,37 @@ describe("process-level detection", () => {
     expect((await delays(false, true)).size).toBe(0);
   });
 
+  it("finds a canary host whose own daily curve hides its leak's first hours, by its day-over-day change", async () => {
+    // 12 of 30 hosts restart at hour 40 into version 2, which leaks 1% of their memory an hour;
+    // hosts 10 and 11 have daily curves of their own, 10 hours ahead of the region's. Net of the
+    // peers' common mode their levels fall in the hours after the restart, under the leak; their
+    // change over the same hours of the day before rises with it.
+    const plans = Object.fromEntries(
+      Array.from({ length: 30 }, (_, h) => [
+        h,
+        h < 12
+          ? { restartAt: 40, version: "2", leakFrom: 40, leakPerHour: 1e7, phaseHours: h >= 10 ? 10 : 0 }
+          : {},
+      ]),
+    );
+    const delays = async (memberDayOverDay: boolean) => {
+      const { events } = await replayLines(fleet(30, 4, plans, 5), { detect: { memberDayOverDay } });
+      const first = new Map<string, number>();
+      for (const e of events)
+        if (e.state === "open" && !first.has(e.host)) first.set(e.host, (e.detectedAt - (T0 + 40 * H)) / H);
+      return first;
+    };
+    const canaries = Array.from({ length: 12 }, (_, h) => `h${h}`).sort();
+    const withDay = await delays(true);
+    expect([...withDay.keys()].sort()).toEqual(canaries);
+    // All found with the cohort (hour 9), hosts 10 and 11 among them.
+    expect(Math.max(...withDay.values())).toBeLessThanOrEqual(10);
+    // Their levels alone hold them back for more than half a day.
+    const without = await delays(false);
+    expect(without.get("h10")).toBeGreaterThan(15);
+    expect(without.get("h11")).toBeGreaterThan(15);
+  });
+
   it("gives the same events for the same input", async () => {
     const input = fleet(10, 3, { 2: { leakFrom: 20, leakPerHour: 1e7 } }, 5);
     const a = await replayLines(input);
