@@ -1319,7 +1319,36 @@ export class ProcessDetectCore {
       return this.reject(slot, now, "cohort leaks; own growth beyond the cohort's");
     if (level - this.smoothAt(slot, 24) < Math.max(c.sig24[slot]!, cfg.noiseFloor))
       return this.reject(slot, now, "cohort leaks; not above yesterday");
-    return this.describe(slot, now - back * this.hourMs, z, levelNoise);
+    const start = now - back * this.hourMs;
+    return growth < small
+      ? this.describeAgainstYesterday(slot, start, back, levelNoise)
+      : this.describe(slot, start, z, levelNoise);
+  }
+
+  /**
+   * `describe` for a series whose growth shows against the day before, not in its levels (see
+   * `memberDayOverDay`): its pattern, pace and severity read from its last `back` levels, each
+   * lowered by how far the same hour yesterday stood above yesterday's level at the interval's
+   * start (both smoothed), in place in the ring while `describe` reads them. Read from the levels
+   * themselves, a leak that its daily curve hides opened with no growth and the least severity.
+   */
+  private describeAgainstYesterday(slot: number, start: number, back: number, levelNoise: number): Verdict {
+    const r = this.config.ringHours;
+    const { levels, ring: saved } = floorScratch;
+    levels.length = 0;
+    const base = this.smoothAt(slot, back + 24);
+    for (let b = 0; b <= back; b++) levels.push(this.ringAt(slot, b) - (this.smoothAt(slot, b + 24) - base));
+    saved.set(this.ring.subarray(slot * r, slot * r + r));
+    const anchor = this.cols.anchor[slot]!;
+    for (let b = 0; b <= back; b++) {
+      const pos = this.ringPos(slot, b);
+      this.ring[pos] = ringEntry(levels[b]! - anchor, (this.ring[pos]! & 1) === 1);
+    }
+    try {
+      return this.describe(slot, start, levels[0]!, levelNoise);
+    } finally {
+      this.ring.set(saved.subarray(0, r), slot * r);
+    }
   }
 
   /**

@@ -333,11 +333,14 @@ describe("process-level detection", () => {
           : {},
       ]),
     );
-    const delays = async (memberDayOverDay: boolean) => {
+    const opens = async (memberDayOverDay: boolean) => {
       const { events } = await replayLines(fleet(30, 4, plans, 5), { detect: { memberDayOverDay } });
+      return events.filter((e) => e.state === "open");
+    };
+    const delays = async (memberDayOverDay: boolean) => {
       const first = new Map<string, number>();
-      for (const e of events)
-        if (e.state === "open" && !first.has(e.host)) first.set(e.host, (e.detectedAt - (T0 + 40 * H)) / H);
+      for (const e of await opens(memberDayOverDay))
+        if (!first.has(e.host)) first.set(e.host, (e.detectedAt - (T0 + 40 * H)) / H);
       return first;
     };
     const canaries = Array.from({ length: 12 }, (_, h) => `h${h}`).sort();
@@ -345,6 +348,15 @@ describe("process-level detection", () => {
     expect([...withDay.keys()].sort()).toEqual(canaries);
     // All found with the cohort (hour 9), hosts 10 and 11 among them.
     expect(Math.max(...withDay.values())).toBeLessThanOrEqual(10);
+    // Their suspects open with a pace like their cohort's, read against the day before (their
+    // levels alone show none yet; the paces include the restart's refill).
+    const pace = new Map((await opens(true)).map((e) => [e.host, e.growthBytesPerHour]));
+    const others = [...pace].filter(([h]) => h !== "h10" && h !== "h11").map(([, v]) => v);
+    const median = others.sort((a, b) => a - b)[Math.floor(others.length / 2)]!;
+    for (const h of ["h10", "h11"]) {
+      expect(pace.get(h)).toBeGreaterThan(median / 2);
+      expect(pace.get(h)).toBeLessThan(median * 2);
+    }
     // Their levels alone hold them back for more than half a day.
     const without = await delays(false);
     expect(without.get("h10")).toBeGreaterThan(15);
