@@ -967,20 +967,33 @@ export class ProcessDetectCore {
       cfg.noiseFloor,
     );
 
-    const r = cfg.ringHours;
-    const saved = floorScratch.ring;
-    saved.set(this.ring.subarray(slot * r, slot * r + r));
-    const anchor = c.anchor[slot]!;
-    for (let back = 0; back < len; back++) {
-      const pos = this.ringPos(slot, back);
-      this.ring[pos] = ringEntry(lows[back]! - anchor, (this.ring[pos]! & 1) === 1);
-    }
     this.floorDaySigma = lowDay;
     try {
-      return this.judgeStarts(slot, now, this.ringAt(slot, 0), lowNoise, ageHours, maxBack);
+      return this.withLevels(slot, lows, () =>
+        this.judgeStarts(slot, now, this.ringAt(slot, 0), lowNoise, ageHours, maxBack),
+      );
+    } finally {
+      this.floorDaySigma = undefined;
+    }
+  }
+
+  /**
+   * `fn`'s result with the series' newest levels replaced by `levels` (newest first), in place in
+   * the ring (stitch marks kept), for as long as `fn` runs: the ring's tests then read them.
+   */
+  private withLevels<T>(slot: number, levels: readonly number[], fn: () => T): T {
+    const r = this.config.ringHours;
+    const saved = floorScratch.ring;
+    saved.set(this.ring.subarray(slot * r, slot * r + r));
+    const anchor = this.cols.anchor[slot]!;
+    for (let back = 0; back < levels.length; back++) {
+      const pos = this.ringPos(slot, back);
+      this.ring[pos] = ringEntry(levels[back]! - anchor, (this.ring[pos]! & 1) === 1);
+    }
+    try {
+      return fn();
     } finally {
       this.ring.set(saved.subarray(0, r), slot * r);
-      this.floorDaySigma = undefined;
     }
   }
 
@@ -1309,20 +1322,17 @@ export class ProcessDetectCore {
     // code), or noise; far beyond it, something else on top (a burst), which would end and
     // resolve the suspect. The host's own evidence decides then.
     const small = Math.max(2 * levelNoise, cfg.minRelGrowth, cohortGrowth / 3);
-    // Or its day-over-day change grew as much, beyond its day-over-day wobble (`memberDayOverDay`).
-    const dayGrowth = cfg.memberDayOverDay
-      ? this.dayOverDayGrowth(slot, level, back)
-      : Number.NEGATIVE_INFINITY;
-    if (growth < small && dayGrowth < Math.max(small, 2 * c.sig24[slot]!))
+    const ownGrowth = growth >= small;
+    if (!ownGrowth && !this.growsAgainstYesterday(slot, level, back, small))
       return this.reject(slot, now, "cohort leaks; own growth too small");
     if (growth > 3 * cohortGrowth + 2 * levelNoise)
       return this.reject(slot, now, "cohort leaks; own growth beyond the cohort's");
     if (level - this.smoothAt(slot, 24) < Math.max(c.sig24[slot]!, cfg.noiseFloor))
       return this.reject(slot, now, "cohort leaks; not above yesterday");
     const start = now - back * this.hourMs;
-    return growth < small
-      ? this.describeAgainstYesterday(slot, start, back, levelNoise)
-      : this.describe(slot, start, z, levelNoise);
+    return ownGrowth
+      ? this.describe(slot, start, z, levelNoise)
+      : this.describeAgainstYesterday(slot, start, back, levelNoise);
   }
 
   /**
@@ -1333,33 +1343,26 @@ export class ProcessDetectCore {
    * themselves, a leak that its daily curve hides opened with no growth and the least severity.
    */
   private describeAgainstYesterday(slot: number, start: number, back: number, levelNoise: number): Verdict {
-    const r = this.config.ringHours;
-    const { levels, ring: saved } = floorScratch;
+    const { levels } = floorScratch;
     levels.length = 0;
     const base = this.smoothAt(slot, back + 24);
     for (let b = 0; b <= back; b++) levels.push(this.ringAt(slot, b) - (this.smoothAt(slot, b + 24) - base));
-    saved.set(this.ring.subarray(slot * r, slot * r + r));
-    const anchor = this.cols.anchor[slot]!;
-    for (let b = 0; b <= back; b++) {
-      const pos = this.ringPos(slot, b);
-      this.ring[pos] = ringEntry(levels[b]! - anchor, (this.ring[pos]! & 1) === 1);
-    }
-    try {
-      return this.describe(slot, start, levels[0]!, levelNoise);
-    } finally {
-      this.ring.set(saved.subarray(0, r), slot * r);
-    }
+    return this.withLevels(slot, levels, () => this.describe(slot, start, levels[0]!, levelNoise));
   }
 
   /**
-   * The growth of the series' day-over-day change over the last `back` windows (`level` now): a
-   * daily curve of its own, deeper or at another hour than its peers', is left in its level
-   * net of their common mode, and can hide a leak's first hours there; against the same hours of
-   * the day before it cancels. −∞ when the ring does not reach a day behind `back`.
+   * Whether the series' day-over-day change grew over the last `back` windows (`level` now) by
+   * `bar` and twice its day-over-day wobble (see `memberDayOverDay`): a daily curve of its own,
+   * deeper or at another hour than its peers', is left in its level net of their common mode,
+   * and can hide a leak's first hours there; against the same hours of the day before it
+   * cancels. Not when the ring does not reach a day behind `back`.
    */
-  private dayOverDayGrowth(slot: number, level: number, back: number): number {
-    if (this.cols.ringLen[slot]! - 1 < back + 26) return Number.NEGATIVE_INFINITY;
-    return level - this.smoothAt(slot, 24) - (this.smoothAt(slot, back) - this.smoothAt(slot, back + 24));
+  private growsAgainstYesterday(slot: number, level: number, back: number, bar: number): boolean {
+    const c = this.cols;
+    if (!this.config.memberDayOverDay || c.ringLen[slot]! - 1 < back + 26) return false;
+    const dayGrowth =
+      level - this.smoothAt(slot, 24) - (this.smoothAt(slot, back) - this.smoothAt(slot, back + 24));
+    return dayGrowth >= Math.max(bar, 2 * c.sig24[slot]!);
   }
 
   /**
@@ -2055,7 +2058,10 @@ function runningMedian5(values: readonly number[], out: number[]): number[] {
 /** Scratch of `dailyRangeOf` (module level, as `levelScratch`). */
 const rangeScratch = { raw: [] as number[], smooth: [] as number[] };
 
-/** The lows of one series at a time (see `judgeFloor`), and its ring while they stand in for it. */
+/**
+ * The lows of one series at a time (see `judgeFloor`; `levels` also `describeAgainstYesterday`'s),
+ * and its ring while other levels stand in for it (see `withLevels`).
+ */
 const floorScratch = {
   levels: [] as number[],
   lows: [] as number[],
