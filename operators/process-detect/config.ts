@@ -183,6 +183,16 @@ export const DetectConfig = z.strictObject({
    * (a slow random walk, load) rises by many hours' noise and falls back.
    */
   wanderSigmas: z.number().nonnegative().default(4),
+  /**
+   * An interval within its own wander still passes that test when its growth against the day
+   * before clears it (see `dayOverDayGrowthAndWander`): a daily curve of the series' own (deeper
+   * than its peers', or at other hours), left in its level net of their common mode, is its wander
+   * over hours, and cancels against the same hours of the day before. Only the growth both
+   * readings agree on counts, and not if one hour carries most of it. On 138 fleets of both
+   * generators: 68 leaks found sooner (−606 h), 4 more found, none later; altgen 7 more false
+   * suspects (338 → 345), ours none.
+   */
+  wanderDayOverDay: z.boolean().default(true),
   /** Fewest falls over h windows that `wanderSigmas` needs (else it does not apply). */
   wanderMinFalls: z.number().int().min(3).default(6),
   /** Half-life of each series' baseline against its peers, in windows. */

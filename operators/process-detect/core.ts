@@ -1379,7 +1379,57 @@ export class ProcessDetectCore {
     const raw = wanderScratch.raw;
     raw.length = 0;
     for (let back = reach; back >= 0; back--) raw.push(this.ringAt(slot, back));
-    const levels = runningMedian5(raw, wanderScratch.smooth);
+    return this.wanderOf(runningMedian5(raw, wanderScratch.smooth), hours, reach);
+  }
+
+  /**
+   * A series' growth against the day before (see `wanderDayOverDay`): its level less the smoothed
+   * level 24 hours earlier, through a 5-hour running median, fitted from that change's lowest
+   * point within its life in the ring (which holds a day of such changes less 3 hours); the
+   * largest rise of that change in one hour since; and how far it wanders over as many hours
+   * (see `ownWander`; undefined with too few falls, as in a leak's first day, when it only rises).
+   * Undefined when fewer than `minHours` of such changes follow that low.
+   */
+  private dayOverDayGrowthAndWander(
+    slot: number,
+    ageHours: number,
+  ): { growth: number; maxStep: number; wander: number | undefined } | undefined {
+    const minHours = this.config.minHours;
+    const reach = Math.min(this.cols.ringLen[slot]! - 27, Math.floor(ageHours));
+    if (reach < minHours) return undefined;
+    const raw = wanderScratch.raw;
+    raw.length = 0;
+    for (let back = reach; back >= 0; back--)
+      raw.push(this.ringAt(slot, back) - this.smoothAt(slot, back + 24));
+    const smooth = runningMedian5(raw, wanderScratch.smooth);
+    let low = 0;
+    for (let k = 1; k <= reach - minHours; k++) if (smooth[k]! < smooth[low]!) low = k;
+    const ts = this.scratchT;
+    const zs = this.scratchZ;
+    ts.length = 0;
+    zs.length = 0;
+    let maxStep = 0;
+    for (let k = low; k <= reach; k++) {
+      ts.push(k);
+      zs.push(smooth[k]!);
+      if (k > low) maxStep = Math.max(maxStep, raw[k]! - raw[k - 1]!);
+    }
+    const hours = reach - low;
+    const growth = new SimpleLinearRegression(ts, zs).slope * hours;
+    return { growth, maxStep, wander: this.wanderOf(smooth, hours, reach) };
+  }
+
+  /**
+   * How far a series' day-over-day change falls over many hours, as a standard deviation, from its
+   * day-over-day wobble (`daySigma`, a mean fall: 0.8 of a standard deviation): √2 of that
+   * change's spread, as two of its values hours apart are.
+   */
+  private dayWander(slot: number): number {
+    return (Math.SQRT2 * this.daySigma(slot)) / 0.798;
+  }
+
+  /** `ownWander` over `levels` (oldest first, `reach + 1` of them, smoothed). */
+  private wanderOf(levels: readonly number[], hours: number, reach: number): number | undefined {
     const falls = wanderScratch.falls;
     // A series wanders at least as far in more hours as in fewer, while a long lag in a short
     // history has few falls, and few falls may all be small: the widest of the lags `hours`,
@@ -1539,8 +1589,21 @@ export class ProcessDetectCore {
     }
     if (cfg.wanderSigmas > 0) {
       const wander = this.ownWander(slot, hours, ageHours);
-      if (wander !== undefined && fitGrowth < cfg.wanderSigmas * wander)
-        return this.reject(slot, now, "within its own wander");
+      if (wander !== undefined && fitGrowth < cfg.wanderSigmas * wander) {
+        // A daily curve of its own is in its wander: read against the day before, it cancels.
+        const day = cfg.wanderDayOverDay ? this.dayOverDayGrowthAndWander(slot, ageHours) : undefined;
+        // The growth both readings agree on: a day-over-day change also rises where the same
+        // hours of the day before fell (a dip, a burst's end), not only where the level rose.
+        const agreed = day === undefined ? 0 : Math.min(fitGrowth, day.growth);
+        if (
+          day === undefined ||
+          agreed < bar ||
+          agreed < cfg.minRelGrowth ||
+          agreed < cfg.wanderSigmas * Math.max(day.wander ?? 0, this.dayWander(slot)) ||
+          day.maxStep > cfg.maxStepShare * day.growth
+        )
+          return this.reject(slot, now, "within its own wander");
+      }
     }
 
     // Break out above the levels of the day before the interval (diurnal peaks, sawtooth tops,

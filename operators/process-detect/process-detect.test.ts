@@ -363,6 +363,26 @@ describe("process-level detection", () => {
     expect(without.get("h11")).toBeGreaterThan(15);
   });
 
+  it("finds a leak on a host whose own daily curve hides it in its wander, against the day before", async () => {
+    // Hosts 3 and 5 have daily curves of their own, 10 hours ahead of the region's: net of the
+    // peers' common mode, their levels swing by about a quarter every day, and how far they fall
+    // over hours (their wander) is that swing. Host 3 leaks 1% of its memory an hour from hour 50.
+    const plans: Record<number, HostPlan> = {
+      3: { phaseHours: 10, leakFrom: 50, leakPerHour: 1e7 },
+      5: { phaseHours: 10 },
+    };
+    const opened = async (wanderDayOverDay: boolean) =>
+      (await replayLines(fleet(20, 5, plans, 3), { detect: { wanderDayOverDay } })).events
+        .filter((e) => e.state === "open")
+        .map((e) => [e.host, (e.detectedAt - (T0 + 50 * H)) / H] as const);
+    // Against the same hours of the day before, the swing cancels: found within a day.
+    const found = await opened(true);
+    expect(found.map(([host]) => host)).toEqual(["h3"]);
+    expect(found[0]![1]).toBeLessThan(24);
+    // On its levels alone the leak stays within the wander for the 70 hours left.
+    expect(await opened(false)).toEqual([]);
+  });
+
   it("gives the same events for the same input", async () => {
     const input = fleet(10, 3, { 2: { leakFrom: 20, leakPerHour: 1e7 } }, 5);
     const a = await replayLines(input);
