@@ -1404,8 +1404,7 @@ export class ProcessDetectCore {
     const smooth = runningMedian5(raw, wanderScratch.smooth);
     let low = 0;
     for (let k = 1; k <= reach - minHours; k++) if (smooth[k]! < smooth[low]!) low = k;
-    const ts = this.scratchT;
-    const zs = this.scratchZ;
+    const { ts, zs } = dayFitScratch;
     ts.length = 0;
     zs.length = 0;
     let maxStep = 0;
@@ -2137,6 +2136,9 @@ const startsScratch = { first: 0, second: 0 };
 
 /** Scratch of `ownWander` (module level, as `levelScratch`). */
 const wanderScratch = { raw: [] as number[], smooth: [] as number[], falls: [] as number[] };
+
+/** The fit of `dayOverDayGrowthAndWander` (its own: `judgeInterval`'s fit is still in use). */
+const dayFitScratch = { ts: [] as number[], zs: [] as number[] };
 
 /**
  * Levels being sorted by `medianOfLevels`: at most a ring's worth (`ringHours` ≤ 256). Module
