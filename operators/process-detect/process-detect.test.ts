@@ -365,8 +365,8 @@ describe("process-level detection", () => {
 
   it("finds a leak on a host whose own daily curve hides it in its wander, against the day before", async () => {
     // Hosts 3 and 5 have daily curves of their own, 10 hours ahead of the region's: net of the
-    // peers' common mode, their levels swing by about a quarter every day, and how far they fall
-    // over hours (their wander) is that swing. Host 3 leaks 1% of its memory an hour from hour 50.
+    // peers' common mode, their levels swing by ±29% over a day, and how far they fall over hours
+    // (their wander) is that swing. Host 3 leaks about 1% of its memory an hour from hour 50.
     const plans: Record<number, HostPlan> = {
       3: { phaseHours: 10, leakFrom: 50, leakPerHour: 1e7 },
       5: { phaseHours: 10 },
