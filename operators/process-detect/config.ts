@@ -185,7 +185,7 @@ export const DetectConfig = z.strictObject({
   wanderSigmas: z.number().nonnegative().default(4),
   /**
    * An interval within its own wander still passes that test when its growth against the day
-   * before clears it (see `dayOverDayGrowthAndWander`): a daily curve of the series' own (deeper
+   * before clears it (see `outgrowsWanderAgainstYesterday`): a daily curve of the series' own (deeper
    * than its peers', or at other hours), left in its level net of their common mode, is its wander
    * over hours, and cancels against the same hours of the day before. Only the growth both
    * readings agree on counts, and not if one hour carries most of it. On 138 fleets of both

@@ -946,15 +946,7 @@ export class ProcessDetectCore {
       for (let k = back + 1; k <= oldest; k++) if (levels[k]! < low) low = levels[k]!;
       lows.push(low);
     }
-    const fallsOver = (lag: number): number | undefined => {
-      falls.length = 0;
-      for (let back = 0; back + lag <= maxBack; back++) {
-        const d = lows[back]! - lows[back + lag]!;
-        if (d < 0) falls.push(-d);
-      }
-      return falls.length < cfg.wanderMinFalls ? undefined : sdFromFalls(falls);
-    };
-    const spanFalls = fallsOver(span);
+    const spanFalls = fallsSd(lows, span, maxBack, falls, cfg.wanderMinFalls);
     if (spanFalls === undefined) return undefined;
     const lowNoise = Math.max(spanFalls / Math.SQRT2, cfg.noiseFloor);
     if (lowNoise > cfg.floorNoiseShare * levelNoise) return undefined;
@@ -963,7 +955,8 @@ export class ProcessDetectCore {
     // is wobble; with less (a restart in the day), the hours' own day-over-day bar, as the lows'
     // noise over six hours would let a daily curve by.
     const lowDay = Math.max(
-      fallsOver(24) ?? (maxBack >= 24 + span ? lowNoise * Math.SQRT2 : this.daySigma(slot)),
+      fallsSd(lows, 24, maxBack, falls, cfg.wanderMinFalls) ??
+        (maxBack >= 24 + span ? lowNoise * Math.SQRT2 : this.daySigma(slot)),
       cfg.noiseFloor,
     );
 
@@ -1383,24 +1376,29 @@ export class ProcessDetectCore {
   }
 
   /**
-   * A series' growth against the day before (see `wanderDayOverDay`): its level less the smoothed
-   * level 24 hours earlier, through a 5-hour running median, fitted from that change's lowest
-   * point within its life in the ring (which holds a day of such changes less 3 hours); the
-   * largest rise of that change in one hour since; and how far it wanders over as many hours
-   * (see `ownWander`; undefined with too few falls, as in a leak's first day, when it only rises).
-   * Undefined when fewer than `minHours` of such changes follow that low.
+   * Whether an interval within its own wander (its fit grew `fitGrowth`; `bar`: its growth bar)
+   * outgrows it against the day before (see `wanderDayOverDay`). The series' day-over-day change
+   * (`dayChangeAt`), through a 5-hour running median, is fitted from its lowest point within the
+   * series' life in the ring (which holds a day of such changes less 3 hours), at least
+   * `minHours` back. The growth both readings agree on (the smaller: a day-over-day change also
+   * rises where the same hours of the day before fell, a dip or a burst's end, not only where
+   * the level rose) must clear `bar`, `minRelGrowth` and `wanderSigmas` of how far that change
+   * wanders over as many hours (see `ownWander`; too few falls, as in a leak's first day, when it
+   * only rises, leave `dayWander`), and no hour may carry more than `maxStepShare` of its growth.
    */
-  private dayOverDayGrowthAndWander(
+  private outgrowsWanderAgainstYesterday(
     slot: number,
     ageHours: number,
-  ): { growth: number; maxStep: number; wander: number | undefined } | undefined {
-    const minHours = this.config.minHours;
+    fitGrowth: number,
+    bar: number,
+  ): boolean {
+    const cfg = this.config;
+    const minHours = cfg.minHours;
     const reach = Math.min(this.cols.ringLen[slot]! - 27, Math.floor(ageHours));
-    if (reach < minHours) return undefined;
+    if (reach < minHours) return false;
     const raw = wanderScratch.raw;
     raw.length = 0;
-    for (let back = reach; back >= 0; back--)
-      raw.push(this.ringAt(slot, back) - this.smoothAt(slot, back + 24));
+    for (let back = reach; back >= 0; back--) raw.push(this.dayChangeAt(slot, back));
     const smooth = runningMedian5(raw, wanderScratch.smooth);
     let low = 0;
     for (let k = 1; k <= reach - minHours; k++) if (smooth[k]! < smooth[low]!) low = k;
@@ -1415,7 +1413,19 @@ export class ProcessDetectCore {
     }
     const hours = reach - low;
     const growth = new SimpleLinearRegression(ts, zs).slope * hours;
-    return { growth, maxStep, wander: this.wanderOf(smooth, hours, reach) };
+    const agreed = Math.min(fitGrowth, growth);
+    const wander = Math.max(this.wanderOf(smooth, hours, reach) ?? 0, this.dayWander(slot));
+    return (
+      agreed >= bar &&
+      agreed >= cfg.minRelGrowth &&
+      agreed >= cfg.wanderSigmas * wander &&
+      maxStep <= cfg.maxStepShare * growth
+    );
+  }
+
+  /** The series' level `back` hours back less the smoothed level of the same hour the day before. */
+  private dayChangeAt(slot: number, back: number): number {
+    return this.ringAt(slot, back) - this.smoothAt(slot, back + 24);
   }
 
   /**
@@ -1456,7 +1466,7 @@ export class ProcessDetectCore {
       const d = new Float64Array(hours + 1);
       for (let b = 0; b <= hours; b++) {
         z[b] = this.ringAt(slot, b);
-        d[b] = z[b]! - this.smoothAt(slot, b + 24);
+        d[b] = this.dayChangeAt(slot, b);
       }
       const noise = Math.max(c.noise[slot]!, cfg.noiseFloor) / Math.SQRT2;
       const age = Math.floor(this.ageHoursOf(this.seriesInfo(slot)!, now));
@@ -1588,21 +1598,12 @@ export class ProcessDetectCore {
     }
     if (cfg.wanderSigmas > 0) {
       const wander = this.ownWander(slot, hours, ageHours);
-      if (wander !== undefined && fitGrowth < cfg.wanderSigmas * wander) {
-        // A daily curve of its own is in its wander: read against the day before, it cancels.
-        const day = cfg.wanderDayOverDay ? this.dayOverDayGrowthAndWander(slot, ageHours) : undefined;
-        // The growth both readings agree on: a day-over-day change also rises where the same
-        // hours of the day before fell (a dip, a burst's end), not only where the level rose.
-        const agreed = day === undefined ? 0 : Math.min(fitGrowth, day.growth);
-        if (
-          day === undefined ||
-          agreed < bar ||
-          agreed < cfg.minRelGrowth ||
-          agreed < cfg.wanderSigmas * Math.max(day.wander ?? 0, this.dayWander(slot)) ||
-          day.maxStep > cfg.maxStepShare * day.growth
-        )
-          return this.reject(slot, now, "within its own wander");
-      }
+      if (
+        wander !== undefined &&
+        fitGrowth < cfg.wanderSigmas * wander &&
+        !(cfg.wanderDayOverDay && this.outgrowsWanderAgainstYesterday(slot, ageHours, fitGrowth, bar))
+      )
+        return this.reject(slot, now, "within its own wander");
     }
 
     // Break out above the levels of the day before the interval (diurnal peaks, sawtooth tops,
@@ -2137,7 +2138,7 @@ const startsScratch = { first: 0, second: 0 };
 /** Scratch of `ownWander` (module level, as `levelScratch`). */
 const wanderScratch = { raw: [] as number[], smooth: [] as number[], falls: [] as number[] };
 
-/** The fit of `dayOverDayGrowthAndWander` (its own: `judgeInterval`'s fit is still in use). */
+/** The fit of `outgrowsWanderAgainstYesterday` (its own: `judgeInterval`'s fit is still in use). */
 const dayFitScratch = { ts: [] as number[], zs: [] as number[] };
 
 /**
@@ -2149,6 +2150,25 @@ const levelScratch = new Float64Array(256);
 /** Reused by `climbOf`: read it before the next call. */
 const climbScratch = { s: 0, last: 0, d1: 0, d2: 0, d3: 0, vmsMoved: false, short: false };
 type Climb = typeof climbScratch;
+
+/**
+ * The standard deviation of the falls among `values[back] − values[back + lag]` (newest first,
+ * `back + lag` up to `maxBack`), collected in `falls`; undefined with fewer than `minFalls`.
+ */
+function fallsSd(
+  values: readonly number[],
+  lag: number,
+  maxBack: number,
+  falls: number[],
+  minFalls: number,
+): number | undefined {
+  falls.length = 0;
+  for (let back = 0; back + lag <= maxBack; back++) {
+    const d = values[back]! - values[back + lag]!;
+    if (d < 0) falls.push(-d);
+  }
+  return falls.length < minFalls ? undefined : sdFromFalls(falls);
+}
 
 /** The median of three numbers. */
 function median3(a: number, b: number, c: number): number {
