@@ -193,6 +193,15 @@ export const DetectConfig = z.strictObject({
    * suspects (338 → 345), ours none.
    */
   wanderDayOverDay: z.boolean().default(true),
+  /**
+   * A lone step is taken out of the growth that the wander tests judge (the series' own wander,
+   * its change against the day before, its peers' daily wander). A lone step is the largest rise
+   * of the interval's 5-hour running median over one hour or two in a row, above the jump size
+   * (`jumpSigmas`), with no other rise apart from it above the jump size and at least
+   * `secondJumpShare` of it. A tenant who moves in steps once and holds, and the wander next to
+   * the step must not make the two add up to a leak; a leak keeps growing, or steps again.
+   */
+  loneStepNet: z.boolean().default(true),
   /** Fewest falls over h windows that `wanderSigmas` needs (else it does not apply). */
   wanderMinFalls: z.number().int().min(3).default(6),
   /** Half-life of each series' baseline against its peers, in windows. */

@@ -1409,7 +1409,13 @@ export class ProcessDetectCore {
     for (let k = low; k <= reach; k++) {
       ts.push(k);
       zs.push(smooth[k]!);
-      if (k > low) maxStep = Math.max(maxStep, raw[k]! - raw[k - 1]!);
+      if (k > low) {
+        // A step at any minute of an hour shows in two hourly levels: the hour it came in
+        // holds both sides of it.
+        const one = raw[k]! - raw[k - 1]!;
+        const two = k < reach && one > 0 && raw[k + 1]! > raw[k]! ? raw[k + 1]! - raw[k - 1]! : one;
+        maxStep = Math.max(maxStep, one, two);
+      }
     }
     const hours = reach - low;
     const growth = new SimpleLinearRegression(ts, zs).slope * hours;
@@ -1596,12 +1602,25 @@ export class ProcessDetectCore {
     ) {
       return this.reject(slot, now, "jump not held yet");
     }
+    // The growth the wander tests see: without a lone step (see `loneStepNet`).
+    let judged = fitGrowth;
+    let risen = Math.min(growth, fitGrowth);
+    if (cfg.loneStepNet) {
+      // On the levels the fit sees: a burst is no step, it gives its memory back.
+      const step = loneStep(smooth, jumpAt, cfg.secondJumpShare);
+      if (step !== undefined) {
+        for (let k = step.from + 1; k < smooth.length; k++)
+          smooth[k] = k < step.to ? smooth[step.from]! : smooth[k]! - step.size;
+        judged = new SimpleLinearRegression(ts, smooth).slope * hours;
+        risen = Math.min(growth - step.size, judged);
+      }
+    }
     if (cfg.wanderSigmas > 0) {
       const wander = this.ownWander(slot, hours, ageHours);
       if (
         wander !== undefined &&
-        fitGrowth < cfg.wanderSigmas * wander &&
-        !(cfg.wanderDayOverDay && this.outgrowsWanderAgainstYesterday(slot, ageHours, fitGrowth, bar))
+        judged < cfg.wanderSigmas * wander &&
+        !(cfg.wanderDayOverDay && this.outgrowsWanderAgainstYesterday(slot, ageHours, judged, bar))
       )
         return this.reject(slot, now, "within its own wander");
     }
@@ -1651,7 +1670,6 @@ export class ProcessDetectCore {
       // not picked so.
       const wander = this.wanderBar(slot);
       const firstDay = now - this.firstMs < 24 * this.hourMs;
-      const risen = Math.min(growth, fitGrowth);
       if (risen < (wander ?? (firstDay ? cfg.firstDayWander : cfg.unknownWander)) + 2 * levelNoise)
         return this.reject(slot, now, "below peers' daily wander");
     }
@@ -2134,6 +2152,42 @@ const floorScratch = {
 
 /** The candidate starts `judgeStarts` tried, for `judge`'s later intervals. */
 const startsScratch = { first: 0, second: 0 };
+
+/** `loneStep`'s answer, reused. */
+const stepScratch = { from: 0, to: 0, size: 0 };
+
+/**
+ * The largest rise of `zs` over one step or two rising steps in a row, from index `from` to `to`,
+ * if it is above `jumpAt` and no other such rise apart from it is both above `jumpAt` and at least
+ * `share` of it. Undefined otherwise.
+ */
+function loneStep(zs: readonly number[], jumpAt: number, share: number): typeof stepScratch | undefined {
+  const n = zs.length;
+  let from = -1;
+  let to = -1;
+  let size = jumpAt;
+  for (let k = 1; k < n; k++) {
+    const one = zs[k]! - zs[k - 1]!;
+    const two = k + 1 < n && one > 0 && zs[k + 1]! > zs[k]! ? zs[k + 1]! - zs[k - 1]! : one;
+    if (two > size) {
+      size = two;
+      from = k - 1;
+      to = two > one ? k + 1 : k;
+    }
+  }
+  if (from < 0) return undefined;
+  for (let k = 1; k < n; k++) {
+    if (k > from && k - 1 < to) continue;
+    const one = zs[k]! - zs[k - 1]!;
+    const apart = k + 1 <= from || k - 1 >= to;
+    const two = k + 1 < n && apart && one > 0 && zs[k + 1]! > zs[k]! ? zs[k + 1]! - zs[k - 1]! : one;
+    if (two > jumpAt && two >= share * size) return undefined;
+  }
+  stepScratch.from = from;
+  stepScratch.to = to;
+  stepScratch.size = size;
+  return stepScratch;
+}
 
 /** Scratch of `ownWander` (module level, as `levelScratch`). */
 const wanderScratch = { raw: [] as number[], smooth: [] as number[], falls: [] as number[] };

@@ -83,6 +83,8 @@ function wanderFleet(o: {
   spread: number | ((rand: () => number) => number);
   startWandering?: boolean;
   leak?: { host: number; fromHour: number; shareOfBasePerHour: number };
+  /** Hosts whose level steps up by `share` at `atHour` and holds (a tenant moves in). */
+  steps?: { host: number; atHour: number; share: number }[];
 }): string[][] {
   const rand = rng(o.seed);
   const gauss = () => (rand() + rand() + rand() + rand() - 2) * 1.732;
@@ -102,6 +104,7 @@ function wanderFleet(o: {
       const leak = o.leak;
       if (leak !== undefined && h === leak.host && hour >= leak.fromHour)
         bytes += leak.shareOfBasePerHour * bases[h]! * (hour - leak.fromHour);
+      for (const step of o.steps ?? []) if (h === step.host && hour >= step.atHour) bytes *= 1 + step.share;
       batch.push(sampleLine(t, h, "svc", 3, 1000 + h, T0 - 10 * 24 * H, bytes));
     }
     batches.push(batch);
@@ -383,6 +386,20 @@ describe("process-level detection", () => {
     expect(await opened(false)).toEqual([]);
   });
 
+  it("raises nothing for a tenant's step on a host whose own daily curve hides it, at any minute of the hour", async () => {
+    // As above, hosts 3, 5 and 7 run their daily curves 10 hours ahead of the region's, and host
+    // 3 leaks. Hosts 5 and 7 step up 20% and hold it, 5 at half past hour 58 and 7 at 62:12, on
+    // the rise of their daily curves. Against the day before, a step is a rise that stops; come
+    // within an hour, it shows in both that hour's level and the next.
+    const plans: Record<number, HostPlan> = {
+      3: { phaseHours: 10, leakFrom: 50, leakPerHour: 1e7 },
+      5: { phaseHours: 10, stepAt: 58.5 },
+      7: { phaseHours: 10, stepAt: 62.2 },
+    };
+    const { events } = await replayLines(fleet(20, 5, plans, 3));
+    expect(events.filter((e) => e.state === "open").map((e) => e.host)).toEqual(["h3"]);
+  });
+
   it("gives the same events for the same input", async () => {
     const input = fleet(10, 3, { 2: { leakFrom: 20, leakPerHour: 1e7 } }, 5);
     const a = await replayLines(input);
@@ -423,6 +440,39 @@ describe("process-level detection", () => {
     );
     const { events } = await replayLines(fleet(24, 5, plans, 13));
     expect(events.filter((e) => e.state === "open").map((e) => e.host)).toEqual([]);
+  });
+
+  it("takes a lone step out of the growth it judges against a wandering host's wander", async () => {
+    // 40 hosts wander for hours (6% spread, 3-hour time constant). Hosts 0-15 step up 15% or 25%
+    // and hold it, one every 4 hours from hour 50.5: on some, the wander climbs next to the step
+    // and the two together outgrow the wander. Host 39 leaks 1% of its size an hour from hour 60.
+    const steps = Array.from({ length: 16 }, (_, h) => ({
+      host: h,
+      atHour: 50.5 + 4 * h,
+      share: h % 2 ? 0.25 : 0.15,
+    }));
+    const input = wanderFleet({
+      seed: 11,
+      hosts: 40,
+      hours: 120,
+      tauHours: 3,
+      spread: 0.06,
+      startWandering: true,
+      steps,
+      leak: { host: 39, fromHour: 60, shareOfBasePerHour: 0.01 },
+    });
+    const opened = async (loneStepNet: boolean) =>
+      (await replayLines(input, { detect: { loneStepNet } })).events
+        .filter((e) => e.state === "open")
+        .map((e) => e.host);
+    const without = await opened(false);
+    const net = await opened(true);
+    expect(without).toContain("h39");
+    expect(net).toContain("h39");
+    // Fewer than half as many stepped hosts raised.
+    const stepped = (hosts: string[]) => hosts.filter((h) => h !== "h39").length;
+    expect(stepped(without)).toBeGreaterThanOrEqual(4);
+    expect(stepped(net)).toBeLessThan(stepped(without) / 2);
   });
 
   it("raises nothing on hosts whose memory wanders for hours, and still finds a leak among them", async () => {
