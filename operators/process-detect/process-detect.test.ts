@@ -389,8 +389,8 @@ describe("process-level detection", () => {
   it("raises nothing for a tenant's step on a host whose own daily curve hides it, at any minute of the hour", async () => {
     // As above, hosts 3, 5 and 7 run their daily curves 10 hours ahead of the region's, and host
     // 3 leaks. Hosts 5 and 7 step up 20% and hold it, 5 at half past hour 58 and 7 at 62:12, on
-    // the rise of their daily curves. Against the day before, a step is a rise that stops; come
-    // within an hour, it shows in both that hour's level and the next.
+    // the rise of their daily curves. Against the day before, a step is a rise that stops; one
+    // that comes mid-hour shows in both that hour's level and the next.
     const plans: Record<number, HostPlan> = {
       3: { phaseHours: 10, leakFrom: 50, leakPerHour: 1e7 },
       5: { phaseHours: 10, stepAt: 58.5 },
