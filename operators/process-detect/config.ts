@@ -200,6 +200,8 @@ export const DetectConfig = z.strictObject({
    * (`jumpSigmas`), with no other rise apart from it above the jump size and at least
    * `secondJumpShare` of it. A tenant who moves in steps once and holds, and the wander next to
    * the step must not make the two add up to a leak; a leak keeps growing, or steps again.
+   * Over 146 fleets: altgen's false suspects 359 → 270; ours the same, 6 of 1,777 leaks lost and
+   * 88 later (+636 h, most of it spike leaks that now wait for their second jump).
    */
   loneStepNet: z.boolean().default(true),
   /** Fewest falls over h windows that `wanderSigmas` needs (else it does not apply). */
