@@ -1384,7 +1384,8 @@ export class ProcessDetectCore {
    * rises where the same hours of the day before fell, a dip or a burst's end, not only where
    * the level rose) must clear `bar`, `minRelGrowth` and `wanderSigmas` of how far that change
    * wanders over as many hours (see `ownWander`; too few falls, as in a leak's first day, when it
-   * only rises, leave `dayWander`), and no hour may carry more than `maxStepShare` of its growth.
+   * only rises, leave `dayWander`), and no hour, nor two rising in a row (see `risesTwice`), may
+   * carry more than `maxStepShare` of its growth.
    */
   private outgrowsWanderAgainstYesterday(
     slot: number,
@@ -1409,13 +1410,7 @@ export class ProcessDetectCore {
     for (let k = low; k <= reach; k++) {
       ts.push(k);
       zs.push(smooth[k]!);
-      if (k > low) {
-        // A step at any minute of an hour shows in two hourly levels: the hour it came in
-        // holds both sides of it.
-        const one = raw[k]! - raw[k - 1]!;
-        const two = k < reach && one > 0 && raw[k + 1]! > raw[k]! ? raw[k + 1]! - raw[k - 1]! : one;
-        maxStep = Math.max(maxStep, one, two);
-      }
+      if (k > low) maxStep = Math.max(maxStep, raw[risesTwice(raw, k) ? k + 1 : k]! - raw[k - 1]!);
     }
     const hours = reach - low;
     const growth = new SimpleLinearRegression(ts, zs).slope * hours;
@@ -2157,31 +2152,38 @@ const startsScratch = { first: 0, second: 0 };
 const stepScratch = { from: 0, to: 0, size: 0 };
 
 /**
- * The largest rise of `zs` over one step or two rising steps in a row, from index `from` to `to`,
- * if it is above `jumpAt` and no other such rise apart from it is both above `jumpAt` and at least
- * `share` of it. Undefined otherwise.
+ * Whether `zs` rises into index `k` and on into `k + 1`: a step that lands within an hour shows
+ * in two hourly levels, the hour it came in holding both sides of it.
+ */
+function risesTwice(zs: readonly number[], k: number): boolean {
+  return k + 1 < zs.length && zs[k]! > zs[k - 1]! && zs[k + 1]! > zs[k]!;
+}
+
+/**
+ * The largest rise of `zs` into one index or two rising in a row (`risesTwice`), from index
+ * `from` to `to`, if it is above `jumpAt` and no other such rise apart from it is both above
+ * `jumpAt` and at least `share` of it. Undefined otherwise.
  */
 function loneStep(zs: readonly number[], jumpAt: number, share: number): typeof stepScratch | undefined {
-  const n = zs.length;
   let from = -1;
   let to = -1;
   let size = jumpAt;
-  for (let k = 1; k < n; k++) {
-    const one = zs[k]! - zs[k - 1]!;
-    const two = k + 1 < n && one > 0 && zs[k + 1]! > zs[k]! ? zs[k + 1]! - zs[k - 1]! : one;
-    if (two > size) {
-      size = two;
+  for (let k = 1; k < zs.length; k++) {
+    const end = risesTwice(zs, k) ? k + 1 : k;
+    const rise = zs[end]! - zs[k - 1]!;
+    if (rise > size) {
+      size = rise;
       from = k - 1;
-      to = two > one ? k + 1 : k;
+      to = end;
     }
   }
   if (from < 0) return undefined;
-  for (let k = 1; k < n; k++) {
+  for (let k = 1; k < zs.length; k++) {
     if (k > from && k - 1 < to) continue;
-    const one = zs[k]! - zs[k - 1]!;
-    const apart = k + 1 <= from || k - 1 >= to;
-    const two = k + 1 < n && apart && one > 0 && zs[k + 1]! > zs[k]! ? zs[k + 1]! - zs[k - 1]! : one;
-    if (two > jumpAt && two >= share * size) return undefined;
+    // Two rising windows only when both lie apart from the step.
+    const end = (k + 1 <= from || k - 1 >= to) && risesTwice(zs, k) ? k + 1 : k;
+    const rise = zs[end]! - zs[k - 1]!;
+    if (rise > jumpAt && rise >= share * size) return undefined;
   }
   stepScratch.from = from;
   stepScratch.to = to;
