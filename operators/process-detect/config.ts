@@ -42,6 +42,13 @@ export const DetectConfig = z.strictObject({
   /** Growth made mostly of one or two jumps must hold this many windows after the last jump. */
   jumpHoldHours: z.number().int().nonnegative().default(6),
   /**
+   * A climb of a jump in each of the last three hours, each at least `secondJumpShare` of the
+   * largest rise, need not hold first (see `jumpHoldHours`). A fast leak on a quiet series rises
+   * by a jump every hour; a burst, even a cluster of them, gives its memory back in between.
+   * Not for a series in its warm-up: a refill climbs as fast, then slows.
+   */
+  jumpClimb: z.boolean().default(true),
+  /**
    * Floor of a sawtooth: a series whose hourly levels jump up and down (a GC or cache cycle of a
    * few hours, sampled hourly) but whose lows hold steady is judged again on its lows, the
    * lowest of its last `floorHours` levels (0: not). A leak under such a sawtooth lifts the

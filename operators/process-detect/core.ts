@@ -1552,22 +1552,21 @@ export class ProcessDetectCore {
     let maxInc = 0;
     let secondInc = 0;
     let lastJumpBack = -1;
-    let prev = minZ;
     const jumpAt = cfg.jumpSigmas * levelNoise * Math.SQRT2 * 1.25;
     const anchor = c.anchor[slot]!;
     const base = slot * cfg.ringHours;
     let pos = this.ringPos(slot, hours);
     for (let back = hours; back >= 0; back--, pos = this.newerPos(pos, base)) {
-      const v = anchor + levelOf(this.ring[pos]!);
       ts.push(hours - back);
-      zs.push(v);
-      const inc = v - prev;
+      zs.push(anchor + levelOf(this.ring[pos]!));
+    }
+    for (let k = 1; k <= hours; k++) {
+      const inc = zs[k]! - zs[k - 1]!;
       if (inc > maxInc) {
         secondInc = maxInc;
         maxInc = inc;
       } else if (inc > secondInc) secondInc = inc;
-      if (inc > jumpAt) lastJumpBack = back;
-      prev = v;
+      if (inc > jumpAt) lastJumpBack = hours - k;
     }
     // The fit sees the levels through a 5-hour running median: a burst of an hour or two is not
     // part of the trend (a stair's steps are, a running median keeps edges).
@@ -1588,10 +1587,17 @@ export class ProcessDetectCore {
     )
       return this.reject(slot, now, "one step");
     // Growth made of a few jumps must hold for a while: a burst gives its memory back within
-    // hours, a spike leak keeps it.
+    // hours, a spike leak keeps it. (A climb of a jump every hour is no burst: see `jumpClimb`.)
+    // (Not in a warm-up, which refills as fast and slows later: see the young pace test below.)
+    let climb = cfg.jumpClimb && hours >= 3 && !keepPace && ageHours - hours >= cfg.warmupHours;
+    for (let k = hours - 2; climb && k <= hours; k++) {
+      const inc = zs[k]! - zs[k - 1]!;
+      climb = inc > jumpAt && inc >= cfg.secondJumpShare * maxInc;
+    }
     if (
       this.floorDaySigma === undefined &&
       maxInc + secondInc >= 0.5 * growth &&
+      !climb &&
       lastJumpBack >= 0 &&
       lastJumpBack < cfg.jumpHoldHours
     ) {

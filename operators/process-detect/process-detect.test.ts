@@ -257,6 +257,20 @@ describe("process-level detection", () => {
     expect(opened.map((e) => e.host)).toEqual(["h5"]);
   });
 
+  it("finds a fast leak on a quiet host without first waiting for its rises to hold", async () => {
+    // 5% of the level an hour: a jump every hour. A burst's jump must hold for hours before its
+    // growth counts (`jumpHoldHours`); a climb of one every hour is no burst (`jumpClimb`).
+    const delay = async (jumpClimb: boolean) => {
+      const plan = { leakFrom: 50.3, leakPerHour: 5e7 };
+      const { events } = await replayLines(fleet(20, 4, { 5: plan }, 3), { detect: { jumpClimb } });
+      const opened = events.filter((e) => e.state === "open");
+      expect(opened.map((e) => e.host)).toEqual(["h5"]);
+      return (opened[0]!.detectedAt - T0) / H - plan.leakFrom;
+    };
+    expect(await delay(true)).toBeLessThanOrEqual(5);
+    expect(await delay(false)).toBeGreaterThan(6);
+  });
+
   it("finds a leak that starts during the warm-up after a restart", async () => {
     // A slow leak under a slow warm-up, and a leaking version whose deploy restarted the process.
     const cases: [HostPlan, number][] = [
