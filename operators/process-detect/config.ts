@@ -42,6 +42,12 @@ export const DetectConfig = z.strictObject({
   /** Growth made mostly of one or two jumps must hold this many windows after the last jump. */
   jumpHoldHours: z.number().int().nonnegative().default(6),
   /**
+   * The one-step test does not count a rise that the next two levels give back but for a quarter
+   * or less (only what they hold of it): a burst of an hour or two is no step. Without this, one
+   * burst inside a stair leak's interval is its "one step" until the stairs outgrow it.
+   */
+  heldSteps: z.boolean().default(true),
+  /**
    * A climb of a jump in each of the last three hours, each at least `secondJumpShare` of the
    * largest rise, need not hold first (see `jumpHoldHours`). A fast leak on a quiet series rises
    * by a jump every hour; a burst, even a cluster of them, gives its memory back in between.

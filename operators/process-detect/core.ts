@@ -1560,6 +1560,10 @@ export class ProcessDetectCore {
       ts.push(hours - back);
       zs.push(anchor + levelOf(this.ring[pos]!));
     }
+    // For the one-step test, a rise that the next two levels give back (all but a quarter or
+    // less) is a burst's, no step: only what they hold of it counts (`heldSteps`).
+    let maxStep = 0;
+    let secondStep = 0;
     for (let k = 1; k <= hours; k++) {
       const inc = zs[k]! - zs[k - 1]!;
       if (inc > maxInc) {
@@ -1567,6 +1571,16 @@ export class ProcessDetectCore {
         maxInc = inc;
       } else if (inc > secondInc) secondInc = inc;
       if (inc > jumpAt) lastJumpBack = hours - k;
+      let step = inc;
+      if (cfg.heldSteps && inc > 0) {
+        let low = zs[k]!;
+        for (let j = k + 1; j <= k + 2 && j <= hours; j++) low = Math.min(low, zs[j]!);
+        if (low - zs[k - 1]! < 0.25 * inc) step = Math.max(0, low - zs[k - 1]!);
+      }
+      if (step > maxStep) {
+        secondStep = maxStep;
+        maxStep = step;
+      } else if (step > secondStep) secondStep = step;
     }
     // The fit sees the levels through a 5-hour running median: a burst of an hour or two is not
     // part of the trend (a stair's steps are, a running median keeps edges).
@@ -1582,8 +1596,8 @@ export class ProcessDetectCore {
     // Growth mostly from one hour is a step, unless a second jump of its kind came too (a spike
     // leak's): the wander next to a tenant's step can add a small jump of its own.
     if (
-      maxInc > cfg.maxStepShare * growth &&
-      (secondInc <= jumpAt || secondInc < cfg.secondJumpShare * maxInc)
+      maxStep > cfg.maxStepShare * growth &&
+      (secondStep <= jumpAt || secondStep < cfg.secondJumpShare * maxStep)
     )
       return this.reject(slot, now, "one step");
     // Growth made of a few jumps must hold for a while: a burst gives its memory back within

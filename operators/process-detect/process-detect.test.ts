@@ -167,6 +167,19 @@ function fleet(hosts: number, days: number, plans: Record<number, HostPlan>, see
   return batches;
 }
 
+/** Hours from `leakFrom` to the first suspect, which must be `host`'s and the only one. */
+async function leakDelay(
+  batches: string[][],
+  detect: NonNullable<Parameters<typeof replayLines>[1]>["detect"],
+  host: string,
+  leakFrom: number,
+): Promise<number> {
+  const { events } = await replayLines(batches, { detect });
+  const opened = events.filter((e) => e.state === "open");
+  expect(opened.map((e) => e.host)).toEqual([host]);
+  return (opened[0]!.detectedAt - T0) / H - leakFrom;
+}
+
 /**
  * A fleet whose memory follows its VM count (base + `perVm` bytes per VM), with VMs that come
  * and go at any minute of the hour, as many arriving as leaving except in hours 40-52, when the
@@ -257,16 +270,19 @@ describe("process-level detection", () => {
     expect(opened.map((e) => e.host)).toEqual(["h5"]);
   });
 
+  it("finds a stair leak whose interval holds bursts: a burst gives its memory back, it is no step", async () => {
+    const plan = { leakFrom: 40, leakPerHour: 1e7, stairs: true, bursts: true };
+    const delay = (heldSteps: boolean) => leakDelay(fleet(20, 4, { 5: plan }, 5), { heldSteps }, "h5", 40);
+    expect(await delay(true)).toBeLessThanOrEqual(16);
+    // Counting a burst's rise as a step, the interval is "one step" until a stair outgrows it.
+    expect(await delay(false)).toBeGreaterThan(24);
+  });
+
   it("finds a fast leak on a quiet host without first waiting for its rises to hold", async () => {
     // 5% of the level an hour: a jump every hour. A burst's jump must hold for hours before its
     // growth counts (`jumpHoldHours`); a climb of one every hour is no burst (`jumpClimb`).
-    const delay = async (jumpClimb: boolean) => {
-      const plan = { leakFrom: 50.3, leakPerHour: 5e7 };
-      const { events } = await replayLines(fleet(20, 4, { 5: plan }, 3), { detect: { jumpClimb } });
-      const opened = events.filter((e) => e.state === "open");
-      expect(opened.map((e) => e.host)).toEqual(["h5"]);
-      return (opened[0]!.detectedAt - T0) / H - plan.leakFrom;
-    };
+    const plan = { leakFrom: 50.3, leakPerHour: 5e7 };
+    const delay = (jumpClimb: boolean) => leakDelay(fleet(20, 4, { 5: plan }, 3), { jumpClimb }, "h5", 50.3);
     expect(await delay(true)).toBeLessThanOrEqual(5);
     expect(await delay(false)).toBeGreaterThan(6);
   });
