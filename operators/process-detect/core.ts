@@ -1601,8 +1601,8 @@ export class ProcessDetectCore {
     )
       return this.reject(slot, now, "one step");
     // Growth made of a few jumps must hold for a while: a burst gives its memory back within
-    // hours, a spike leak keeps it. (A climb of a jump every hour is no burst: see `jumpClimb`.)
-    // (Not in a warm-up, which refills as fast and slows later: see the young pace test below.)
+    // hours, a spike leak keeps it. A climb of a jump every hour is no burst (`jumpClimb`), but a
+    // warm-up's refill climbs as fast and slows later (left to the young pace test below).
     let climb = cfg.jumpClimb && hours >= 3 && !keepPace && ageHours - hours >= cfg.warmupHours;
     for (let k = hours - 2; climb && k <= hours; k++) {
       const inc = zs[k]! - zs[k - 1]!;
