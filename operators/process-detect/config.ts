@@ -54,7 +54,8 @@ export const DetectConfig = z.strictObject({
    * Not for a series in its warm-up: a refill climbs as fast, then slows. Off by default for
    * now: over 154 fleets it cost no leak and no false suspect and found 54 leaks sooner (−134 h),
    * but in the closed loop's test fleet it let the mitigation act hours sooner, and a long climb
-   * on another host's `monitor-agent` was then raised, falsely (not traced yet).
+   * on another host's `monitor-agent`, sitting at its bar, was pushed over it by its peers'
+   * earlier restarts and raised, falsely (why its day medians climb is not traced yet).
    */
   jumpClimb: z.boolean().default(false),
   /**

@@ -1556,31 +1556,18 @@ export class ProcessDetectCore {
     const anchor = c.anchor[slot]!;
     const base = slot * cfg.ringHours;
     let pos = this.ringPos(slot, hours);
+    let prev = minZ;
     for (let back = hours; back >= 0; back--, pos = this.newerPos(pos, base)) {
+      const v = anchor + levelOf(this.ring[pos]!);
       ts.push(hours - back);
-      zs.push(anchor + levelOf(this.ring[pos]!));
-    }
-    // For the one-step test, a rise that the next two levels give back (all but a quarter or
-    // less) is a burst's, no step: only what they hold of it counts (`heldSteps`).
-    let maxStep = 0;
-    let secondStep = 0;
-    for (let k = 1; k <= hours; k++) {
-      const inc = zs[k]! - zs[k - 1]!;
+      zs.push(v);
+      const inc = v - prev;
       if (inc > maxInc) {
         secondInc = maxInc;
         maxInc = inc;
       } else if (inc > secondInc) secondInc = inc;
-      if (inc > jumpAt) lastJumpBack = hours - k;
-      let step = inc;
-      if (cfg.heldSteps && inc > 0) {
-        let low = zs[k]!;
-        for (let j = k + 1; j <= k + 2 && j <= hours; j++) low = Math.min(low, zs[j]!);
-        if (low - zs[k - 1]! < 0.25 * inc) step = Math.max(0, low - zs[k - 1]!);
-      }
-      if (step > maxStep) {
-        secondStep = maxStep;
-        maxStep = step;
-      } else if (step > secondStep) secondStep = step;
+      if (inc > jumpAt) lastJumpBack = back;
+      prev = v;
     }
     // The fit sees the levels through a 5-hour running median: a burst of an hour or two is not
     // part of the trend (a stair's steps are, a running median keeps edges).
@@ -1594,26 +1581,30 @@ export class ProcessDetectCore {
     if (r2(ts, smooth, fit.slope, fit.intercept) < cfg.minR2)
       return this.reject(slot, now, "not linear (R²)");
     // Growth mostly from one hour is a step, unless a second jump of its kind came too (a spike
-    // leak's): the wander next to a tenant's step can add a small jump of its own.
-    if (
-      maxStep > cfg.maxStepShare * growth &&
-      (secondStep <= jumpAt || secondStep < cfg.secondJumpShare * maxStep)
-    )
-      return this.reject(slot, now, "one step");
+    // leak's): the wander next to a tenant's step can add a small jump of its own. A burst's rise
+    // is no step (`heldSteps`; read only here: a held rise is never more than the raw one).
+    if (maxInc > cfg.maxStepShare * growth) {
+      const steps = cfg.heldSteps ? heldRises(zs) : { first: maxInc, second: secondInc };
+      if (
+        steps.first > cfg.maxStepShare * growth &&
+        (steps.second <= jumpAt || steps.second < cfg.secondJumpShare * steps.first)
+      )
+        return this.reject(slot, now, "one step");
+    }
     // Growth made of a few jumps must hold for a while: a burst gives its memory back within
     // hours, a spike leak keeps it. A climb of a jump every hour is no burst (`jumpClimb`), but a
     // warm-up's refill climbs as fast and slows later (left to the young pace test below).
-    let climb = cfg.jumpClimb && hours >= 3 && !keepPace && ageHours - hours >= cfg.warmupHours;
-    for (let k = hours - 2; climb && k <= hours; k++) {
-      const inc = zs[k]! - zs[k - 1]!;
-      climb = inc > jumpAt && inc >= cfg.secondJumpShare * maxInc;
-    }
     if (
       this.floorDaySigma === undefined &&
       maxInc + secondInc >= 0.5 * growth &&
-      !climb &&
       lastJumpBack >= 0 &&
-      lastJumpBack < cfg.jumpHoldHours
+      lastJumpBack < cfg.jumpHoldHours &&
+      !(
+        cfg.jumpClimb &&
+        !keepPace &&
+        ageHours - hours >= cfg.warmupHours &&
+        climbsByJumps(zs, jumpAt, cfg.secondJumpShare * maxInc)
+      )
     ) {
       return this.reject(slot, now, "jump not held yet");
     }
@@ -2170,6 +2161,44 @@ const startsScratch = { first: 0, second: 0 };
 
 /** `loneStep`'s answer, reused. */
 const stepScratch = { from: 0, to: 0, size: 0 };
+
+/** `heldRises`' answer, reused. */
+const risesScratch = { first: 0, second: 0 };
+
+/**
+ * The two largest rises of `zs` from one index to the next, each counted as far as the next two
+ * levels hold it when they give back all but a quarter of it or less (a burst's).
+ */
+function heldRises(zs: readonly number[]): typeof risesScratch {
+  let first = 0;
+  let second = 0;
+  const last = zs.length - 1;
+  for (let k = 1; k <= last; k++) {
+    let rise = zs[k]! - zs[k - 1]!;
+    if (rise > 0) {
+      let low = zs[k]!;
+      for (let j = k + 1; j <= k + 2 && j <= last; j++) low = Math.min(low, zs[j]!);
+      if (low - zs[k - 1]! < 0.25 * rise) rise = Math.max(0, low - zs[k - 1]!);
+    }
+    if (rise > first) {
+      second = first;
+      first = rise;
+    } else if (rise > second) second = rise;
+  }
+  risesScratch.first = first;
+  risesScratch.second = second;
+  return risesScratch;
+}
+
+/** Whether each of the last three rises of `zs` is above `jumpAt` and at least `least`. */
+function climbsByJumps(zs: readonly number[], jumpAt: number, least: number): boolean {
+  if (zs.length < 4) return false;
+  for (let k = zs.length - 3; k < zs.length; k++) {
+    const rise = zs[k]! - zs[k - 1]!;
+    if (rise <= jumpAt || rise < least) return false;
+  }
+  return true;
+}
 
 /**
  * Whether `zs` rises into index `k` and on into `k + 1`: a step that lands within an hour shows
