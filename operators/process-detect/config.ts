@@ -51,13 +51,9 @@ export const DetectConfig = z.strictObject({
    * A climb of a jump in each of the last three hours, each at least `secondJumpShare` of the
    * largest rise, need not hold first (see `jumpHoldHours`). A fast leak on a quiet series rises
    * by a jump every hour; a burst, even a cluster of them, gives its memory back in between.
-   * Not for a series in its warm-up: a refill climbs as fast, then slows. Off by default for
-   * now: over 154 fleets it cost no leak and no false suspect and found 54 leaks sooner (−134 h),
-   * but in the closed loop's test fleet it let the mitigation act hours sooner, and a long climb
-   * on another host's `monitor-agent`, sitting at its bar, was pushed over it by its peers'
-   * earlier restarts and raised, falsely (why its day medians climb is not traced yet).
+   * Not for a series in its warm-up: a refill climbs as fast, then slows.
    */
-  jumpClimb: z.boolean().default(false),
+  jumpClimb: z.boolean().default(true),
   /**
    * Floor of a sawtooth: a series whose hourly levels jump up and down (a GC or cache cycle of a
    * few hours, sampled hourly) but whose lows hold steady is judged again on its lows, the

@@ -232,6 +232,8 @@ export class ProcessDetectCore {
   private readonly coarseDayFloor: number[] = [];
   /** By coarse group: the climb a long climb must beat (see `longClimb`). */
   private readonly coarseClimb: number[] = [];
+  /** By coarse group: the peers' healthy climb, their median (at least zero; see `longClimb`). */
+  private readonly coarseClimbCentre: number[] = [];
   /** Memory per VM (log scale) of components whose memory follows the VM count of the host. */
   private readonly coarsePerVm: (number | undefined)[] = [];
   /** The component's memory per VM over the windows that had VM changes: decayed sums of host-weighted medians, and of hosts. */
@@ -473,6 +475,7 @@ export class ProcessDetectCore {
       const below: number[] = [];
       for (const s of climbs) if (s < centre) below.push(centre - s);
       if (below.length < cfg.minPeers) continue;
+      this.coarseClimbCentre[g] = Math.max(0, centre);
       this.coarseClimb[g] =
         Math.max(0, centre) + cfg.climbSigmas * this.peerSpread(climbs.length) * sdFromFalls(below);
     }
@@ -1013,8 +1016,11 @@ export class ProcessDetectCore {
         return this.reject(slot, now, "no long climb: restarted or reset in four days");
       return undefined;
     }
-    const bar = this.coarseClimb[this.fineOf[this.cols.fine[slot]!]!];
-    if (bar === undefined || climb.s < bar || climb.s < cfg.minRelGrowth)
+    const coarse = this.fineOf[this.cols.fine[slot]!]!;
+    const bar = this.coarseClimb[coarse];
+    // Beyond the peers' own climb by `minRelGrowth` too: their common mode drifts over days, and
+    // where the peers climb as one, the spread of their climbs is no bar at all.
+    if (bar === undefined || climb.s < bar || climb.s - this.coarseClimbCentre[coarse]! < cfg.minRelGrowth)
       return this.reject(slot, now, "long climb too small");
     // In a component that follows (or may follow) the VM count, a climb over days in which the
     // host's VMs came or went may be the VMs': over days, what the stitching took out or left in
@@ -1023,10 +1029,7 @@ export class ProcessDetectCore {
     // a VM count now other than at the end of the day before yesterday, or a stitched window
     // in the ring.
     const reach = this.cols.ringLen[slot]! - 1;
-    if (
-      this.followsVms(this.fineOf[this.cols.fine[slot]!]!) &&
-      (climb.vmsMoved || this.stitchesIn(slot, reach) > 0)
-    )
+    if (this.followsVms(coarse) && (climb.vmsMoved || this.stitchesIn(slot, reach) > 0))
       return this.reject(slot, now, "long climb with VM changes");
     // Day after day at a pace (see `climbStepShare`). The steps are read only now: most series
     // fail on the bar, and each step is another median over a day of levels.
