@@ -274,7 +274,9 @@ export const DetectConfig = z.strictObject({
    * hourly tests within the ring, yet its calendar-day medians (which cancel both) climb day
    * after day. Flagged when the last 24 hours' median has climbed since the day three days back
    * by more than the healthy peers' climbs (their median plus `climbSigmas` standard deviations,
-   * read from the half below it), `minRelGrowth`, and `wanderSigmas` of the series' own wander,
+   * read from the half below it), their median plus `minRelGrowth` (in a small group their common
+   * mode drifts, and peers that climb as one leave no spread to stand on), and `wanderSigmas` of
+   * the series' own wander,
    * with no restart since (in a component that follows the VM count, nor VMs come or gone in
    * the last two days); and day after day at a pace: of three daily steps (the day before
    * yesterday over that day, yesterday over the day before, the last 24 hours over the 24
