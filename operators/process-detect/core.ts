@@ -232,8 +232,6 @@ export class ProcessDetectCore {
   private readonly coarseDayFloor: number[] = [];
   /** By coarse group: the climb a long climb must beat (see `longClimb`). */
   private readonly coarseClimb: number[] = [];
-  /** By coarse group: the peers' healthy climb, their median (at least zero; see `longClimb`). */
-  private readonly coarseClimbCentre: number[] = [];
   /** Memory per VM (log scale) of components whose memory follows the VM count of the host. */
   private readonly coarsePerVm: (number | undefined)[] = [];
   /** The component's memory per VM over the windows that had VM changes: decayed sums of host-weighted medians, and of hosts. */
@@ -475,9 +473,13 @@ export class ProcessDetectCore {
       const below: number[] = [];
       for (const s of climbs) if (s < centre) below.push(centre - s);
       if (below.length < cfg.minPeers) continue;
-      this.coarseClimbCentre[g] = Math.max(0, centre);
-      this.coarseClimb[g] =
-        Math.max(0, centre) + cfg.climbSigmas * this.peerSpread(climbs.length) * sdFromFalls(below);
+      // Beyond the centre by `minRelGrowth` at least: peers that climb as one (their common mode
+      // drifts over days in a small group) leave no spread to stand on.
+      const floor = Math.max(0, centre);
+      this.coarseClimb[g] = Math.max(
+        floor + cfg.climbSigmas * this.peerSpread(climbs.length) * sdFromFalls(below),
+        floor + cfg.minRelGrowth,
+      );
     }
     for (const [g, values] of acc.wanderSeen)
       this.coarseWander[g] = values.length >= cfg.minPeers ? Float32Array.from(values).sort() : undefined;
@@ -1018,10 +1020,7 @@ export class ProcessDetectCore {
     }
     const coarse = this.fineOf[this.cols.fine[slot]!]!;
     const bar = this.coarseClimb[coarse];
-    // Beyond the peers' own climb by `minRelGrowth` too: their common mode drifts over days, and
-    // where the peers climb as one, the spread of their climbs is no bar at all.
-    if (bar === undefined || climb.s < bar || climb.s - this.coarseClimbCentre[coarse]! < cfg.minRelGrowth)
-      return this.reject(slot, now, "long climb too small");
+    if (bar === undefined || climb.s < bar) return this.reject(slot, now, "long climb too small");
     // In a component that follows (or may follow) the VM count, a climb over days in which the
     // host's VMs came or went may be the VMs': over days, what the stitching took out or left in
     // adds up (a kernel pool that held while its host's VMs left climbs net of them), and
@@ -1555,11 +1554,11 @@ export class ProcessDetectCore {
     let maxInc = 0;
     let secondInc = 0;
     let lastJumpBack = -1;
+    let prev = minZ;
     const jumpAt = cfg.jumpSigmas * levelNoise * Math.SQRT2 * 1.25;
     const anchor = c.anchor[slot]!;
     const base = slot * cfg.ringHours;
     let pos = this.ringPos(slot, hours);
-    let prev = minZ;
     for (let back = hours; back >= 0; back--, pos = this.newerPos(pos, base)) {
       const v = anchor + levelOf(this.ring[pos]!);
       ts.push(hours - back);
